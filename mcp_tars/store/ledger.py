@@ -29,12 +29,21 @@ def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
 
 
+_ZERO_DEFAULTS = {
+    "input_tokens": 0, "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "cache_read_tokens": 0,
+    "output_tokens": 0, "baseline_estimated": 1, "attempts": 1,
+}
+
+
 def _prepare(row: Mapping[str, Any]) -> tuple:
     unknown = set(row) - set(LEDGER_COLUMNS)
     if unknown:
         raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
     values = dict(row)
     values.setdefault("day", utc_day(values["ts"]))
+    for key, default in _ZERO_DEFAULTS.items():
+        if values.get(key) is None:
+            values[key] = default
     for key in ("prompt_cache", "pruning", "decisions"):
         if values.get(key) is not None and not isinstance(values[key], str):
             values[key] = json.dumps(values[key], sort_keys=True, default=str)
