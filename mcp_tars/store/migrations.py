@@ -122,3 +122,104 @@ def m003_daily_spend(db: sqlite_utils.Database) -> None:
         ON CONFLICT (tenant, day) DO UPDATE SET
             calls = calls + 1, cost_usd = cost_usd + COALESCE(NEW.cost_usd, 0);
     END""")
+
+
+@migration
+def m030_alerts(db: sqlite_utils.Database) -> None:
+    # Alerts (budget warnings and limits, missed heartbeat targets), at most one
+    # per tenant, kind, scope and period: a check that runs before every call
+    # records the first crossing and stays quiet after it.
+    db.execute("""
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,                 -- budget_warning | budget_exceeded | target_missed
+        scope TEXT NOT NULL,                -- daily | monthly | the heartbeat check's name
+        period TEXT NOT NULL,               -- YYYY-MM-DD or YYYY-MM (UTC)
+        share REAL,                         -- share of the limit (budgets) or measured value (checks)
+        spent_usd REAL,
+        limit_usd REAL,
+        action TEXT,                        -- what the policy did: warn | block | downgrade | defer | hold
+        message TEXT NOT NULL,
+        UNIQUE (tenant, kind, scope, period)
+    )""")
+    db.execute("CREATE INDEX alerts_ts ON alerts(ts)")
+
+
+# Report roll-ups: per-day sums of the ledger kept by triggers, so that a
+# report over a million rows reads a few thousand. Each entry is
+# (column, expression over one ledger row); "{r}" is NEW, OLD or the table.
+_ROLLUP_SUMS = (
+    ("calls", "1"),
+    ("api_calls", "({r}.source = 'api')"),
+    ("cache_hits", "({r}.source = 'cache')"),
+    ("cache_hits_exact", "({r}.source = 'cache' AND {r}.cache_kind = 'exact')"),
+    ("cache_hits_semantic", "({r}.source = 'cache' AND {r}.cache_kind = 'semantic')"),
+    ("batch_calls", "({r}.source = 'batch')"),
+    ("input_tokens", "{r}.input_tokens"),
+    ("cache_write_5m_tokens", "{r}.cache_write_5m_tokens"),
+    ("cache_write_1h_tokens", "{r}.cache_write_1h_tokens"),
+    ("cache_read_tokens", "{r}.cache_read_tokens"),
+    ("output_tokens", "{r}.output_tokens"),
+    ("cost_usd", "COALESCE({r}.cost_usd, 0)"),
+    ("priced_calls", "({r}.cost_usd IS NOT NULL)"),
+    ("unknown_price_calls", "({r}.pricing_source = 'unknown')"),
+    ("baseline_cost_usd", "COALESCE({r}.baseline_cost_usd, 0)"),
+    ("baseline_calls", "({r}.baseline_cost_usd IS NOT NULL)"),
+    ("estimated_baseline_calls", "({r}.baseline_cost_usd IS NOT NULL AND {r}.baseline_estimated != 0)"),
+    ("saved_cache_usd", "COALESCE({r}.saved_cache_usd, 0)"),
+    ("saved_routing_usd", "COALESCE({r}.saved_routing_usd, 0)"),
+    ("saved_pruning_usd", "COALESCE({r}.saved_pruning_usd, 0)"),
+    ("saved_prompt_cache_usd", "COALESCE({r}.saved_prompt_cache_usd, 0)"),
+    ("saved_batch_usd", "COALESCE({r}.saved_batch_usd, 0)"),
+    ("helped_cache", "(COALESCE({r}.saved_cache_usd, 0) > 0)"),
+    ("helped_routing", "(COALESCE({r}.saved_routing_usd, 0) > 0)"),
+    ("helped_pruning", "(COALESCE({r}.saved_pruning_usd, 0) > 0)"),
+    ("helped_prompt_cache", "(COALESCE({r}.saved_prompt_cache_usd, 0) > 0)"),
+    ("helped_batch", "(COALESCE({r}.saved_batch_usd, 0) > 0)"),
+    ("pruned_calls", "({r}.tokens_before_pruning IS NOT NULL AND {r}.tokens_after_pruning IS NOT NULL)"),
+    ("tokens_pruned", "COALESCE({r}.tokens_before_pruning - {r}.tokens_after_pruning, 0)"),
+    ("latency_ms", "COALESCE({r}.latency_ms, 0)"),
+    ("latency_calls", "({r}.latency_ms IS NOT NULL)"),
+)
+
+
+def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str]) -> None:
+    """Create ``table`` keyed by ``keys`` (column -> expression over a ledger
+    row), fill it from the existing ledger, and keep it exact on insert,
+    update and delete."""
+    key_cols = list(keys)
+    columns = ",\n".join(
+        [f"{k} TEXT NOT NULL" for k in key_cols]
+        + [f"{c} {'REAL' if c.endswith('_usd') or c == 'latency_ms' else 'INTEGER'} NOT NULL DEFAULT 0"
+           for c, _ in _ROLLUP_SUMS]
+    )
+    db.execute(f"CREATE TABLE {table} ({columns}, PRIMARY KEY ({', '.join(key_cols)}))")
+    all_cols = ", ".join(key_cols + [c for c, _ in _ROLLUP_SUMS])
+
+    def exprs(r: str, sign: str = "") -> str:
+        return ", ".join([e.format(r=r) for e in keys.values()] + [f"{sign}({e.format(r=r)})" for _, e in _ROLLUP_SUMS])
+
+    upsert_tail = (f" ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET "
+                   + ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in _ROLLUP_SUMS))
+    db.execute(f"INSERT INTO {table} ({all_cols}) SELECT "
+               + ", ".join([e.format(r="ledger") for e in keys.values()]
+                           + [f"SUM({e.format(r='ledger')})" for _, e in _ROLLUP_SUMS])
+               + f" FROM ledger WHERE true GROUP BY {', '.join(e.format(r='ledger') for e in keys.values())}")
+    add_new = f"INSERT INTO {table} ({all_cols}) VALUES ({exprs('NEW')}){upsert_tail};"
+    remove_old = f"INSERT INTO {table} ({all_cols}) VALUES ({exprs('OLD', '-')}){upsert_tail};"
+    db.execute(f"CREATE TRIGGER {table}_insert AFTER INSERT ON ledger BEGIN {add_new} END")
+    db.execute(f"CREATE TRIGGER {table}_delete AFTER DELETE ON ledger BEGIN {remove_old} END")
+    db.execute(f"CREATE TRIGGER {table}_update AFTER UPDATE ON ledger BEGIN {remove_old} {add_new} END")
+
+
+@migration
+def m031_report_rollups(db: sqlite_utils.Database) -> None:
+    # Per tenant, day and model (every report but sessions), and per tenant, day
+    # and session ('' for calls without one).
+    _rollup(db, "rollup_daily_model", {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model"})
+    db.execute("CREATE INDEX rollup_daily_model_day ON rollup_daily_model(day)")
+    _rollup(db, "rollup_daily_session",
+            {"tenant": "{r}.tenant", "day": "{r}.day", "session_key": "COALESCE({r}.session_id, '')"})
+    db.execute("CREATE INDEX rollup_daily_session_day ON rollup_daily_session(day)")
