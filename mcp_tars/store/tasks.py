@@ -1,0 +1,392 @@
+"""Deferred tasks and Message Batches: every query of the crash-safe queue.
+
+The lifecycle lives in ``mcp_tars/batches.py``; this module only makes each
+transition one transaction, conditional on the state it leaves, so that two
+workers (or a restarted one) can never move a task twice:
+
+    queued ──claim──► claimed ──record_submission──► submitted ──ingest──► succeeded
+       ▲                 │  (the API's batch id and every task, one transaction)    │
+       │                 └─release (create failed) / adopt (found after a crash)    ├─► failed
+       └──────────── requeue_or_fail (errored / expired result, attempts left) ◄─────┘
+    queued ──cancel──► canceled            submitted ──cancel──► canceled (result still billed)
+    running (immediate run through the engine) ──► succeeded | failed
+
+A ``claimed`` task belongs to one ``claim_token`` (one batch about to be
+created). Its owner is recorded so a restarted worker can tell an orphaned
+claim from one a live process is still sending.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterable, Mapping
+
+from . import Store
+from . import ledger
+
+PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+OPEN_STATUSES = ("queued", "claimed", "submitted", "running")
+FINISHED_STATUSES = ("succeeded", "failed", "canceled", "expired")
+
+# Columns cheap enough to read for every queued task on every pass (no request bodies).
+_LIGHT = ("id, tenant, status, priority, priority_rank, category, model, prefix_key, created_at, deadline_at, "
+          "estimated_ready_at, attempts, request_bytes, claim_token, claim_owner, claimed_at, batch_id, "
+          "submitted_at, finished_at, cancel_requested, error")
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _loads(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+# -- creating tasks -------------------------------------------------------------
+
+
+def insert_task(store: Store, task: Mapping[str, Any]) -> None:
+    """Write a new task (queued or running) before anything is sent for it."""
+    values = dict(task)
+    for key in ("request", "params", "decisions"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            values[key] = json.dumps(values[key], sort_keys=True)
+    values["priority_rank"] = PRIORITY_RANK[values["priority"]]
+    values.setdefault("request_bytes", len(values.get("params") or ""))
+    columns = ", ".join(values)
+    with store.write() as c:
+        c.execute(f"INSERT INTO tasks ({columns}) VALUES ({', '.join('?' for _ in values)})", tuple(values.values()))
+
+
+def get_task(store: Store, tenant: str, task_id: str, *, with_request: bool = False) -> dict | None:
+    extra = ", request, params, decisions, text, content, result_model, stop_reason, cost_usd, response_id, result_type"
+    with store.read() as c:
+        rows = _rows(c.execute(
+            f"SELECT {_LIGHT}{extra} FROM tasks WHERE id = ? AND tenant = ?", (task_id, tenant)))
+    if not rows:
+        return None
+    row = rows[0]
+    for key in ("request", "params", "decisions", "content"):
+        row[key] = _loads(row[key]) if with_request or key == "decisions" else None
+    return row
+
+
+def tasks_by_status(store: Store, tenant: str, statuses: Iterable[str]) -> list[dict]:
+    """Light rows (no request bodies), highest priority and oldest first."""
+    statuses = tuple(statuses)
+    with store.read() as c:
+        return _rows(c.execute(
+            f"SELECT {_LIGHT} FROM tasks WHERE tenant = ? AND status IN ({', '.join('?' for _ in statuses)}) "
+            "ORDER BY priority_rank, created_at, id", (tenant, *statuses)))
+
+
+def task_payloads(store: Store, task_ids: list[str]) -> dict[str, dict]:
+    """The stored request, API params and decisions of each task."""
+    out: dict[str, dict] = {}
+    with store.read() as c:
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start:start + 500]
+            for row in c.execute(
+                f"SELECT id, request, params, decisions, attempts FROM tasks WHERE id IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ):
+                out[row[0]] = {"request": _loads(row[1]), "params": _loads(row[2]), "decisions": _loads(row[3]),
+                               "attempts": row[4]}
+    return out
+
+
+def counts(store: Store, tenant: str) -> dict[str, int]:
+    with store.read() as c:
+        by_status = dict(c.execute("SELECT status, COUNT(*) FROM tasks WHERE tenant = ? GROUP BY status", (tenant,)).fetchall())
+        open_batches = c.execute(
+            "SELECT COUNT(*) FROM batches WHERE tenant = ? AND status IN ('in_progress', 'canceling', 'ended')", (tenant,)
+        ).fetchone()[0]
+    return {**by_status, "open_batches": open_batches}
+
+
+def has_open_work(store: Store, tenant: str) -> bool:
+    with store.read() as c:
+        return c.execute(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE tenant = ? AND status IN ('queued', 'claimed', 'submitted', 'running')) "
+            "OR EXISTS (SELECT 1 FROM batches WHERE tenant = ? AND status IN ('in_progress', 'canceling', 'ended'))",
+            (tenant, tenant),
+        ).fetchone()[0] == 1
+
+
+def note_waiting(store: Store, task_ids: list[str], message: str | None) -> None:
+    """Say on queued tasks why they wait (a budget hold), or clear it."""
+    with store.write() as c:
+        c.executemany("UPDATE tasks SET error = ? WHERE id = ? AND status = 'queued'", [(message, t) for t in task_ids])
+
+
+# -- submitting -----------------------------------------------------------------
+
+
+def claim(store: Store, tenant: str, task_ids: list[str], *, token: str, owner: str, now: float) -> list[str]:
+    """Take queued tasks for one batch about to be created; returns the ids
+    actually taken (a task another worker claimed first is skipped)."""
+    taken: list[str] = []
+    with store.write() as c:
+        for task_id in task_ids:
+            cur = c.execute(
+                "UPDATE tasks SET status = 'claimed', claim_token = ?, claim_owner = ?, claimed_at = ? "
+                "WHERE id = ? AND tenant = ? AND status = 'queued'",
+                (token, owner, now, task_id, tenant),
+            )
+            if cur.rowcount == 1:
+                taken.append(task_id)
+    return taken
+
+
+def record_submission(store: Store, tenant: str, *, token: str, batch_id: str, priority: str | None, now: float,
+                      adopted: bool = False) -> int:
+    """The batch exists at the API: record it and mark its tasks submitted, in
+    one transaction. Returns the number of tasks moved."""
+    with store.write() as c:
+        task_ids = [r[0] for r in c.execute(
+            "SELECT id FROM tasks WHERE claim_token = ? AND status = 'claimed' ORDER BY priority_rank, created_at, id", (token,))]
+        c.execute(
+            "INSERT INTO batches (id, tenant, status, priority, request_count, created_at, adopted) "
+            "VALUES (?, ?, 'in_progress', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (batch_id, tenant, priority, len(task_ids), now, int(adopted)),
+        )
+        for task_id in task_ids:
+            attempt = c.execute("SELECT attempts + 1 FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+            c.execute("INSERT INTO batch_tasks (batch_id, task_id, attempt) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                      (batch_id, task_id, attempt))
+        # A task canceled while it was being sent is canceled now; its batch still runs.
+        c.execute(
+            "UPDATE tasks SET status = CASE WHEN cancel_requested = 1 THEN 'canceled' ELSE 'submitted' END, "
+            "finished_at = CASE WHEN cancel_requested = 1 THEN ? ELSE NULL END, "
+            "batch_id = ?, attempts = attempts + 1, submitted_at = ?, "
+            "claim_token = NULL, claim_owner = NULL, claimed_at = NULL, error = NULL "
+            "WHERE claim_token = ? AND status = 'claimed'",
+            (now, batch_id, now, token),
+        )
+        return len(task_ids)
+
+
+def release_claim(store: Store, token: str, error: str | None, *, now: float) -> int:
+    """The batch was certainly not created: the claimed tasks go back to the queue."""
+    with store.write() as c:
+        return c.execute(
+            "UPDATE tasks SET status = CASE WHEN cancel_requested = 1 THEN 'canceled' ELSE 'queued' END, "
+            "finished_at = CASE WHEN cancel_requested = 1 THEN ? ELSE NULL END, "
+            "claim_token = NULL, claim_owner = NULL, claimed_at = NULL, error = ? "
+            "WHERE claim_token = ? AND status = 'claimed'",
+            (now, error, token),
+        ).rowcount
+
+
+def orphan_claim(store: Store, token: str) -> None:
+    """The create call ended without an answer: the batch may or may not exist.
+    Drop the owner so the next pass reconciles the claim with the API's list."""
+    with store.write() as c:
+        c.execute("UPDATE tasks SET claim_owner = NULL WHERE claim_token = ? AND status = 'claimed'", (token,))
+
+
+def claims(store: Store, tenant: str) -> list[dict]:
+    """Open claims: token, owner, earliest claimed_at and their task ids."""
+    with store.read() as c:
+        rows = c.execute(
+            "SELECT claim_token, claim_owner, MIN(claimed_at), group_concat(id, ' ') FROM tasks "
+            "WHERE tenant = ? AND status = 'claimed' GROUP BY claim_token, claim_owner ORDER BY MIN(claimed_at)",
+            (tenant,),
+        ).fetchall()
+    return [{"token": r[0], "owner": r[1], "claimed_at": r[2], "task_ids": r[3].split(" ")} for r in rows]
+
+
+def known_batch_ids(store: Store, batch_ids: Iterable[str]) -> set[str]:
+    ids = list(batch_ids)
+    if not ids:
+        return set()
+    with store.read() as c:
+        return {r[0] for r in c.execute(f"SELECT id FROM batches WHERE id IN ({', '.join('?' for _ in ids)})", ids)}
+
+
+# -- polling and results ---------------------------------------------------------
+
+
+def open_batches(store: Store, tenant: str) -> list[dict]:
+    with store.read() as c:
+        return _rows(c.execute(
+            "SELECT * FROM batches WHERE tenant = ? AND status IN ('in_progress', 'canceling', 'ended') "
+            "ORDER BY created_at, id", (tenant,)))
+
+
+def record_poll(store: Store, batch_id: str, *, status: str, request_counts: Mapping[str, int] | None, now: float) -> None:
+    with store.write() as c:
+        c.execute(
+            "UPDATE batches SET status = ?, counts = ?, polled_at = ?, polls = polls + 1, "
+            "ended_at = CASE WHEN ? = 'ended' THEN COALESCE(ended_at, ?) ELSE ended_at END "
+            "WHERE id = ? AND status != 'ingested'",
+            (status, json.dumps(dict(request_counts or {})), now, status, now, batch_id),
+        )
+
+
+def batch_task_ids(store: Store, batch_id: str) -> set[str]:
+    with store.read() as c:
+        return {r[0] for r in c.execute("SELECT task_id FROM batch_tasks WHERE batch_id = ?", (batch_id,))}
+
+
+def ingest_success(store: Store, tenant: str, *, task_id: str, batch_id: str, ledger_row: Mapping[str, Any],
+                   text: str, content: list, model: str, stop_reason: str | None, cost_usd: float | None,
+                   now: float) -> tuple[bool, str | None]:
+    """One succeeded result: its ledger row and the task's answer, in one
+    transaction. Returns (ledger row inserted, the task's status afterwards).
+
+    The ledger row goes in whatever the task's state: the API billed it. A task
+    that already finished (canceled meanwhile, or answered by another batch)
+    keeps its status; a canceled one records what its late answer cost."""
+    with store.write() as c:
+        inserted = ledger.insert(store, ledger_row, conn=c)
+        row = c.execute("SELECT status FROM tasks WHERE id = ? AND tenant = ?", (task_id, tenant)).fetchone()
+        if row is None:
+            return inserted, None
+        if row[0] in ("submitted", "claimed", "queued"):
+            c.execute(
+                "UPDATE tasks SET status = 'succeeded', result_type = 'succeeded', batch_id = ?, text = ?, content = ?, "
+                "result_model = ?, stop_reason = ?, cost_usd = ?, response_id = ?, finished_at = ?, error = NULL, "
+                "claim_token = NULL, claim_owner = NULL, claimed_at = NULL WHERE id = ?",
+                (batch_id, text, json.dumps(content), model, stop_reason, cost_usd, ledger_row["response_id"], now, task_id),
+            )
+            return inserted, "succeeded"
+        if row[0] == "canceled" and inserted:
+            c.execute(
+                "UPDATE tasks SET cost_usd = COALESCE(cost_usd, 0) + COALESCE(?, 0), response_id = ?, "
+                "error = 'canceled after submission; the API had already answered, and that answer was billed' "
+                "WHERE id = ?",
+                (cost_usd, ledger_row["response_id"], task_id),
+            )
+        return inserted, row[0]
+
+
+def settle_unanswered(store: Store, tenant: str, *, task_id: str, batch_id: str, result_type: str, error: str,
+                      retry: bool, max_attempts: int, now: float) -> str | None:
+    """An errored, expired or canceled result (or none at all) for a task of
+    this batch: back to the queue while attempts remain and ``retry``, else
+    failed with the API's error. Returns the task's new status (None: untouched)."""
+    with store.write() as c:
+        row = c.execute("SELECT status, batch_id, attempts FROM tasks WHERE id = ? AND tenant = ?",
+                        (task_id, tenant)).fetchone()
+        if row is None or row[0] != "submitted" or row[1] != batch_id:
+            return None  # finished already, or resubmitted elsewhere
+        status = "queued" if retry and row[2] < max_attempts else "failed"
+        if status == "queued":
+            c.execute("UPDATE tasks SET status = 'queued', batch_id = NULL, result_type = ?, error = ? WHERE id = ?",
+                      (result_type, error, task_id))
+        else:
+            c.execute("UPDATE tasks SET status = ?, result_type = ?, error = ?, finished_at = ? WHERE id = ?",
+                      (status, result_type, error, now, task_id))
+        return status
+
+
+def finish_batch(store: Store, batch_id: str, *, now: float) -> None:
+    with store.write() as c:
+        c.execute("UPDATE batches SET status = 'ingested', ingested_at = ? WHERE id = ?", (now, batch_id))
+
+
+def submitted_tasks_of(store: Store, batch_id: str) -> list[str]:
+    with store.read() as c:
+        return [r[0] for r in c.execute("SELECT id FROM tasks WHERE batch_id = ? AND status = 'submitted'", (batch_id,))]
+
+
+# -- cancellation -----------------------------------------------------------------
+
+
+def cancel_task(store: Store, tenant: str, task_id: str, *, now: float) -> tuple[str, str | None] | None:
+    """Cancel a task. Queued: canceled at once. Claimed or submitted: canceled
+    too, but its batch still runs (a batch cannot be partially canceled), so a
+    late answer is still billed and recorded. Returns (status, batch_id), or
+    None for an unknown task."""
+    with store.write() as c:
+        row = c.execute("SELECT status, batch_id FROM tasks WHERE id = ? AND tenant = ?", (task_id, tenant)).fetchone()
+        if row is None:
+            return None
+        status, batch_id = row
+        if status == "queued":
+            c.execute("UPDATE tasks SET status = 'canceled', cancel_requested = 1, finished_at = ?, error = NULL WHERE id = ?",
+                      (now, task_id))
+            return "canceled", None
+        if status == "claimed":
+            # Being sent right now: record the wish; release or submission honours it.
+            c.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
+            return "claimed", None
+        if status == "submitted":
+            c.execute("UPDATE tasks SET status = 'canceled', cancel_requested = 1, finished_at = ? WHERE id = ?", (now, task_id))
+            return "canceled", batch_id
+        return status, batch_id
+
+
+def batches_to_cancel(store: Store, tenant: str) -> list[str]:
+    """Running batches none of whose tasks still wants an answer."""
+    with store.read() as c:
+        return [r[0] for r in c.execute(
+            "SELECT b.id FROM batches b WHERE b.tenant = ? AND b.status = 'in_progress' AND b.cancel_sent = 0 "
+            "AND NOT EXISTS (SELECT 1 FROM batch_tasks bt JOIN tasks t ON t.id = bt.task_id "
+            "                WHERE bt.batch_id = b.id AND t.status IN ('submitted', 'claimed') AND t.batch_id = b.id)",
+            (tenant,))]
+
+
+def mark_cancel_sent(store: Store, batch_id: str) -> None:
+    with store.write() as c:
+        c.execute("UPDATE batches SET cancel_sent = 1 WHERE id = ?", (batch_id,))
+
+
+# -- immediate runs -----------------------------------------------------------------
+
+
+def finish_running(store: Store, task_id: str, *, status: str, now: float, text: str | None = None,
+                   content: list | None = None, model: str | None = None, stop_reason: str | None = None,
+                   cost_usd: float | None = None, response_id: str | None = None, error: str | None = None,
+                   result_type: str = "immediate") -> None:
+    """Record the outcome of a task run through the engine at once; link its
+    ledger row (written by the engine) to the task."""
+    with store.write() as c:
+        c.execute(
+            "UPDATE tasks SET status = ?, text = ?, content = ?, result_model = ?, stop_reason = ?, cost_usd = ?, "
+            "response_id = ?, error = ?, finished_at = ?, result_type = ?, attempts = attempts + 1 "
+            "WHERE id = ? AND status = 'running'",
+            (status, text, json.dumps(content) if content is not None else None, model, stop_reason, cost_usd,
+             response_id, error, now, result_type, task_id),
+        )
+        if response_id:
+            c.execute("UPDATE ledger SET task_id = ? WHERE response_id = ? AND task_id IS NULL", (task_id, response_id))
+
+
+def start_running(store: Store, task_id: str) -> bool:
+    """A queued task is taken to run at once (its deadline is too near for a batch)."""
+    with store.write() as c:
+        return c.execute("UPDATE tasks SET status = 'running' WHERE id = ? AND status = 'queued'", (task_id,)).rowcount == 1
+
+
+def running_tasks(store: Store, tenant: str) -> list[dict]:
+    with store.read() as c:
+        return _rows(c.execute("SELECT id, claim_owner, created_at FROM tasks WHERE tenant = ? AND status = 'running'", (tenant,)))
+
+
+def set_running_owner(store: Store, task_id: str, owner: str) -> None:
+    with store.write() as c:
+        c.execute("UPDATE tasks SET claim_owner = ? WHERE id = ?", (owner, task_id))
+
+
+# -- listing ------------------------------------------------------------------------
+
+
+def finished(store: Store, tenant: str, *, limit: int, status: str | None) -> list[dict]:
+    statuses = (status,) if status else FINISHED_STATUSES
+    with store.read() as c:
+        rows = _rows(c.execute(
+            f"SELECT id, status, priority, created_at, finished_at, batch_id, attempts, text, result_model, cost_usd, error "
+            f"FROM tasks WHERE tenant = ? AND status IN ({', '.join('?' for _ in statuses)}) "
+            "ORDER BY finished_at DESC, id LIMIT ?",
+            (tenant, *statuses, limit)))
+    return rows
+
+
+def submissions(store: Store, task_id: str) -> list[dict]:
+    """Every batch a task was sent in (one row per attempt)."""
+    with store.read() as c:
+        return _rows(c.execute("SELECT batch_id, attempt FROM batch_tasks WHERE task_id = ? ORDER BY attempt", (task_id,)))
