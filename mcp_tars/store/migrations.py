@@ -7,6 +7,7 @@ Each runs inside the transaction that records it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -211,7 +212,12 @@ def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str]) -> None
     remove_old = f"INSERT INTO {table} ({all_cols}) VALUES ({exprs('OLD', '-')}){upsert_tail};"
     db.execute(f"CREATE TRIGGER {table}_insert AFTER INSERT ON ledger BEGIN {add_new} END")
     db.execute(f"CREATE TRIGGER {table}_delete AFTER DELETE ON ledger BEGIN {remove_old} END")
-    db.execute(f"CREATE TRIGGER {table}_update AFTER UPDATE ON ledger BEGIN {remove_old} {add_new} END")
+    # Only updates of summed or grouping columns move money between groups
+    # (setting task_id on a row, for instance, does not).
+    watched = sorted({name for e in [*keys.values(), *(e for _, e in _ROLLUP_SUMS)]
+                      for name in re.findall(r"\{r\}\.(\w+)", e)})
+    db.execute(f"CREATE TRIGGER {table}_update AFTER UPDATE OF {', '.join(watched)} ON ledger "
+               f"BEGIN {remove_old} {add_new} END")
 
 
 @migration

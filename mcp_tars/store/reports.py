@@ -1,0 +1,135 @@
+"""Report queries. Every report is answered from the per-day roll-ups that
+triggers keep beside the ledger (migration m031), so its cost grows with the
+number of days, models and sessions, not with the number of calls.
+
+Every function returns plain sums (one dict per group, the roll-up's columns);
+the arithmetic on them (rates, shares, savings by lever) is ``mcp_tars.reports``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from . import Store
+from .migrations import _ROLLUP_SUMS
+
+SUM_COLUMNS: tuple[str, ...] = tuple(c for c, _ in _ROLLUP_SUMS)
+OTHER_SESSIONS = "\x00other"  # the key of the group that gathers the sessions below the top N
+_SUMS_SQL = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
+_GROUPINGS = {(): (), ("model",): ("model",), ("day",): ("day",), ("day", "model"): ("day", "model")}
+
+
+def _where(tenant: str | None, first_day: str | None, last_day: str | None) -> tuple[str, list]:
+    clauses, params = [], []
+    if tenant is not None:
+        clauses.append("tenant = ?")
+        params.append(tenant)
+    if first_day is not None:
+        clauses.append("day >= ?")
+        params.append(first_day)
+    if last_day is not None:
+        clauses.append("day <= ?")
+        params.append(last_day)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _rows(store: Store, sql: str, params: Iterable) -> list[dict]:
+    with store.read() as c:
+        cur = c.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None,
+         by: tuple[str, ...] = ()) -> list[dict]:
+    """Roll-up sums over a range of UTC days (inclusive; None is unbounded),
+    grouped by nothing (one row, zeros when empty), ``("model",)``, ``("day",)``
+    or ``("day", "model")``. Groups come sorted by their keys."""
+    if tuple(by) not in _GROUPINGS:
+        raise ValueError(f"cannot group report sums by {by!r}; use one of {list(_GROUPINGS)}")
+    where, params = _where(tenant, first_day, last_day)
+    keys = ", ".join(by)
+    select = f"{keys}, {_SUMS_SQL}" if by else _SUMS_SQL
+    sql = f"SELECT {select} FROM rollup_daily_model{where}"
+    if by:
+        sql += f" GROUP BY {keys} HAVING SUM(calls) > 0 ORDER BY {keys}"
+    rows = _rows(store, sql, params)
+    if not by:
+        row = rows[0]
+        return [{c: (row[c] if row[c] is not None else 0) for c in SUM_COLUMNS}]
+    return rows
+
+
+def session_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None,
+                 top: int) -> list[dict]:
+    """Sums per session (key ``session``; '' for calls without a session), the
+    ``top`` most expensive first; the rest gathered under ``OTHER_SESSIONS``
+    so that the groups still add up to the period's totals."""
+    if top < 1:
+        raise ValueError(f"the number of sessions to list must be at least 1 (got {top})")
+    where, params = _where(tenant, first_day, last_day)
+    per_session = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
+    regroup = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
+    sql = f"""
+    WITH s AS (
+        SELECT session_key, {per_session} FROM rollup_daily_session{where}
+        GROUP BY session_key HAVING SUM(calls) > 0
+    ), ranked AS (
+        SELECT *, ROW_NUMBER() OVER (ORDER BY cost_usd DESC, calls DESC, session_key) AS rank FROM s
+    )
+    SELECT CASE WHEN rank <= ? THEN session_key ELSE ? END AS session, MIN(rank) AS rank, {regroup}
+    FROM ranked GROUP BY 1 ORDER BY 2"""
+    rows = _rows(store, sql, [*params, top, OTHER_SESSIONS])
+    for r in rows:
+        r.pop("rank")
+    return rows
+
+
+def day_span(store: Store, *, tenant: str | None) -> tuple[str | None, str | None]:
+    """First and last UTC day with ledger rows (None, None for an empty ledger)."""
+    where, params = _where(tenant, None, None)
+    rows = _rows(store, f"SELECT MIN(day) AS first, MAX(day) AS last FROM rollup_daily_model{where}", params)
+    return rows[0]["first"], rows[0]["last"]
+
+
+def ledger_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict:
+    """The same sums computed straight from the ledger (slow: a full scan of
+    the range). For checking the roll-ups, not for reports."""
+    where, params = _where(tenant, first_day, last_day)
+    select = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in _ROLLUP_SUMS)
+    row = _rows(store, f"SELECT {select} FROM ledger{where}", params)[0]
+    return {c: (row[c] if row[c] is not None else 0) for c in SUM_COLUMNS}
+
+
+def rollup_mismatches(store: Store, *, tolerance_usd: float = 1e-6) -> list[str]:
+    """Differences between the roll-ups and the ledger, per tenant and day; an
+    empty list when they agree (money within ``tolerance_usd``)."""
+    direct_sql = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in _ROLLUP_SUMS)
+    direct = {(r.pop("tenant"), r.pop("day")): r for r in _rows(
+        store, f"SELECT tenant, day, {direct_sql} FROM ledger GROUP BY tenant, day", [])}
+    problems: list[str] = []
+    for table in ("rollup_daily_model", "rollup_daily_session"):
+        rolled = {(r.pop("tenant"), r.pop("day")): r for r in _rows(
+            store, f"SELECT tenant, day, {_SUMS_SQL} FROM {table} GROUP BY tenant, day HAVING SUM(calls) != 0", [])}
+        for key in sorted(set(direct) | set(rolled)):
+            a_row, b_row = direct.get(key, {}), rolled.get(key, {})
+            for col in SUM_COLUMNS:
+                a, b = a_row.get(col) or 0, b_row.get(col) or 0
+                differ = abs(a - b) > tolerance_usd if isinstance(a, float) or isinstance(b, float) else a != b
+                if differ:
+                    problems.append(f"{table} {key[0]} {key[1]} {col}: ledger {a!r}, roll-up {b!r}")
+    return problems
+
+
+def rebuild_rollups(store: Store) -> None:
+    """Recompute both roll-ups from the ledger (after a manual edit with the
+    triggers dropped, or to repair a damaged file)."""
+    from .migrations import MIGRATIONS
+
+    (m031,) = [m for m in MIGRATIONS if m.name == "m031_report_rollups"]
+    with store.write() as c:
+        for table in ("rollup_daily_model", "rollup_daily_session"):
+            for suffix in ("insert", "delete", "update"):
+                c.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+            c.execute(f"DROP TABLE IF EXISTS {table}")
+        m031.apply(store.db)
