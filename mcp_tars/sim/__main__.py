@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
     parser.add_argument("--prices", default=None, help="price table (default: the packaged prices.json)")
+    parser.add_argument("--no-request-bodies", action="store_true", help="log requests without their bodies")
     return parser.parse_args(argv)
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         api_key=args.api_key,
         prices_path=args.prices,
+        keep_request_bodies=not args.no_request_bodies,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -156,8 +156,8 @@ def _tool_to_call(body: dict[str, Any], question: str) -> dict[str, Any] | None:
         return None
     if isinstance(last["content"], list) and any(b.get("type") == "tool_result" for b in last["content"]):
         return None
-    if choice == "tool":
-        return next(tool for tool in tools if tool["name"] == body["tool_choice"]["name"])
+    if choice == "tool":  # a forced server tool is not ours to call: answer with text
+        return next((tool for tool in tools if tool["name"] == body["tool_choice"]["name"]), None)
     if choice != "any" and not _TOOL_MARKER.search(question):
         return None
     named = [tool for tool in tools if tool["name"] in question]

@@ -14,6 +14,7 @@ import random
 import re
 import string
 import threading
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from mcp_tars import clock
 from .answers import answer_tag, compose_answer
 from .batches import SimBatch, list_page, validate_batch_requests
 from .billing import BillLine, PriceTable
-from .errors import APIError, invalid_request
+from .errors import APIError, error_body, invalid_request
 from .faults import DEFAULT_RANDOM_KINDS, DEFAULT_TIMEOUT_SECONDS, Fault, FaultPlan
 from .models import ModelCatalogue
 from .prompt import build_prompt
@@ -42,6 +43,9 @@ _RATE_LIMIT_HEADERS = {
     "anthropic-ratelimit-tokens-remaining": "1999000",
 }
 _UNLOGGED_HEADERS = ("authorization", "x-api-key")
+# Usage fields a message_delta repeats as cumulative totals.
+_CUMULATIVE_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+_OVERLOADED = {"type": "overloaded_error", "message": "Overloaded"}
 
 
 @dataclass
@@ -91,6 +95,7 @@ class SimulatedAnthropic:
         cache_minimum_tokens: dict[str, int] | None = None,
         token_factors: dict[str, float] | None = None,
         cache_lookback_blocks: int = DEFAULT_LOOKBACK_BLOCKS,
+        keep_request_bodies: bool = True,
     ) -> None:
         self.latency_s = latency_s
         self.output_tokens_per_s = output_tokens_per_s
@@ -98,6 +103,8 @@ class SimulatedAnthropic:
         self.batch_error_rate = batch_error_rate
         self.seed = seed
         self.api_key = api_key  # None: any non-empty key is accepted
+        # Long benchmarks send gigabytes of prompts: they can log requests without bodies.
+        self.keep_request_bodies = keep_request_bodies
         self.prices = PriceTable.load(prices_path)
         self.models = ModelCatalogue(
             self.prices.models, cache_minimum_tokens=cache_minimum_tokens, token_factors=token_factors
@@ -244,17 +251,20 @@ class SimulatedAnthropic:
             self._authenticate(request.headers)
             streaming = request.path == "/v1/messages" and isinstance(body, dict) and body.get("stream") is True
             fault = self._faults.take(request.path, streaming)
-            if fault is not None and fault.kind == "reset":
+            kind = fault.kind if fault is not None else None
+            if kind == "reset":
                 reply = Reply(reset=True)
-            elif fault is not None and fault.kind not in ("timeout", "stream_overloaded"):
+            elif kind in ("429", "529", "500", "400"):
                 reply = self._fault_reply(fault, request_id)
             else:
-                if fault is not None and fault.kind == "timeout":
-                    self._sleep(fault.seconds)
+                self._sleep(fault.seconds if kind == "timeout" else 0.0)
                 self._sleep(self.latency_s)
-                reply = self._route(request, body, break_stream=fault is not None and fault.kind == "stream_overloaded")
+                reply = self._route(request, body, break_stream=kind == "stream_overloaded")
         except APIError as error:
             reply = _json_reply(error.body(request_id), error.status)
+        except Exception as error:  # a bug in the sim: answer as the API would, and say what broke
+            traceback.print_exc()
+            reply = _json_reply(error_body("api_error", f"simulator error: {error!r}", request_id), 500)
         if entry is not None:
             entry.status = reply.status
         reply.headers["request-id"] = request_id
@@ -314,7 +324,7 @@ class SimulatedAnthropic:
                 content_type="text/event-stream; charset=utf-8",
                 events=self._stream_events(prepared, break_stream=break_stream),
             )
-        self._sleep_for_output(prepared.message["usage"]["output_tokens"])
+        self._sleep(self._output_seconds(prepared.message["usage"]["output_tokens"]))
         self._record_bill(prepared.bill_line)
         return _json_reply(prepared.message)
 
@@ -337,7 +347,9 @@ class SimulatedAnthropic:
             )
         now = clock.now()
         outcome = self._cache.apply(alias, prompt, self.models.cache_minimum(alias), now)
-        answer = compose_answer(body, token_factor=factor, seed=self.seed, new_tool_use_id=lambda: self._new_id("toolu_"))
+        answer = compose_answer(
+            body, token_factor=factor, seed=self.seed, new_tool_use_id=lambda: self._new_id("toolu_")
+        )
         usage: dict[str, Any] = {
             "input_tokens": outcome.input_tokens,
             "cache_creation_input_tokens": outcome.cache_creation_input_tokens,
@@ -383,32 +395,34 @@ class SimulatedAnthropic:
         pause = self._output_seconds(output_tokens) / max(1, sum(len(d) for d in deltas))
         start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
         start["usage"] = {**usage, "output_tokens": min(1, output_tokens)}
-        yield _sse("message_start", {"type": "message_start", "message": start})
-        if break_stream and not message["content"]:
-            yield _sse("error", _overloaded_event())
-            return
+        yield _event("message_start", message=start)
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+                yield _event("content_block_start", index=index, content_block={"type": "text", "text": ""})
                 if index == 0:
-                    yield _sse("ping", {"type": "ping"})
+                    yield _event("ping")
                 for text in deltas[index]:
                     self._sleep(pause)
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})
+                    yield _event("content_block_delta", index=index, delta={"type": "text_delta", "text": text})
                     if break_stream:
-                        yield _sse("error", _overloaded_event())
-                        return
+                        break
+                if break_stream:  # fail mid-way: after the first text delta
+                    yield _event("error", error=_OVERLOADED)
+                    return
             else:  # tool_use: the input arrives as JSON fragments
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}})
+                yield _event("content_block_start", index=index, content_block={**block, "input": {}})
                 arguments = json.dumps(block["input"])
                 for fragment in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": fragment}})
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        final_usage = {key: usage[key] for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
+                    delta = {"type": "input_json_delta", "partial_json": fragment}
+                    yield _event("content_block_delta", index=index, delta=delta)
+            yield _event("content_block_stop", index=index)
+        if break_stream:  # no text to break in: fail before the final usage
+            yield _event("error", error=_OVERLOADED)
+            return
         delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
-        yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
+        yield _event("message_delta", delta=delta, usage={key: usage[key] for key in _CUMULATIVE_USAGE})
         self._record_bill(prepared.bill_line)
-        yield _sse("message_stop", {"type": "message_stop"})
+        yield _event("message_stop")
 
     def _count_tokens(self, body: Any) -> dict[str, int]:
         body = require_object(body)
@@ -550,6 +564,8 @@ class SimulatedAnthropic:
         """``/_sim/*``: drive and inspect a sim running in another process."""
         try:
             body = _parse_json(request.body) if request.body else {}
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
             route = (request.method, request.path)
             if route == ("GET", "/_sim/health"):
                 return _json_reply({"ok": True})
@@ -574,7 +590,7 @@ class SimulatedAnthropic:
                 custom_ids = body.pop("custom_ids", [])
                 self.fail_batch_requests(*custom_ids, **body)
                 return _json_reply({"ok": True})
-        except (TypeError, ValueError) as error:
+        except (APIError, TypeError, ValueError) as error:
             return _json_reply({"ok": False, "error": str(error)}, 400)
         return _json_reply({"ok": False, "error": f"unknown control endpoint {request.method} {request.path}"}, 404)
 
@@ -607,7 +623,14 @@ class SimulatedAnthropic:
         headers = {name: value for name, value in request.headers.items() if name not in _UNLOGGED_HEADERS}
         with self._lock:
             entry = SimRequest(
-                len(self.requests), request.method, request.path, request.query, body, headers, clock.now(), request_id
+                index=len(self.requests),
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                body=body if self.keep_request_bodies else None,
+                headers=headers,
+                ts=clock.now(),
+                request_id=request_id,
             )
             self.requests.append(entry)
         return entry
@@ -622,9 +645,6 @@ class SimulatedAnthropic:
 
     def _output_seconds(self, output_tokens: int) -> float:
         return output_tokens / self.output_tokens_per_s if self.output_tokens_per_s else 0.0
-
-    def _sleep_for_output(self, output_tokens: int) -> None:
-        self._sleep(self._output_seconds(output_tokens))
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -642,12 +662,10 @@ def _json_reply(payload: Any, status: int = 200) -> Reply:
     return Reply(status=status, body=json.dumps(payload).encode())
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def _overloaded_event() -> dict[str, Any]:
-    return {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+def _event(event_type: str, **fields: Any) -> bytes:
+    """One server-sent event; the ``event:`` line repeats the payload's type, as the API does."""
+    data = json.dumps({"type": event_type, **fields})
+    return f"event: {event_type}\ndata: {data}\n\n".encode()
 
 
 def _text_deltas(text: str) -> list[str]:
