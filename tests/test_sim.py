@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -197,6 +198,22 @@ def test_concurrent_requests(sim):
         thread.join()
     assert not errors
     assert len({line.response_id for line in sim.bill}) == 80
+
+
+def test_keep_alive_latency_and_generation_speed(client, sim):
+    for _ in range(3):
+        ask(client, max_tokens=20)
+    assert sim.connections_accepted == 1
+    sim.configure(latency_s=0.1)
+    started = time.monotonic()
+    ask(client, max_tokens=20)
+    assert time.monotonic() - started >= 0.1
+    sim.configure(latency_s=0.0, output_tokens_per_s=1000)
+    started = time.monotonic()
+    list(ask(client, "Take your time [sim:output_tokens=100]", stream=True))
+    assert time.monotonic() - started >= 0.09
+    with pytest.raises(ValueError, match="unknown settings"):
+        sim.configure(speed=2)
 
 
 def test_request_log_hides_credentials(client, sim):
@@ -564,8 +581,10 @@ def test_bill_lines_price_every_token_class(client, sim):
 # -------------------------------------------------- control endpoints + CLI
 
 
-def test_cli_process_and_control_endpoints(tmp_path):
-    with SimProcess.start("--batch-ready-after-polls", "1") as process:
+def test_cli_process_and_control_endpoints(tmp_path, monkeypatch):
+    clock_file = tmp_path / "clock"
+    monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(clock_file))
+    with SimProcess.start("--batch-ready-after-polls", "1", env=dict(os.environ)) as process:
         client, control = make_client(process.base_url), process.control
         assert control.healthy()
         message = ask(client, "Across processes")
@@ -584,6 +603,13 @@ def test_cli_process_and_control_endpoints(tmp_path):
         [listed] = control.batches().values()
         assert (listed["id"], listed["processing_status"]) == (batch.id, "in_progress")
         assert [r["custom_id"] for r in listed["requests"]] == ["r1", "r2"]
+
+        system = [cached(long_text(1200))]
+        assert control.configure(cache_minimum_tokens={MODEL: 1000})["cache_minimum_tokens"][MODEL] == 1000
+        ask(client, system=system)
+        assert ask(client, system=system).usage.cache_read_input_tokens > 0
+        clock.advance(301)  # the child process reads the same clock file
+        assert ask(client, system=system).usage.cache_read_input_tokens == 0
 
         control.fault_rate(1.0, kinds=["500"])
         with pytest.raises(anthropic.InternalServerError):

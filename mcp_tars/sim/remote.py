@@ -52,6 +52,11 @@ class RemoteSim:
     def fail_batch_requests(self, *custom_ids: str, **options: Any) -> None:
         self._call("POST", "/_sim/batch_failures", {"custom_ids": list(custom_ids), **options})
 
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change latency_s, output_tokens_per_s, batch_ready_after_polls, batch_error_rate
+        or cache_minimum_tokens on the running sim; returns the current values."""
+        return self._call("POST", "/_sim/config", settings)
+
     def reset(self) -> None:
         self._call("POST", "/_sim/reset")
 

@@ -56,11 +56,13 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.app = app
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.connections_accepted = 0
         super().__init__(address, _Handler)
 
     def process_request(self, request, client_address) -> None:
         with self._connections_lock:
             self._connections.add(request)
+            self.connections_accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request) -> None:

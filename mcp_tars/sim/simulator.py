@@ -46,6 +46,14 @@ _UNLOGGED_HEADERS = ("authorization", "x-api-key")
 # Usage fields a message_delta repeats as cumulative totals.
 _CUMULATIVE_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 _OVERLOADED = {"type": "overloaded_error", "message": "Overloaded"}
+# Settings that POST /_sim/config may change on a running sim.
+RUNTIME_SETTINGS = (
+    "latency_s",
+    "output_tokens_per_s",
+    "batch_ready_after_polls",
+    "batch_error_rate",
+    "cache_minimum_tokens",
+)
 
 
 @dataclass
@@ -176,6 +184,24 @@ class SimulatedAnthropic:
     def cache_minimum_tokens(self) -> dict[str, int]:
         """Minimum cacheable prefix per model alias (mutable: tune it live)."""
         return self.models.cache_minimum_tokens
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (keep-alive clients reuse one)."""
+        return self._server.connections_accepted if self._server is not None else 0
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change runtime settings (see RUNTIME_SETTINGS); returns them all.
+        ``cache_minimum_tokens`` is merged into the current table."""
+        unknown = set(settings) - set(RUNTIME_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; expected some of {list(RUNTIME_SETTINGS)}")
+        for name, value in settings.items():
+            if name == "cache_minimum_tokens":
+                self.cache_minimum_tokens.update(value)
+            else:
+                setattr(self, name, value)
+        return {name: getattr(self, name) for name in RUNTIME_SETTINGS}
 
     def bill_total_usd(self) -> float:
         with self._lock:
@@ -586,6 +612,8 @@ class SimulatedAnthropic:
             if route == ("POST", "/_sim/faults"):
                 self._apply_fault_settings(body)
                 return _json_reply({"ok": True, "pending": self._faults.pending})
+            if route == ("POST", "/_sim/config"):
+                return _json_reply(self.configure(**body))
             if route == ("POST", "/_sim/batch_failures"):
                 custom_ids = body.pop("custom_ids", [])
                 self.fail_batch_requests(*custom_ids, **body)
