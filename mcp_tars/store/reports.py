@@ -92,6 +92,31 @@ def day_span(store: Store, *, tenant: str | None) -> tuple[str | None, str | Non
     return rows[0]["first"], rows[0]["last"]
 
 
+def batches_ingested_per_day(store: Store, *, tenant: str | None, first_day: str | None,
+                             last_day: str | None) -> dict[str, int]:
+    """Message Batches whose results entered the ledger, per UTC day (the
+    deferred queue's ``batches`` table; empty when it does not exist)."""
+    with store.read() as c:
+        if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'").fetchone() is None:
+            return {}
+    where, params = _where(tenant, first_day, last_day)
+    rows = _rows(store, "SELECT day, COUNT(*) AS n FROM (SELECT tenant, date(ingested_at, 'unixepoch') AS day "
+                        f"FROM batches WHERE ingested_at IS NOT NULL){where} GROUP BY day", params)
+    return {r["day"]: r["n"] for r in rows}
+
+
+def cache_tokens_replaced_per_day(store: Store, *, tenant: str | None, first_day: str | None,
+                                  last_day: str | None) -> dict[str, int]:
+    """Tokens of the calls that response-cache hits replaced, per UTC day, from
+    ``decisions.cache.replaced_tokens`` on hit rows (days whose hits do not
+    record it are absent). A scan of the range's cache hits: for exports."""
+    where, params = _where(tenant, first_day, last_day)
+    where = (where + " AND" if where else " WHERE") + " source = 'cache'"
+    rows = _rows(store, "SELECT day, SUM(json_extract(decisions, '$.cache.replaced_tokens')) AS n "
+                        f"FROM ledger{where} GROUP BY day", params)
+    return {r["day"]: int(r["n"]) for r in rows if r["n"] is not None}
+
+
 def ledger_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict:
     """The same sums computed straight from the ledger (slow: a full scan of
     the range). For checking the roll-ups, not for reports."""
