@@ -451,7 +451,7 @@ class _Frame:
 def _daily_cost_chart(days: list[str], day_model: dict[tuple[str, str], float], baseline: dict[str, float],
                       models: list[str], colors: dict[str, str]) -> dict:
     f = _Frame()
-    if not days:
+    if not days or not baseline:  # no day with calls
         return {"frame": f, "empty": True}
     stack_max = max(sum(day_model.get((d, m), 0.0) for m in models) for d in days)
     top = _nice_max(max(stack_max, max(baseline.get(d, 0.0) for d in days)))
