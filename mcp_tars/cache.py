@@ -292,23 +292,25 @@ def _words(text: str) -> frozenset[str]:
 # Removed everywhere: politeness and filler that never changes the answer.
 FILLERS = _words("""
     please pls plz kindly thanks thank thx ty hey hi hello ok okay um uh umm hmm yo btw anyway anyways
-    actually exactly really basically just literally honestly simply very quite some any ever also
+    actually exactly really basically literally honestly some any also
 """)
 
 # Function words dropped from the terms (they carry no meaning a guard needs).
 STOPWORDS = _words("""
     a an the is are am be been being do does doing of at as that this these those there here it its
-    about what so such if let lets get got has have having thing something
+    what so such let lets has have having
 """)
 
 # Kept in the word order (they make direction), never terms themselves.
-MARKERS = {"to": "to", "into": "to", "onto": "to", "from": "from", "than": "than", "vs": "vs",
+MARKERS = {"about": "about", "to": "to", "into": "to", "onto": "to", "from": "from", "than": "than", "vs": "vs",
            "versus": "vs", "and": "and", "or": "or", "per": "per", "against": "against", "by": "by",
            "between": "between", "then": "then"}
 
 # Start a labelled segment ("... in python", "... with numpy"); a topic tag at
 # either end of a question may move ("python: reverse a list" = "reverse a list in python").
 TOPIC_PREPOSITIONS = _words("in with using for via within inside")
+# Open a clause whose relation to the rest matters ("when I run, my knee hurts").
+SUBORDINATORS = _words("if because while since unless although though until whether")
 
 NEGATIONS = {"not": "not", "no": "not", "never": "never", "none": "not", "nobody": "not",
              "nothing": "not", "nowhere": "not", "neither": "not", "nor": "not", "without": "without",
@@ -317,8 +319,13 @@ NEGATIONS = {"not": "not", "no": "not", "never": "never", "none": "not", "nobody
 PAST = _words("was were did had")
 FUTURE = _words("will shall")
 
-# Light terms: they count half in the similarity and never block the index.
-SOFT_TERMS = _words("i me my mine myself you your yours yourself we us our ours can could should would may might must ought")
+# Light terms: they count less in the similarity and stay out of the index
+# key. Pronouns of the asker and the assistant weigh least ("my Python
+# version" = "the Python version"); modals more ("can I" != "should I").
+SOFT_TERMS = {
+    **{w: 0.2 for w in "i me my mine myself you your yours yourself we us our ours".split()},
+    **{w: 0.5 for w in "can could should would may might must ought".split()},
+}
 
 QUESTION_WORDS = {"how": "how", "why": "why", "when": "when", "where": "where", "who": "who",
                   "whom": "who", "whose": "whose", "which": "which"}
@@ -332,9 +339,9 @@ NUMBER_WORDS = {
     "thousand": "1000", "million": "1000000", "billion": "1000000000", "trillion": "1000000000000",
     "half": "0.5", "dozen": "12",
 }
-ORDINALS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
+ORDINALS = {"first": "1th", "second": "2th", "third": "3th", "fourth": "4th", "fifth": "5th",
             "sixth": "6th", "seventh": "7th", "eighth": "8th", "ninth": "9th", "tenth": "10th",
-            "last": "last"}
+            "last": "last"}  # "1th": the canonical form of 1st / first (see _number_tokens)
 
 # Units and currencies -> canonical name.
 _UNIT_GROUPS = {
@@ -445,15 +452,15 @@ TECH_NAMES = _words("""
 """)
 
 SYNONYMS = {
-    "e-mail": "email", "website": "site", "web-site": "site", "js": "javascript", "golang": "go",
-    "postgres": "postgresql", "k8s": "kubernetes", "nodejs": "node.js", "node": "node.js",
+    "e-mail": "email", "js": "javascript", "golang": "go",
+    "postgres": "postgresql", "k8s": "kubernetes", "nodejs": "node.js",
     "colour": "color", "colours": "colors", "favourite": "favorite", "behaviour": "behavior",
     "centre": "center", "organise": "organize", "optimise": "optimize", "analyse": "analyze",
     "realise": "realize", "recognise": "recognize", "licence": "license", "grey": "gray",
     "much": "many", "u": "you", "ur": "your", "ya": "you", "wanna": "want", "cuz": "because",
-    "cos": "because", "coz": "because", "b/c": "because", "w/": "with", "w/o": "without",
-    "amongst": "among", "whilst": "while", "till": "until", "til": "until",
-    "programme": "program", "dotnet": ".net", "objc": "objective-c", "python3": "python",
+    "coz": "because", "b/c": "because", "w/": "with", "w/o": "without",
+    "amongst": "among", "whilst": "while", "till": "until",
+    "programme": "program", "dotnet": ".net", "objc": "objective-c",
     "sklearn": "scikit-learn", "macos": "macos", "osx": "macos",
 }
 _APOSTROPHELESS = {
@@ -479,7 +486,8 @@ _FRAMES_NEUTRAL = """
     meaning of|i want to know|i would like to know|i need to know|i want to understand|
     i would like to understand|let me know|what do you know about|what can you tell me about|
     what is meant by|information about|information on|info about|info on|some information about|
-    talk about|talk to me about|what about|what does|what do|so what is|in short|in brief|briefly tell me
+    talk about|talk to me about|what about|so what is|in short|in brief|briefly tell me|
+    thank you|thank you very much|thanks a lot|many thanks|cheers|much appreciated
 """
 _FRAMES_HOW = """
     how do i|how can i|how should i|how would i|how could i|how do you|how can you|how would you|
@@ -498,7 +506,10 @@ for _text, _intent in ((_FRAMES_NEUTRAL, None), (_FRAMES_HOW, "how"), (_FRAMES_W
         if _frame.strip():
             FRAMES[tuple(_frame.split())] = _intent
 _MAX_FRAME = max(len(f) for f in FRAMES)
-TRAILING_FRAMES = [("for", "me"), ("thank", "you"), ("mean",), ("means",), ("is",), ("are",)]
+
+# After "how do I / how do you" these make the question personal: "how do
+# you feel about X" asks the assistant, "how do I feel about X" does not.
+PERSONAL_VERBS = _words("feel think like love hate know see view rate prefer want mean say look sound")
 
 # Stop words per language, for telling an English question from a French one.
 _LANGUAGE_PROFILES = {
@@ -533,8 +544,9 @@ _VOWELS = set("aeiouy")
 
 @lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
-    """A light English stemmer: plurals and -ing/-ed only, never -er/-est
-    (faster and fastest are different questions)."""
+    """A light English stemmer: plurals and -ed only. Never -ing (marketing
+    is not market, training is not a train) nor -er/-est (faster and fastest
+    are different questions)."""
     if word in _STEM_IRREGULAR:
         return _STEM_IRREGULAR[word]
     if len(word) <= 3 or not word.isalpha() or not word.isascii() or word in _STEM_EXCEPTIONS:
@@ -546,13 +558,11 @@ def stem(word: str) -> str:
         base = word[:-2]
     elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
         base = word[:-1]
-    elif word.endswith("ing") and len(word) >= 6:
-        base = word[:-3]
     elif word.endswith("ed") and len(word) >= 5 and not word.endswith("eed"):
         base = word[:-2]
     else:
         return _drop_silent_e(word)
-    if base != word and word.endswith(("ing", "ed")):
+    if base != word and word.endswith("ed"):
         if len(base) >= 3 and base[-1] == base[-2] and base[-1] not in "lsz" and base[-1] not in _VOWELS:
             base = base[:-1]  # running -> run, stopped -> stop
         if base.endswith("i"):
@@ -598,6 +608,7 @@ _TOKEN_RE = re.compile(
     r"""
       (?P<fence>```.*?(?:```|$))
     | (?P<code>`[^`\n]+`)
+    | (?P<deg>°\s?[cCfF]\b)
     | (?P<num>[$€£¥₹]?\d+(?:,\d{3})*(?:\.\d+)?(?:°[cCfF]|[^\W\d_]+|%)?)
     | (?P<word>\.?[^\W_](?:\w|(?:[./\-]|::)(?=[^\W_])|_)*(?:\+\+|\#|\+(?!\w))?)
     | (?P<op>\*\*|<=|>=|!=|[+\-−*/^=<>%×÷≠≤≥√°])
@@ -606,6 +617,16 @@ _TOKEN_RE = re.compile(
     re.X | re.S,
 )
 _CAMEL = re.compile(r"[a-z][A-Z]")
+_ROMAN = re.compile(r"(?=[IVX]{2,}$)X{0,3}(?:IX|IV|V?I{0,3})")
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
+
+
+def _roman_value(numeral: str) -> int:
+    total = 0
+    for i, ch in enumerate(numeral):
+        v = _ROMAN_VALUES[ch]
+        total += -v if i + 1 < len(numeral) and _ROMAN_VALUES[numeral[i + 1]] > v else v
+    return total
 _SCRIPTS = (
     ("latin", re.compile(r"[A-Za-zÀ-ɏ]")), ("cyrillic", re.compile(r"[Ѐ-ӿ]")),
     ("greek", re.compile(r"[Ͱ-Ͽ]")), ("arabic", re.compile(r"[؀-ۿ]")),
@@ -688,8 +709,18 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("punct", raw, raw))
             sentence_start = raw in ".?!;:\n"
             continue
+        if kind == "deg":
+            toks.append(_Tok("unit", UNITS["°" + raw[-1].casefold()], raw))
+            continue
         if kind == "op":
-            toks.append(_Tok("op", OPERATORS.get(raw, raw), raw))
+            prev = toks[-1] if toks else None
+            if raw == "%" and prev is not None and prev.kind == "num":
+                toks.append(_Tok("unit", "percent", raw))
+            elif raw in "-–" and (prev is None or prev.kind != "num"):
+                toks.append(_Tok("punct", raw, raw))  # "inflation - what is it?": a dash, not a minus
+                sentence_start = True
+            else:
+                toks.append(_Tok("op", OPERATORS.get(raw, raw), raw))
             continue
         if kind == "num":
             toks.extend(_number_tokens(raw))
@@ -704,6 +735,12 @@ def _tokenize(text: str) -> list[_Tok]:
             entity = True
         if len(raw) >= 2 and raw.isupper() and raw.isalpha():
             entity = True  # acronym
+        if _ROMAN.fullmatch(raw):
+            toks.append(_Tok("num", str(_roman_value(raw)), raw))  # World War II = World War 2
+            sentence_start = False
+            continue
+        if re.fullmatch(r"[A-Z]{2,}s", raw):
+            value, entity = lower[:-1], True  # APIs = API
         if lower in _APOSTROPHELESS:
             for w in _APOSTROPHELESS[lower].split():
                 toks.append(_Tok("word", w, w))
@@ -757,10 +794,12 @@ def _clauses(toks: list[_Tok]) -> list[list[_Tok]]:
     return clauses
 
 
-def _strip_frames(clause: list[_Tok]) -> tuple[list[_Tok], list[str]]:
+def _strip_frames(clause: list[_Tok]) -> tuple[list[_Tok], list[str], str | None]:
     """Drop question framing at the start (and politeness at the end) of a
-    clause; return what is left and the question words the framing stood for."""
+    clause. Returns what is left, the question words the framing stood for,
+    and the asker's pronoun a "how do I / how do you" frame carried."""
     intents: list[str] = []
+    pronoun: str | None = None
     words = [t.value if t.kind == "word" else None for t in clause]
     i = 0
     stripped_lead = False
@@ -768,21 +807,28 @@ def _strip_frames(clause: list[_Tok]) -> tuple[list[_Tok], list[str]]:
         if words[i] in FILLERS:
             i += 1
             continue
+        if words[i] == "what" and i + 1 < len(words) and words[i + 1] in ("does", "do") and words[-1] in ("mean", "means"):
+            i += 2  # "what does X mean" = "what is X"
+            stripped_lead = True
+            continue
         for n in range(min(_MAX_FRAME, len(clause) - i), 0, -1):
             key = tuple(words[i : i + n])
             if None not in key and key in FRAMES:
                 if FRAMES[key]:
                     intents.append(FRAMES[key])
+                    if key[-1] in SOFT_TERMS and pronoun is None:
+                        pronoun = key[-1]
                 i += n
                 stripped_lead = True
                 break
         else:
             break
     rest = clause[i:]
-    # trailing politeness / "what does X mean"
-    while rest:
+    if pronoun and not (rest and rest[0].value in PERSONAL_VERBS):
+        pronoun = None  # the generic "you" of "how do you boil an egg" = "how do I boil an egg"
+    while rest:  # trailing politeness, and the "is" of "what machine learning is"
         tail = tuple(t.value for t in rest[-2:] if t.kind == "word")
-        if tail[-2:] in (("for", "me"), ("thank", "you")) and len(rest) > 2:
+        if tail[-2:] in (("for", "me"), ("thank", "you"), ("to", "me")) and len(rest) > 2:
             rest = rest[:-2]
         elif rest[-1].kind == "word" and (
             rest[-1].value in FILLERS
@@ -791,145 +837,160 @@ def _strip_frames(clause: list[_Tok]) -> tuple[list[_Tok], list[str]]:
             rest = rest[:-1]
         else:
             break
-    return rest, intents
+    return rest, intents, pronoun
+
+
+class _Analyser:
+    """Walks the tokens of one question clause by clause, collecting terms,
+    guard features and the word order (segments)."""
+
+    def __init__(self) -> None:
+        self.hard: list[str] = []
+        self.soft: list[str] = []
+        self.numbers: list[str] = []
+        self.units: list[str] = []
+        self.operators: list[str] = []
+        self.negations: list[str] = []
+        self.tense: list[str] = []
+        self.intents: list[str] = []
+        self.entities: set[str] = set()
+        self.segments: list[tuple[str | None, tuple[str, ...]]] = []
+        self.language_words: list[str] = []
+        self._label: str | None = None
+        self._seq: list[str] = []
+
+    # Segments: runs of words between punctuation, question words,
+    # subordinators and topic prepositions, labelled by what opened them.
+    def _close(self, next_label: str | None = None) -> None:
+        if self._seq:
+            self.segments.append((self._label, tuple(self._seq)))
+        self._seq, self._label = [], next_label
+
+    def _add(self, term: str, *, soft: bool = False) -> None:
+        (self.soft if soft else self.hard).append(term)
+        self._seq.append(term)
+
+    def clause(self, clause: list[_Tok]) -> None:
+        self.language_words.extend(t.value for t in clause if t.kind == "word")
+        clause, frame_intents, kept_pronoun = _strip_frames(clause)
+        self.intents.extend(frame_intents)
+        self._close(frame_intents[0] if frame_intents else None)
+        if kept_pronoun:  # "how do I" keeps its "I": "how do I feel" != "how do you feel"
+            self._add(kept_pronoun, soft=True)
+        segments_before = len(self.segments)
+        for idx, t in enumerate(clause):
+            prev = clause[idx - 1] if idx else None
+            nxt = clause[idx + 1] if idx + 1 < len(clause) else None
+            self._token(t, prev, nxt, last=idx == len(clause) - 1)
+        label, had_words = self._label, bool(self._seq)
+        self._close()
+        if label and not had_words and len(self.segments) == segments_before and self.segments:
+            # "python: reverse a list, how?": a lone question word labels what came before it
+            prev_label, prev_seq = self.segments[-1]
+            if prev_label is None:
+                self.segments[-1] = (label, prev_seq)
+
+    def _token(self, t: _Tok, prev: _Tok | None, nxt: _Tok | None, *, last: bool) -> None:
+        if t.kind == "num":
+            self.numbers.append(t.value)
+            self._add(t.value)
+            return
+        if t.kind == "unit":
+            self.units.append(t.value)
+            self._add("u:" + t.value)
+            return
+        if t.kind == "op":
+            self.operators.append(t.value)
+            self._add("op:" + t.value)
+            return
+        if t.kind == "code":
+            self.entities.add(t.value)
+            self._add(t.value)
+            return
+        w = SYNONYMS.get(t.value, t.value)
+        if w in FILLERS:
+            return
+        after_number = prev is not None and prev.kind == "num"
+        if w in WORD_OPERATORS and after_number and (
+            w in ("squared", "cubed") or (nxt is not None and (nxt.kind == "num" or nxt.value == "by"))
+        ):
+            self.operators.append(WORD_OPERATORS[w])
+            self._add("op:" + WORD_OPERATORS[w])
+            return
+        if w == "x" and after_number and nxt is not None and nxt.kind == "num":
+            self.operators.append("*")
+            self._add("op:*")
+            return
+        if w == "by" and prev is not None and prev.value in ("divided", "multiplied"):
+            return
+        if w in QUESTION_WORDS:
+            self.intents.append(QUESTION_WORDS[w])
+            self._close(QUESTION_WORDS[w])
+            return
+        if w in SUBORDINATORS:
+            self._close(w)
+            return
+        if w in NEGATIONS:
+            self.negations.append(NEGATIONS[w])
+            self._seq.append("neg:" + NEGATIONS[w])
+            return
+        if w in PAST or w in FUTURE:
+            self.tense.append("past" if w in PAST else "future")
+        if w in ("do", "does", "did") and last:
+            self._add("do")  # "what does a CPU do" is not "what is a CPU"
+            return
+        if w in PAST or w in FUTURE:
+            return
+        if w in TOPIC_PREPOSITIONS:
+            self._close(w)
+            return
+        if w in MARKERS:
+            self._seq.append("m:" + MARKERS[w])
+            return
+        if w in STOPWORDS:
+            return
+        if w in NUMBER_WORDS and not (w == "one" and nxt is not None and nxt.value == "of"):
+            self.numbers.append(NUMBER_WORDS[w])
+            self._add(NUMBER_WORDS[w])
+            return
+        if w in ORDINALS and not (w == "second" and after_number):
+            self.numbers.append(ORDINALS[w])
+            self._add(ORDINALS[w])
+            return
+        if w in UNITS and (w not in _UNIT_ONLY_AFTER_NUMBER or after_number):
+            self.units.append(UNITS[w])
+            self._add("u:" + UNITS[w])
+            return
+        if w in SOFT_TERMS:
+            self._add(w, soft=True)
+            return
+        named = t.entity or w in TECH_NAMES
+        term = w if named or not w.isalpha() else stem(w)
+        if named or term in _STEMMED_CLOSED:
+            self.entities.add(term)
+        self._add(term)
 
 
 @lru_cache(maxsize=16_384)
 def analyse(text: str) -> QueryAnalysis:
     """Analyse one question (pure, cached)."""
-    toks = _tokenize(text)
-    hard: list[str] = []
-    soft: list[str] = []
-    numbers: list[str] = []
-    units: list[str] = []
-    operators: list[str] = []
-    negations: list[str] = []
-    tense: list[str] = []
-    intents: list[str] = []
-    entities: set[str] = set()
-    segments: list[tuple[str | None, tuple[str, ...]]] = []
-    language_words: list[str] = []
-
-    for clause in _clauses(toks):
-        language_words.extend(t.value for t in clause if t.kind == "word")
-        clause, frame_intents = _strip_frames(clause)
-        intents.extend(frame_intents)
-        label: str | None = None
-        seq: list[str] = []
-
-        def close_segment() -> None:
-            nonlocal seq, label
-            if seq:
-                segments.append((label, tuple(seq)))
-            seq, label = [], None
-
-        close_segment()
-        for idx, t in enumerate(clause):
-            prev = clause[idx - 1] if idx else None
-            nxt = clause[idx + 1] if idx + 1 < len(clause) else None
-            if t.kind == "num":
-                numbers.append(t.value)
-                hard.append(t.value)
-                seq.append(t.value)
-                continue
-            if t.kind == "unit":
-                units.append(t.value)
-                hard.append("u:" + t.value)
-                seq.append("u:" + t.value)
-                continue
-            if t.kind == "op":
-                if t.value == "°":
-                    continue
-                operators.append(t.value)
-                hard.append("op:" + t.value)
-                seq.append("op:" + t.value)
-                continue
-            if t.kind == "code":
-                hard.append(t.value)
-                entities.add(t.value)
-                seq.append(t.value)
-                continue
-            w = SYNONYMS.get(t.value, t.value)
-            if w in FILLERS:
-                continue
-            between_numbers = prev is not None and nxt is not None and prev.kind == "num" and nxt.kind in ("num", "word") and (
-                nxt.kind == "num" or nxt.value == "by"
-            )
-            if w in WORD_OPERATORS and (between_numbers or w in ("squared", "cubed") and prev is not None and prev.kind == "num"):
-                op = WORD_OPERATORS[w]
-                operators.append(op)
-                hard.append("op:" + op)
-                seq.append("op:" + op)
-                continue
-            if w == "x" and prev is not None and nxt is not None and prev.kind == "num" and nxt.kind == "num":
-                operators.append("*")
-                hard.append("op:*")
-                seq.append("op:*")
-                continue
-            if w == "by" and prev is not None and prev.value in ("divided", "multiplied"):
-                continue
-            if w in QUESTION_WORDS:
-                intents.append(QUESTION_WORDS[w])
-                close_segment()
-                continue
-            if w in NEGATIONS:
-                negations.append(NEGATIONS[w])
-                seq.append("neg:" + NEGATIONS[w])
-                continue
-            if w in PAST or w in FUTURE:
-                tense.append("past" if w in PAST else "future")
-                continue
-            if w in TOPIC_PREPOSITIONS:
-                close_segment()
-                label = w
-                continue
-            if w in MARKERS:
-                seq.append("m:" + MARKERS[w])
-                continue
-            if w in STOPWORDS:
-                continue
-            if w in NUMBER_WORDS and not (w == "one" and nxt is not None and nxt.kind == "word" and nxt.value in ("of",)):
-                numbers.append(NUMBER_WORDS[w])
-                hard.append(NUMBER_WORDS[w])
-                seq.append(NUMBER_WORDS[w])
-                continue
-            if w in ORDINALS and not (w == "second" and prev is not None and prev.kind == "num"):
-                value = ORDINALS[w] if ORDINALS[w] == "last" else ORDINALS[w][:-2] + "th"
-                numbers.append(value)
-                hard.append(value)
-                seq.append(value)
-                continue
-            if w in UNITS and (w not in _UNIT_ONLY_AFTER_NUMBER or (prev is not None and prev.kind == "num")):
-                unit = UNITS[w]
-                units.append(unit)
-                hard.append("u:" + unit)
-                seq.append("u:" + unit)
-                continue
-            if w in SOFT_TERMS:
-                soft.append(w)
-                seq.append(w)
-                continue
-            term = w if (t.entity or w in TECH_NAMES or not w.isalpha()) else stem(w)
-            if t.entity or w in TECH_NAMES or term in _STEMMED_CLOSED:
-                entities.add(term)
-            hard.append(term)
-            seq.append(term)
-        close_segment()
-
+    an = _Analyser()
+    for clause in _clauses(_tokenize(text)):
+        an.clause(clause)
     return QueryAnalysis(
         text=text,
-        hard=tuple(sorted(hard)),
-        soft=tuple(sorted(soft)),
-        numbers=tuple(numbers),
-        units=tuple(units),
-        operators=tuple(operators),
-        negations=tuple(sorted(negations)),
-        tense=tuple(sorted(tense)),
-        intents=tuple(sorted(set(intents))),
-        entities=frozenset(entities),
-        segments=tuple(segments),
+        hard=tuple(sorted(an.hard)),
+        soft=tuple(sorted(an.soft)),
+        numbers=tuple(an.numbers),
+        units=tuple(an.units),
+        operators=tuple(an.operators),
+        negations=tuple(sorted(an.negations)),
+        tense=tuple(sorted(an.tense)),
+        intents=tuple(sorted(set(an.intents))),
+        entities=frozenset(an.entities),
+        segments=tuple(an.segments),
         script=_script_of(text),
-        language=_language_of(language_words),
+        language=_language_of(an.language_words),
     )
 
 
@@ -950,7 +1011,7 @@ def _term_weights(a: QueryAnalysis) -> Counter:
     for t in a.intents:
         c["?" + t] += 1.0
     for t in a.soft:
-        c[t] += 0.5
+        c[t] += SOFT_TERMS[t]
     return c
 
 
@@ -965,7 +1026,7 @@ class Scorer(Protocol):
 
 class LexicalScorer:
     """Weighted Jaccard over the analysed terms (meaning-bearing terms count 1,
-    pronouns and modals 0.5). No downloads, microseconds per pair."""
+    modals 0.5, pronouns 0.2). No downloads, microseconds per pair."""
 
     name = "lexical"
     allows_substitutions = False
@@ -1064,24 +1125,35 @@ def _lookalike(a: str, b: str) -> bool:
 
 
 def _order_compatible(a: QueryAnalysis, b: QueryAnalysis) -> bool:
-    """Same word order, except that a topic tag may move to the other end
-    ("reverse a list in python" = "python: reverse a list")."""
+    """Same word order, segment by segment. A topic tag may be written either
+    way ("reverse a list in python" = "python: reverse a list"): an edge
+    segment labelled "in X" on one side may stand for a bare "X" segment of
+    the other, on one side at a time (so "python in java" != "java in python")."""
     common = Counter(_seq_elements(a)) & Counter(_seq_elements(b))
+    va, vb = _order_view(a, common), _order_view(b, common)
+    if Counter(va) == Counter(vb):
+        return True
+    return Counter(_relax_topic(va, vb)) == Counter(vb) or Counter(va) == Counter(_relax_topic(vb, va))
 
-    def view(x: QueryAnalysis) -> Counter:
-        segs = []
-        for label, seq in x.segments:
-            kept = tuple(e for e in seq if e in common)
-            if kept:
-                segs.append([label, kept])
-        if len(segs) >= 2:
-            total = sum(len(s[1]) for s in segs)
-            for edge in (segs[0], segs[-1]):
-                if edge[0] in TOPIC_PREPOSITIONS and len(edge[1]) <= 2 and total - len(edge[1]) >= 2:
-                    edge[0] = None
-        return Counter((label, seq) for label, seq in segs)
 
-    return view(a) == view(b)
+def _order_view(x: QueryAnalysis, common: Counter) -> list[tuple[str | None, tuple[str, ...]]]:
+    segs = []
+    for label, seq in x.segments:
+        kept = tuple(e for e in seq if e in common)
+        if kept:
+            segs.append((label, kept))
+    return segs
+
+
+def _relax_topic(segs: list, other: list) -> list:
+    """Drop the preposition of an edge topic segment when the other side has the same words as a bare segment."""
+    bare = {seq for label, seq in other if label is None}
+    out = list(segs)
+    for i in {0, len(out) - 1} if len(out) >= 2 else ():
+        label, seq = out[i]
+        if label in TOPIC_PREPOSITIONS and seq in bare:
+            out[i] = (None, seq)
+    return out
 
 
 def _seq_elements(a: QueryAnalysis) -> list[str]:
@@ -1107,6 +1179,9 @@ def guard_veto(a: QueryAnalysis, b: QueryAnalysis, *, substitutions_allowed: int
         return "tense"
     if a.intents != b.intents:
         return "question_word"
+    pa, pb = _persons(a), _persons(b)
+    if pa and pb and pa != pb:
+        return "pronoun"  # "how do I feel about X" != "how do you feel about X"
     ca, cb = Counter(a.hard), Counter(b.hard)
     only_a, only_b = ca - cb, cb - ca
     diff = list(only_a.elements()) + list(only_b.elements())
@@ -1127,6 +1202,14 @@ def guard_veto(a: QueryAnalysis, b: QueryAnalysis, *, substitutions_allowed: int
     if not _order_compatible(a, b):
         return "order"
     return None
+
+
+_FIRST_PERSON = _words("i me my mine myself we us our ours")
+_SECOND_PERSON = _words("you your yours yourself")
+
+
+def _persons(a: QueryAnalysis) -> set[int]:
+    return {1 if t in _FIRST_PERSON else 2 for t in a.soft if t in _FIRST_PERSON or t in _SECOND_PERSON}
 
 
 def _markers(a: QueryAnalysis) -> list[str]:

@@ -1,0 +1,291 @@
+"""Response-cache benchmark: match quality on the labelled pairs, lookup latency
+at growing cache sizes.
+
+    python -m bench.cache                          # pairs + 1K/10K/100K entries
+    python -m bench.cache --max-entries 1000000    # also 1M entries (a few minutes)
+    python -m bench.cache --scorer embedding       # quality with the MiniLM scorer (extra)
+
+Quality: every pair of tests/data/cache_pairs.jsonl is run through a real
+ResponseCache in both directions (store A, look up B; store B, look up A). A
+"hit" pair counts as found when both directions hit; a "miss" pair is a false
+hit when either direction hits. Prints precision, recall and false hits per
+category, plus the guard that rejected each negative.
+
+Latency: a file database filled with N synthetic questions (executemany in
+one transaction), then timed lookups: exact hits, semantic hits (a paraphrase
+of a stored question) and misses. Prints p50/p99 in milliseconds and the
+growth factor from one size to the next (10x more entries; a linear scan
+would grow ~10x). Writes bench/out/cache.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from mcp_tars.cache import (
+    CacheSettings,
+    ResponseCache,
+    analyse,
+    compare,
+    make_scorer,
+    prepare_entry,
+    split_for_semantic,
+)
+from mcp_tars.store import Store
+from mcp_tars.store import cache as cache_sql
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS_PATH = ROOT / "tests" / "data" / "cache_pairs.jsonl"
+OUT_DIR = ROOT / "bench" / "out"
+RESPONSE = {
+    "content": [{"type": "text", "text": "A cached answer."}],
+    "model": "claude-haiku-4-5",
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 20, "output_tokens": 200},
+}
+
+
+def load_pairs(path: Path = PAIRS_PATH) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pair_params(text: str, context: dict | None) -> dict:
+    """A Messages API request for one side of a labelled pair."""
+    context = dict(context or {})
+    history = context.pop("history", [])
+    params = {"model": "tier:simple", "max_tokens": 1024, **context}
+    params["messages"] = [*history, {"role": "user", "content": text}]
+    return params
+
+
+def evaluate_pairs(pairs: list[dict], settings: CacheSettings | None = None, scorer=None) -> list[dict]:
+    """Run every pair through a real cache both ways; returns one result per pair."""
+    settings = settings or CacheSettings()
+    store = Store(":memory:")
+    cache = ResponseCache(store, settings, scorer=scorer)
+    results = []
+    for i, pair in enumerate(pairs):
+        pa, pb = pair_params(pair["a"], pair.get("a_context")), pair_params(pair["b"], pair.get("b_context"))
+        hits = []
+        for direction, (stored, asked) in enumerate(((pa, pb), (pb, pa))):
+            tenant = f"pair-{i}-{direction}"
+            cache.put(stored, tenant, RESPONSE, cost_usd=0.001, baseline_cost_usd=0.01, savings={})
+            hit = cache.lookup(asked, tenant)
+            hits.append(hit)
+        reason = None
+        if pair["label"] == "miss":
+            sa, sb = split_for_semantic(pa), split_for_semantic(pb)
+            if sa and sb and sa.context == sb.context:
+                verdict = compare(analyse(sa.query), analyse(sb.query), cache.scorer,
+                                  settings.similarity_threshold, max_substitutions=settings.max_substitutions)
+                reason = verdict.reason
+            else:
+                reason = "context"
+        results.append({
+            **pair,
+            "hit_ab": hits[0] is not None,
+            "hit_ba": hits[1] is not None,
+            "kinds": [h.kind if h else None for h in hits],
+            "reason": reason,
+        })
+    store.close()
+    return results
+
+
+def quality_table(results: list[dict]) -> dict:
+    by_cat: dict[str, dict] = defaultdict(lambda: {"label": None, "pairs": 0, "found": 0, "false_hits": 0, "reasons": Counter()})
+    for r in results:
+        c = by_cat[r["category"]]
+        c["label"] = r["label"]
+        c["pairs"] += 1
+        if r["label"] == "hit":
+            c["found"] += r["hit_ab"] and r["hit_ba"]
+        else:
+            c["false_hits"] += r["hit_ab"] or r["hit_ba"]
+            c["reasons"][r["reason"]] += 1
+    positives = [r for r in results if r["label"] == "hit"]
+    negatives = [r for r in results if r["label"] == "miss"]
+    tp = sum(r["hit_ab"] + r["hit_ba"] for r in positives)
+    fp = sum(r["hit_ab"] + r["hit_ba"] for r in negatives)
+    return {
+        "pairs": len(results),
+        "positives": len(positives),
+        "negatives": len(negatives),
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (2 * len(positives)) if positives else 0.0,
+        "false_hits": sum(r["hit_ab"] or r["hit_ba"] for r in negatives),
+        "categories": {k: {**v, "reasons": dict(v["reasons"])} for k, v in sorted(by_cat.items())},
+        "false_hit_pairs": [(r["id"], r["a"], r["b"]) for r in negatives if r["hit_ab"] or r["hit_ba"]],
+        "missed_pairs": [(r["id"], r["a"], r["b"]) for r in positives if not (r["hit_ab"] and r["hit_ba"])],
+    }
+
+
+def print_quality(q: dict, scorer_name: str) -> None:
+    print(f"\nMatch quality on {q['pairs']} labelled pairs ({q['positives']} must hit, {q['negatives']} must not), "
+          f"scorer={scorer_name}, both directions")
+    print(f"{'category':<20} {'label':<5} {'pairs':>5} {'recall':>7} {'false hits':>10}  rejected by")
+    for name, c in q["categories"].items():
+        recall = f"{c['found'] / c['pairs']:.0%}" if c["label"] == "hit" else "-"
+        fh = str(c["false_hits"]) if c["label"] == "miss" else "-"
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items(), key=lambda kv: -kv[1]))
+        print(f"{name:<20} {c['label']:<5} {c['pairs']:>5} {recall:>7} {fh:>10}  {reasons}")
+    print(f"precision {q['precision']:.4f}   recall {q['recall']:.3f}   false hits {q['false_hits']}")
+    for pid, a, b in q["false_hit_pairs"]:
+        print(f"  FALSE HIT {pid}: {a!r} ~ {b!r}")
+
+
+# -- latency -------------------------------------------------------------------
+
+_TOPICS = ["python", "java", "rust", "docker", "git", "linux", "excel", "react", "sql", "kubernetes",
+           "pandas", "numpy", "bash", "windows", "android", "ios", "chrome", "vim", "aws", "redis"]
+_VERBS = ["install", "configure", "debug", "optimize", "deploy", "test", "migrate", "monitor", "secure",
+          "profile", "package", "document", "benchmark", "refactor", "upgrade", "backup", "restore", "parse",
+          "serialize", "cache", "index", "compress", "encrypt", "schedule", "log", "trace", "validate"]
+_OBJECTS = ["a web server", "a database", "a list", "a dictionary", "a class", "a module", "a cron job",
+            "a container", "a cluster", "a pipeline", "a dataframe", "an array", "a string", "a json file",
+            "a csv file", "a network socket", "a thread pool", "a rest api", "a queue", "a log file",
+            "a user account", "a virtual machine", "a spreadsheet", "a branch", "a repository"]
+
+
+def synthetic_question(i: int) -> tuple[str, str]:
+    """The i-th synthetic question and a paraphrase of it (distinct terms per i)."""
+    topic = _TOPICS[i % len(_TOPICS)]
+    verb = _VERBS[(i // len(_TOPICS)) % len(_VERBS)]
+    obj = _OBJECTS[(i // (len(_TOPICS) * len(_VERBS))) % len(_OBJECTS)]
+    n = i // (len(_TOPICS) * len(_VERBS) * len(_OBJECTS))
+    tag = f"project{n}"
+    return (f"How do I {verb} {obj} for {tag} in {topic}?", f"{topic}: how to {verb} {obj} for {tag}?")
+
+
+def populate(store: Store, settings: CacheSettings, n: int, start: int = 0, tenant: str = "bench") -> None:
+    now = time.time()
+    batch = []
+    for i in range(start, start + n):
+        q, _ = synthetic_question(i)
+        params = {"model": "tier:simple", "max_tokens": 1024, "messages": [{"role": "user", "content": q}]}
+        entry = prepare_entry(params, tenant, RESPONSE, settings, cost_usd=0.001, baseline_cost_usd=0.01,
+                              savings={}, now=now)
+        batch.append((entry.row, entry.term_keys))
+        if len(batch) >= 20_000:
+            with store.write() as conn:
+                cache_sql.insert_entries(conn, batch)
+            batch = []
+    if batch:
+        with store.write() as conn:
+            cache_sql.insert_entries(conn, batch)
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def measure_latency(sizes: list[int], samples: int, scorer_name: str) -> list[dict]:
+    settings = CacheSettings(scorer=scorer_name, max_entries=max(sizes) * 2, max_bytes=1 << 40,
+                             hit_flush_seconds=3600)
+    tmp = tempfile.mkdtemp(prefix="bench-cache-")
+    store = Store(os.path.join(tmp, "bench.db"))
+    cache = ResponseCache(store, settings, scorer=make_scorer(settings))
+    rng = random.Random(7)
+    rows = []
+    filled = 0
+    for size in sorted(sizes):
+        t0 = time.perf_counter()
+        populate(store, settings, size - filled, start=filled)
+        fill_s = time.perf_counter() - t0
+        filled = size
+        with store.write() as conn:
+            conn.execute("ANALYZE")
+        timings: dict[str, list[float]] = {"exact": [], "semantic": [], "miss": []}
+        kinds_ok = Counter()
+        for _ in range(samples):
+            i = rng.randrange(size)
+            q, para = synthetic_question(i)
+            for kind, text in (("exact", q), ("semantic", para), ("miss", para.replace("how to", "why") + " today")):
+                params = {"model": "tier:simple", "max_tokens": 1024, "messages": [{"role": "user", "content": text}]}
+                analyse.cache_clear()  # measure the analysis too, not a memo
+                t = time.perf_counter()
+                hit = cache.lookup(params, "bench")
+                timings[kind].append((time.perf_counter() - t) * 1000)
+                kinds_ok[kind] += (hit is None) if kind == "miss" else (hit is not None and hit.kind == kind)
+        # one insert timing sample set at this size
+        ins = []
+        for j in range(min(samples, 200)):
+            q = f"How do I {_VERBS[j % len(_VERBS)]} insert probe {size}-{j}?"
+            params = {"model": "tier:simple", "max_tokens": 1024, "messages": [{"role": "user", "content": q}]}
+            t = time.perf_counter()
+            cache.put(params, "bench", RESPONSE, cost_usd=0.001, baseline_cost_usd=0.01, savings={})
+            ins.append((time.perf_counter() - t) * 1000)
+        filled += len(ins)
+        row = {"entries": size, "fill_seconds": round(fill_s, 1)}
+        for kind, values in timings.items():
+            row[f"{kind}_p50_ms"] = round(statistics.median(values), 3)
+            row[f"{kind}_p99_ms"] = round(_pct(values, 99), 3)
+            row[f"{kind}_correct"] = f"{kinds_ok[kind]}/{samples}"
+        row["insert_p50_ms"] = round(statistics.median(ins), 3)
+        row["insert_p99_ms"] = round(_pct(ins, 99), 3)
+        rows.append(row)
+        print_latency_row(row, rows[-2] if len(rows) > 1 else None)
+    store.close()
+    for name in os.listdir(tmp):
+        os.remove(os.path.join(tmp, name))
+    os.rmdir(tmp)
+    return rows
+
+
+def print_latency_header() -> None:
+    print("\nLookup latency (ms) on a file database; growth = p99 / p99 at the previous size (10x entries)")
+    print(f"{'entries':>9} {'exact p50':>9} {'p99':>7} {'semantic p50':>12} {'p99':>7} {'miss p50':>8} {'p99':>7} "
+          f"{'insert p50':>10} {'p99':>7} {'growth(sem p99)':>15} {'fill s':>7}")
+
+
+def print_latency_row(row: dict, prev: dict | None) -> None:
+    growth = f"{row['semantic_p99_ms'] / prev['semantic_p99_ms']:.2f}x" if prev else "-"
+    print(f"{row['entries']:>9,} {row['exact_p50_ms']:>9.3f} {row['exact_p99_ms']:>7.3f} "
+          f"{row['semantic_p50_ms']:>12.3f} {row['semantic_p99_ms']:>7.3f} {row['miss_p50_ms']:>8.3f} "
+          f"{row['miss_p99_ms']:>7.3f} {row['insert_p50_ms']:>10.3f} {row['insert_p99_ms']:>7.3f} "
+          f"{growth:>15} {row['fill_seconds']:>7}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cache", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--max-entries", type=int, default=100_000, help="largest cache size to time (1000000 for 1M)")
+    ap.add_argument("--samples", type=int, default=1000, help="timed lookups per kind and size")
+    ap.add_argument("--scorer", choices=["lexical", "embedding"], default="lexical")
+    ap.add_argument("--threshold", type=float, default=None, help="override similarity_threshold")
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args(argv)
+
+    settings = CacheSettings(scorer=args.scorer)
+    if args.threshold is not None:
+        settings = settings.model_copy(update={"similarity_threshold": args.threshold})
+    t0 = time.perf_counter()
+    quality = quality_table(evaluate_pairs(load_pairs(), settings))
+    print_quality(quality, args.scorer)
+    print(f"(quality run {time.perf_counter() - t0:.1f} s)")
+
+    latency = []
+    if not args.skip_latency:
+        sizes = [s for s in (1_000, 10_000, 100_000, 1_000_000) if s <= args.max_entries]
+        print_latency_header()
+        latency = measure_latency(sizes, args.samples, "lexical")
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = {"scorer": args.scorer, "threshold": settings.similarity_threshold,
+           "quality": {k: v for k, v in quality.items()}, "latency": latency}
+    (OUT_DIR / "cache.json").write_text(json.dumps(out, indent=2, default=str))
+    print(f"\nwrote {OUT_DIR / 'cache.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
