@@ -44,7 +44,6 @@ def costs_json(store: Store, *, tenant: str | None = None, since: str | None = N
     for r in report_store.sums(store, tenant=tenant, first_day=since, last_day=until, by=("day", "model")):
         by_day_model.setdefault(r["day"], []).append(r)
     batches = report_store.batches_ingested_per_day(store, tenant=tenant, first_day=since, last_day=until)
-    replaced = report_store.cache_tokens_replaced_per_day(store, tenant=tenant, first_day=since, last_day=until)
     out: dict[str, dict] = {}
     for row in days:
         day = row["day"]
@@ -52,7 +51,10 @@ def costs_json(store: Store, *, tenant: str | None = None, since: str | None = N
         lever = {k: _usd(v) for k, v in f["savings_by_lever_usd"].items()}
         # The total is the sum of the rounded parts, so the file adds up as printed.
         total_saved = _usd(sum(lever.values()))
-        cache_tokens = replaced.get(day, 0 if not f["cache_hits"] else None)
+        if f["cache_hits_with_tokens"]:
+            cache_tokens = f["cache_tokens_replaced"]
+        else:
+            cache_tokens = None if f["cache_hits"] else 0
         families = {family: 0 for family in (*_FAMILIES, "other")}
         tasks_by_model = {}
         for m in by_day_model.get(day, []):

@@ -147,6 +147,8 @@ def figures(sums: dict) -> dict:
         "estimated_baseline_calls": int(sums["estimated_baseline_calls"] or 0),
         "pruned_calls": int(sums["pruned_calls"] or 0),
         "tokens_pruned": int(sums["tokens_pruned"] or 0),
+        "cache_tokens_replaced": int(sums["cache_tokens_replaced"] or 0),
+        "cache_hits_with_tokens": int(sums["cache_hits_with_tokens"] or 0),
     }
     out["total_tokens"] = sum(out[f] for f in _TOKEN_FIELDS)
     if f"helped_{LEVER_KEYS[0]}" in sums:

@@ -416,7 +416,10 @@ def test_costs_json_cache_tokens_come_from_the_hit_rows(store):
     hit = make_row(1, ts=NOW, model=DEFAULT, source="cache")
     hit["decisions"] = {"cache": {"replaced_tokens": 1500}}
     plain_hit = make_row(2, ts=NOW - DAY, model=DEFAULT, source="cache")
-    ledger.insert_many(store, [hit, plain_hit, make_row(3, ts=NOW - 2 * DAY, model=DEFAULT)])
+    broken = make_row(4, ts=NOW - DAY, model=DEFAULT, source="cache")
+    broken["decisions"] = "{not json"  # counts nothing, and must not stop the row from being recorded
+    ledger.insert_many(store, [hit, plain_hit, broken, make_row(3, ts=NOW - 2 * DAY, model=DEFAULT)])
+    assert ledger.count(store) == 4
     data = export.costs_json(store)
     assert data["2026-02-13"]["optimizations"]["caching"]["tokensSaved"] == 1500
     assert data["2026-02-12"]["optimizations"]["caching"]["tokensSaved"] is None  # hits that did not record it

@@ -186,27 +186,28 @@ _ROLLUP_SUMS = (
 )
 
 
-def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str]) -> None:
+def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str],
+            sums: tuple[tuple[str, str], ...] = _ROLLUP_SUMS) -> None:
     """Create ``table`` keyed by ``keys`` (column -> expression over a ledger
-    row), fill it from the existing ledger, and keep it exact on insert,
-    update and delete."""
+    row) with the columns ``sums``, fill it from the existing ledger, and keep
+    it exact on insert, update and delete."""
     key_cols = list(keys)
     columns = ",\n".join(
         [f"{k} TEXT NOT NULL" for k in key_cols]
         + [f"{c} {'REAL' if c.endswith('_usd') or c == 'latency_ms' else 'INTEGER'} NOT NULL DEFAULT 0"
-           for c, _ in _ROLLUP_SUMS]
+           for c, _ in sums]
     )
     db.execute(f"CREATE TABLE {table} ({columns}, PRIMARY KEY ({', '.join(key_cols)}))")
-    all_cols = ", ".join(key_cols + [c for c, _ in _ROLLUP_SUMS])
+    all_cols = ", ".join(key_cols + [c for c, _ in sums])
 
     def exprs(r: str, sign: str = "") -> str:
-        return ", ".join([e.format(r=r) for e in keys.values()] + [f"{sign}({e.format(r=r)})" for _, e in _ROLLUP_SUMS])
+        return ", ".join([e.format(r=r) for e in keys.values()] + [f"{sign}({e.format(r=r)})" for _, e in sums])
 
     upsert_tail = (f" ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET "
-                   + ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in _ROLLUP_SUMS))
+                   + ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums))
     db.execute(f"INSERT INTO {table} ({all_cols}) SELECT "
                + ", ".join([e.format(r="ledger") for e in keys.values()]
-                           + [f"SUM({e.format(r='ledger')})" for _, e in _ROLLUP_SUMS])
+                           + [f"SUM({e.format(r='ledger')})" for _, e in sums])
                + f" FROM ledger WHERE true GROUP BY {', '.join(e.format(r='ledger') for e in keys.values())}")
     add_new = f"INSERT INTO {table} ({all_cols}) VALUES ({exprs('NEW')}){upsert_tail};"
     remove_old = f"INSERT INTO {table} ({all_cols}) VALUES ({exprs('OLD', '-')}){upsert_tail};"
@@ -214,7 +215,7 @@ def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str]) -> None
     db.execute(f"CREATE TRIGGER {table}_delete AFTER DELETE ON ledger BEGIN {remove_old} END")
     # Only updates of summed or grouping columns move money between groups
     # (setting task_id on a row, for instance, does not).
-    watched = sorted({name for e in [*keys.values(), *(e for _, e in _ROLLUP_SUMS)]
+    watched = sorted({name for e in [*keys.values(), *(e for _, e in sums)]
                       for name in re.findall(r"\{r\}\.(\w+)", e)})
     db.execute(f"CREATE TRIGGER {table}_update AFTER UPDATE OF {', '.join(watched)} ON ledger "
                f"BEGIN {remove_old} {add_new} END")
@@ -360,3 +361,33 @@ def m010_response_cache(db: sqlite_utils.Database) -> None:
     CREATE TRIGGER response_cache_count_delete AFTER DELETE ON response_cache BEGIN
         UPDATE response_cache_totals SET entries = entries - 1, bytes = bytes - OLD.size_bytes WHERE id = 1;
     END""")
+
+
+# Version 2 of the report roll-ups adds the tokens of the calls that cache hits
+# replaced (``decisions.cache.replaced_tokens`` on a hit's ledger row; a row
+# whose decisions are not valid JSON counts nothing rather than failing).
+_REPLACED_TOKENS = ("(CASE WHEN {r}.source = 'cache' AND json_valid({r}.decisions) "
+                    "THEN json_extract({r}.decisions, '$.cache.replaced_tokens') END)")
+_ROLLUP_SUMS_V2 = _ROLLUP_SUMS + (
+    ("cache_tokens_replaced", f"COALESCE({_REPLACED_TOKENS}, 0)"),
+    ("cache_hits_with_tokens", f"({_REPLACED_TOKENS} IS NOT NULL)"),
+)
+ROLLUP_TABLES = {
+    "rollup_daily_model": {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model"},
+    "rollup_daily_session": {"tenant": "{r}.tenant", "day": "{r}.day", "session_key": "COALESCE({r}.session_id, '')"},
+}
+
+
+def create_report_rollups(db: sqlite_utils.Database) -> None:
+    """Drop and rebuild the report roll-ups (latest version) from the ledger."""
+    for table, keys in ROLLUP_TABLES.items():
+        for suffix in ("insert", "delete", "update"):
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+        _rollup(db, table, keys, _ROLLUP_SUMS_V2)
+        db.execute(f"CREATE INDEX {table}_day ON {table}(day)")
+
+
+@migration
+def m032_report_rollups_v2(db: sqlite_utils.Database) -> None:
+    create_report_rollups(db)

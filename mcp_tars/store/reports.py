@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import Store
-from .migrations import _ROLLUP_SUMS
+from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS
+from .migrations import create_report_rollups
 
 SUM_COLUMNS: tuple[str, ...] = tuple(c for c, _ in _ROLLUP_SUMS)
 OTHER_SESSIONS = "\x00other"  # the key of the group that gathers the sessions below the top N
@@ -105,18 +106,6 @@ def batches_ingested_per_day(store: Store, *, tenant: str | None, first_day: str
     return {r["day"]: r["n"] for r in rows}
 
 
-def cache_tokens_replaced_per_day(store: Store, *, tenant: str | None, first_day: str | None,
-                                  last_day: str | None) -> dict[str, int]:
-    """Tokens of the calls that response-cache hits replaced, per UTC day, from
-    ``decisions.cache.replaced_tokens`` on hit rows (days whose hits do not
-    record it are absent). A scan of the range's cache hits: for exports."""
-    where, params = _where(tenant, first_day, last_day)
-    where = (where + " AND" if where else " WHERE") + " source = 'cache'"
-    rows = _rows(store, "SELECT day, SUM(json_extract(decisions, '$.cache.replaced_tokens')) AS n "
-                        f"FROM ledger{where} GROUP BY day", params)
-    return {r["day"]: int(r["n"]) for r in rows if r["n"] is not None}
-
-
 def ledger_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict:
     """The same sums computed straight from the ledger (slow: a full scan of
     the range). For checking the roll-ups, not for reports."""
@@ -147,14 +136,7 @@ def rollup_mismatches(store: Store, *, tolerance_usd: float = 1e-6) -> list[str]
 
 
 def rebuild_rollups(store: Store) -> None:
-    """Recompute both roll-ups from the ledger (after a manual edit with the
+    """Recompute the roll-ups from the ledger (after a manual edit with the
     triggers dropped, or to repair a damaged file)."""
-    from .migrations import MIGRATIONS
-
-    (m031,) = [m for m in MIGRATIONS if m.name == "m031_report_rollups"]
-    with store.write() as c:
-        for table in ("rollup_daily_model", "rollup_daily_session"):
-            for suffix in ("insert", "delete", "update"):
-                c.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
-            c.execute(f"DROP TABLE IF EXISTS {table}")
-        m031.apply(store.db)
+    with store.write():
+        create_report_rollups(store.db)
