@@ -1,0 +1,476 @@
+"""Prompt caching: add cache breakpoints so repeated prefixes are billed as cache reads.
+
+A cache read costs a small fraction of fresh input (Sonnet 5.5: $0.10 against
+$2 per million tokens); a cache write costs a little more than fresh input
+(1.25x for the 5-minute TTL, 2x for the 1-hour TTL). An agent re-sends its
+tools, system prompt and the whole conversation on every turn, so almost all of
+every turn after the first can be a cache read, if the request carries
+breakpoints in the right places and the prefix stays byte-stable.
+
+The pure core is ``shape_request(params, model, settings, timing)``. It never
+mutates the caller's dict (only the containers it changes are copied), never
+touches a marker or TTL the caller set, never puts more than 4 breakpoints in a
+request counting the caller's own, and respects the API rule that a 1-hour
+breakpoint may not come after a 5-minute one. Where slots allow, in this order
+of value:
+
+1. the moving breakpoint, on the last block of the last user message
+   (``strategy="explicit"``) or as the top-level automatic ``cache_control``
+   (``strategy="auto"``): this request writes the whole conversation, the next
+   turn reads it back and only pays for what it adds;
+2. the end of the stable prefix (tools + system): reused by every call that
+   shares the system prompt, including other sessions and turns whose earlier
+   history was pruned;
+3. an anchor on the block where the previous turn's moving breakpoint sat: the
+   API only looks back about 20 blocks from a breakpoint for an earlier entry,
+   and an agent turn with many parallel tool calls can add more than that. A
+   breakpoint on an already-cached position costs nothing extra.
+
+Only the block that carries a marker is rewritten (a string system prompt or a
+string message becomes a one-block list, the same way every time), so the
+prefix stays byte-stable across turns apart from where the markers sit; cache
+keys ignore ``cache_control`` itself. Nothing time-varying is ever injected.
+
+Which TTL: see ``choose_ttl`` for the economics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mcp_tars.tokens import estimate_message_tokens, estimate_text_tokens
+
+MAX_BREAKPOINTS = 4  # the API rejects a 5th with a 400
+TTL_5M = "5m"
+TTL_1H = "1h"
+_UNMARKABLE_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _default_minimums() -> dict[str, int]:
+    # Minimum cacheable prefix per model (prefix match, longest wins). Shorter
+    # prefixes are silently not cached. Documented values (anthropic-api.md):
+    # 512 Opus 5 / Fable 5, 5.1; 1,024 Opus 4.8, Sonnet 5, Sonnet 4.5; 2,048
+    # Opus 4.7, Sonnet 4.6 (observed); 4,096 Opus 4.5/4.6, Haiku 4.5.
+    # Not documented for the 5.5 models: we assume 1,024 for Sonnet/Opus 5.5
+    # (like Sonnet 5 and Opus 4.8) and 2,048 for Haiku 5.5 (the Haiku line has
+    # always had a higher minimum); the simulator uses the same guesses.
+    return {
+        "claude-haiku-5-5": 2048,
+        "claude-sonnet-5-5": 1024,
+        "claude-opus-5-5": 1024,
+        "claude-opus-5": 512,
+        "claude-fable-5": 512,
+        "claude-mythos-5": 1024,
+        "claude-sonnet-5": 1024,
+        "claude-opus-4-8": 1024,
+        "claude-opus-4-7": 2048,
+        "claude-opus-4-6": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-sonnet-4-6": 2048,
+        "claude-sonnet-4-5": 1024,
+        "claude-haiku-4-5": 4096,
+    }
+
+
+class PromptCacheSettings(BaseModel):
+    """Prompt caching: where breakpoints go and which TTL they get."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Add cache breakpoints to requests whose prefix is long enough to cache.")
+    strategy: Literal["explicit", "auto"] = Field(
+        "explicit",
+        description="How the moving breakpoint is set: 'explicit' marks the last block of the last user message; 'auto' uses the top-level automatic cache_control.",
+    )
+    min_cacheable_tokens: dict[str, int] = Field(
+        default_factory=_default_minimums,
+        description="Minimum cacheable prefix in tokens, by model id prefix (longest match wins). 5.5 values are assumptions: the API does not document them.",
+    )
+    default_min_cacheable_tokens: int = Field(1024, ge=1, description="Minimum for a model no prefix matches.")
+    min_length_margin: float = Field(
+        0.1, ge=0, lt=1,
+        description="Offline token counts are estimates: mark a prefix once its estimate reaches (1 - margin) x the minimum. A marker below the real minimum is harmless (silently not cached).",
+    )
+    anchor_previous_turn: bool = Field(True, description="Also mark where the previous turn's moving breakpoint sat, so a turn that adds more than the API's ~20-block lookback still reads its cache.")
+    ttl_1h_min_gap_seconds: float = Field(
+        285, gt=0,
+        description="A gap between two calls of a session longer than this counts as one a 5-minute entry does not survive (300 s TTL, less a margin for clock skew and request latency).",
+    )
+    ttl_1h_max_gap_seconds: float = Field(3540, gt=0, description="Gaps longer than this outlive even the 1-hour TTL (3,600 s, less the same margin): 1h does not help there.")
+    long_gap_prior_agent: float = Field(
+        0.25, ge=0, le=1,
+        description="Expected share of gaps between 5 minutes and 1 hour for an agent session (tools in the request) before any gap is observed: agents wait on people, builds and heartbeats.",
+    )
+    long_gap_prior_chat: float = Field(0.1, ge=0, le=1, description="The same expectation for a session without tools.")
+    prior_weight_calls: float = Field(3, ge=0, description="How many observed gaps the prior is worth; observations outweigh it as they accumulate.")
+    write_5m_multiplier: float = Field(1.25, gt=0, description="5-minute cache write price / input price (API pricing).")
+    write_1h_multiplier: float = Field(2.0, gt=0, description="1-hour cache write price / input price (API pricing).")
+    read_multiplier: float = Field(0.1, ge=0, description="Cache read price / input price; 0.1 is the usual ratio (Sonnet 5.5 is 0.05: using 0.1 keeps the 1h choice conservative).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PromptCacheSettings":
+        if self.ttl_1h_max_gap_seconds <= self.ttl_1h_min_gap_seconds:
+            raise ValueError("prompt_cache: ttl_1h_max_gap_seconds must be larger than ttl_1h_min_gap_seconds")
+        if not self.write_1h_multiplier > self.write_5m_multiplier > self.read_multiplier:
+            raise ValueError("prompt_cache: multipliers must satisfy write_1h > write_5m > read (as in the API's pricing)")
+        for model, minimum in self.min_cacheable_tokens.items():
+            if minimum < 1:
+                raise ValueError(f"prompt_cache.min_cacheable_tokens[{model!r}] must be a positive token count; got {minimum}")
+        return self
+
+    def minimum_for(self, model: str) -> int:
+        best = ""
+        for prefix in self.min_cacheable_tokens:
+            if model.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        return self.min_cacheable_tokens[best] if best else self.default_min_cacheable_tokens
+
+
+@dataclass
+class SessionTiming:
+    """Observed gaps (seconds) between consecutive calls of this session, oldest first."""
+
+    gaps_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptCacheDecision:
+    applied: bool
+    ttl: str | None
+    breakpoints: int  # in the shaped request, the caller's included
+    reason: str
+    cached_prefix_tokens_estimate: int
+    added_breakpoints: int = 0
+    long_gap_share_estimate: float | None = None
+    stable_prefix_hash: str | None = None  # of tools + system: a change between calls means the cache was lost
+
+
+# --------------------------------------------------------------------------- reading a request
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """A cache_control the caller set, in processing order (tools, system, messages, top level)."""
+
+    position: tuple[int, int, int]  # (section, item, block); top level = (3, 0, 0)
+    ttl: str
+
+
+def _ttl_of(cache_control: Any) -> str:
+    if isinstance(cache_control, dict) and cache_control.get("ttl") == TTL_1H:
+        return TTL_1H
+    return TTL_5M
+
+
+def _caller_markers(params: dict) -> list[_Marker]:
+    markers: list[_Marker] = []
+    for i, tool in enumerate(params.get("tools") or ()):
+        if isinstance(tool, dict) and tool.get("cache_control") is not None:
+            markers.append(_Marker((0, i, 0), _ttl_of(tool["cache_control"])))
+    system = params.get("system")
+    if isinstance(system, list):
+        for i, block in enumerate(system):
+            if isinstance(block, dict) and block.get("cache_control") is not None:
+                markers.append(_Marker((1, i, 0), _ttl_of(block["cache_control"])))
+    for i, message in enumerate(params.get("messages") or ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if isinstance(block, dict) and block.get("cache_control") is not None:
+                    markers.append(_Marker((2, i, j), _ttl_of(block["cache_control"])))
+    if params.get("cache_control") is not None:
+        markers.append(_Marker((3, 0, 0), _ttl_of(params["cache_control"])))
+    return markers
+
+
+def _last_markable_block(content: Any) -> int | None:
+    """Index of the last block that can carry cache_control (-1 for a string content)."""
+    if isinstance(content, str):
+        return -1 if content else None
+    if isinstance(content, list):
+        for j in range(len(content) - 1, -1, -1):
+            block = content[j]
+            if not isinstance(block, dict) or block.get("type") in _UNMARKABLE_BLOCKS:
+                continue
+            if block.get("type") == "text" and not block.get("text"):
+                continue  # the API rejects cache_control on an empty text block
+            return j
+    return None
+
+
+def _user_indexes(messages: list) -> list[int]:
+    return [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+
+
+def cache_prefix_end(params: dict) -> int:
+    """Index of the first message after the last cache breakpoint in ``params``
+    (0 when no message carries one; all messages for a top-level
+    ``cache_control``). Pruning may only change messages from there on."""
+    messages = params.get("messages") or []
+    if params.get("cache_control") is not None:
+        return len(messages)
+    end = 0
+    for marker in _caller_markers(params):
+        if marker.position[0] == 2:
+            end = max(end, marker.position[1] + 1)
+    return end
+
+
+def conversation_prefix_end(messages: list) -> int:
+    """Number of leading messages the previous turn's moving breakpoint cached:
+    everything up to the user message before the latest assistant reply. With
+    prompt caching on, pruning inside this range throws the cache away."""
+    users = _user_indexes(messages)
+    if len(users) < 2:
+        return 0
+    return users[-2] + 1
+
+
+def _stable_prefix_tokens(params: dict, model: str) -> int:
+    tokens = 0
+    if params.get("tools"):
+        tokens += estimate_text_tokens(json.dumps(params["tools"], sort_keys=True), model)
+    system = params.get("system")
+    if isinstance(system, str):
+        tokens += estimate_text_tokens(system, model)
+    elif isinstance(system, list):
+        tokens += sum(estimate_text_tokens(str(b.get("text", "")) if isinstance(b, dict) else str(b), model) for b in system)
+    return tokens
+
+
+def _stable_prefix_hash(params: dict) -> str | None:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "cache_control"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    system = params.get("system")
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}] if system else None
+    if not system and not params.get("tools"):
+        return None
+    payload = json.dumps({"tools": strip(params.get("tools") or []), "system": strip(system or [])}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- TTL economics
+
+
+def long_gap_share(timing: SessionTiming | None, settings: PromptCacheSettings, *, agent: bool) -> float:
+    """Estimated chance that the next gap outlives a 5-minute entry but not a
+    1-hour one: the prior, updated with the gaps this session has shown."""
+    prior = settings.long_gap_prior_agent if agent else settings.long_gap_prior_chat
+    gaps = timing.gaps_seconds if timing else []
+    if not gaps:
+        return prior
+    long_gaps = sum(1 for g in gaps if settings.ttl_1h_min_gap_seconds < g <= settings.ttl_1h_max_gap_seconds)
+    weight = settings.prior_weight_calls
+    return (prior * weight + long_gaps) / (weight + len(gaps))
+
+
+def choose_ttl(new_tokens: int, total_tokens: int, long_share: float, settings: PromptCacheSettings) -> tuple[str, str]:
+    """5m or 1h for this request's breakpoints, and why.
+
+    The economics, per input-price unit (w5 = 1.25, w1 = 2, r = 0.1):
+
+    - This request reads what earlier turns cached and *writes* only what is
+      new since then (``new_tokens``: the last reply and the new user turn; on
+      a session's first call, everything). Choosing 1h costs (w1 - w5) x new
+      extra, now, for certain.
+    - The entry this request writes covers the whole prompt (``total_tokens``):
+      a read refreshes an entry's TTL, so what matters is only the gap until the
+      next call. If that gap is longer than 5 minutes but within the hour, a 5m
+      entry is gone and the next call rewrites everything at w5, where a 1h
+      entry would have been read at r: 1h saves (w5 - r) x total.
+    - Gaps over an hour defeat both; gaps under 5 minutes need neither.
+
+    So 1h pays when  p x (w5 - r) x total  >  (w1 - w5) x new,  with p the
+    estimated share of gaps between 5 minutes and an hour. On a first call
+    (new = total) that needs p > 0.75 / 1.15 = 0.65; once the conversation is
+    20x longer than a turn adds, p > 3% is enough, which is why long agent
+    sessions with occasional pauses end up on 1h.
+    """
+    w5, w1, r = settings.write_5m_multiplier, settings.write_1h_multiplier, settings.read_multiplier
+    expected_saving = long_share * (w5 - r) * total_tokens
+    extra_cost = (w1 - w5) * new_tokens
+    if expected_saving > extra_cost:
+        return TTL_1H, f"ttl 1h: P(5m-1h gap)~{long_share:.2f} x {w5 - r:.2f} x {total_tokens:,} > {w1 - w5:.2f} x {new_tokens:,} new tokens"
+    return TTL_5M, f"ttl 5m: P(5m-1h gap)~{long_share:.2f} x {w5 - r:.2f} x {total_tokens:,} <= {w1 - w5:.2f} x {new_tokens:,} new tokens"
+
+
+# --------------------------------------------------------------------------- shaping
+
+
+def _with_marker(block: Any, ttl: str) -> dict:
+    marked = dict(block) if isinstance(block, dict) else {"type": "text", "text": str(block)}
+    marked["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+    return marked
+
+
+def _ttl_at(position: tuple[int, int, int], wanted: str, caller: list[_Marker]) -> str:
+    """The API processes breakpoints in prefix order and rejects a 1h one after
+    a 5m one: our marker adapts to the caller's markers around it."""
+    if wanted == TTL_1H and any(m.ttl == TTL_5M and m.position < position for m in caller):
+        return TTL_5M
+    if wanted == TTL_5M and any(m.ttl == TTL_1H and m.position > position for m in caller):
+        return TTL_1H
+    return wanted
+
+
+def shape_request(
+    params: dict,
+    model: str,
+    settings: PromptCacheSettings,
+    timing: SessionTiming | None,
+) -> tuple[dict, PromptCacheDecision]:
+    """The request with cache breakpoints added, and what was decided."""
+    if not isinstance(params, dict) or not isinstance(params.get("messages", []), list):
+        raise ValueError("shape_request: params must be a Messages API request dict with a 'messages' list")
+    stable_hash = _stable_prefix_hash(params)
+    caller = _caller_markers(params)
+
+    def unchanged(reason: str, cached: int = 0) -> tuple[dict, PromptCacheDecision]:
+        return dict(params), PromptCacheDecision(False, None, len(caller), reason, cached, 0, None, stable_hash)
+
+    if not settings.enabled:
+        return unchanged("prompt caching disabled")
+    messages: list = params.get("messages") or []
+    free = MAX_BREAKPOINTS - len(caller)
+    if free <= 0:
+        return unchanged(f"caller set {len(caller)} breakpoints: none left to add (API maximum {MAX_BREAKPOINTS})")
+
+    minimum = settings.minimum_for(model)
+    reach = minimum * (1 - settings.min_length_margin)
+    stable_tokens = _stable_prefix_tokens(params, model)
+    # Cumulative tokens after each message (prefix sizes at message ends).
+    cumulative: list[int] = []
+    running = stable_tokens
+    for message in messages:
+        running += estimate_message_tokens(message, model) if isinstance(message, dict) else 0
+        cumulative.append(running)
+    total = running
+
+    users = _user_indexes(messages)
+    conversation = timing is not None or len(messages) > 1
+    agent = bool(params.get("tools")) or any(
+        isinstance(m, dict) and isinstance(m.get("content"), list)
+        and any(isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result") for b in m["content"])
+        for m in messages
+    )
+
+    # Where markers could go, by value.
+    plan: list[tuple[str, tuple[int, int, int]]] = []
+    caller_positions = {m.position for m in caller}
+    has_auto = params.get("cache_control") is not None
+    moving_index = users[-1] if users else (len(messages) - 1 if messages else None)
+    if conversation and moving_index is not None and not has_auto and total >= reach:
+        block = _last_markable_block(messages[moving_index].get("content"))
+        if block is not None:
+            position = (2, moving_index, max(block, 0))
+            covered = any(p >= position for p in caller_positions if p[0] == 2 and p[1] == moving_index)
+            if not covered:
+                plan.append(("moving", (3, 0, 0) if settings.strategy == "auto" else position))
+    system = params.get("system")
+    if stable_tokens >= reach:
+        if system:
+            last_system = len(system) - 1 if isinstance(system, list) else 0
+            if isinstance(system, list):
+                while last_system >= 0 and not (isinstance(system[last_system], dict) and system[last_system].get("type") == "text" and system[last_system].get("text")):
+                    last_system -= 1
+            if last_system >= 0 and (1, last_system, 0) not in caller_positions:
+                plan.append(("system", (1, last_system, 0)))
+        elif params.get("tools"):
+            last_tool = len(params["tools"]) - 1
+            if (0, last_tool, 0) not in caller_positions:
+                plan.append(("tools", (0, last_tool, 0)))
+    if settings.anchor_previous_turn and conversation and len(users) >= 2:
+        previous = users[-2]
+        block = _last_markable_block(messages[previous].get("content"))
+        if block is not None and cumulative[previous] >= reach:
+            position = (2, previous, max(block, 0))
+            if position not in caller_positions:
+                plan.append(("previous turn", position))
+    plan = plan[:free]
+    if not plan:
+        if total < reach:
+            return unchanged(f"prompt ~{total:,} tokens: below the {minimum:,}-token cacheable minimum for {model}")
+        if caller:
+            return unchanged(f"caller's {len(caller)} breakpoint(s) already cover the prefix", _covered_tokens(caller, cumulative, stable_tokens, total))
+        return unchanged(f"stable prefix ~{stable_tokens:,} tokens below the {minimum:,}-token minimum and no conversation to cache")
+
+    # TTL for what this request writes.
+    new_tokens = total - (cumulative[users[-2]] if conversation and len(users) >= 2 else 0)
+    share = long_gap_share(timing, settings, agent=agent) if timing is not None else 0.0
+    ttl, ttl_reason = choose_ttl(new_tokens, total, share, settings) if timing is not None else (TTL_5M, "ttl 5m: no session to time")
+
+    shaped = dict(params)  # only the containers we change are copied below
+    messages_copied = False
+    placed: list[str] = []
+    placed_positions: list[tuple[int, int, int]] = []
+    ttls: set[str] = set()
+    for name, position in sorted(plan, key=lambda item: item[1]):
+        marker_ttl = _ttl_at(position, ttl, caller)
+        ttls.add(marker_ttl)
+        section, item, block = position
+        if section == 3:
+            shaped["cache_control"] = {"type": "ephemeral", "ttl": marker_ttl}
+        elif section == 0:
+            tools = list(shaped["tools"])
+            tools[item] = _with_marker(tools[item], marker_ttl)
+            shaped["tools"] = tools
+        elif section == 1:
+            if isinstance(shaped["system"], str):
+                shaped["system"] = [_with_marker({"type": "text", "text": shaped["system"]}, marker_ttl)]
+            else:
+                blocks = list(shaped["system"])
+                blocks[item] = _with_marker(blocks[item], marker_ttl)
+                shaped["system"] = blocks
+        else:
+            if not messages_copied:
+                shaped["messages"] = list(messages)
+                messages_copied = True
+            message = dict(shaped["messages"][item])
+            content = message.get("content")
+            if isinstance(content, str):
+                message["content"] = [_with_marker({"type": "text", "text": content}, marker_ttl)]
+            else:
+                blocks = list(content)
+                blocks[block] = _with_marker(blocks[block], marker_ttl)
+                message["content"] = blocks
+            shaped["messages"][item] = message
+        placed.append(name)
+        placed_positions.append(position)
+
+    effective_ttl = TTL_1H if ttls == {TTL_1H} else TTL_5M if ttls == {TTL_5M} else "mixed"
+    all_markers = caller + [_Marker(p, ttl) for p in placed_positions]
+    cached = _covered_tokens(all_markers, cumulative, stable_tokens, total)
+    reason = f"{settings.strategy} breakpoints at {', '.join(placed)}" + (f" (+{len(caller)} from caller)" if caller else "") + f"; {ttl_reason}"
+    if effective_ttl != ttl:
+        reason += f"; ttl adjusted to the caller's markers ({effective_ttl})"
+    decision = PromptCacheDecision(
+        True, effective_ttl, len(caller) + len(placed), reason, cached, len(placed),
+        round(share, 4) if timing is not None else None, stable_hash,
+    )
+    assert decision.breakpoints <= MAX_BREAKPOINTS
+    return shaped, decision
+
+
+def _covered_tokens(markers: list[_Marker], cumulative: list[int], stable_tokens: int, total: int) -> int:
+    """Estimated tokens up to the last breakpoint (what is read or written in cache)."""
+    covered = 0
+    for marker in markers:
+        section, item, _ = marker.position
+        if section == 3:
+            covered = max(covered, total)
+        elif section == 2:
+            covered = max(covered, cumulative[item] if item < len(cumulative) else total)
+        else:
+            covered = max(covered, stable_tokens)
+    return covered

@@ -1,0 +1,351 @@
+"""Prompt caching: breakpoint placement, TTL economics, byte-stability (pure core)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from hypothesis import given, settings as hyp_settings, strategies as st
+
+from mcp_tars.prompt_cache import (
+    MAX_BREAKPOINTS,
+    PromptCacheSettings,
+    SessionTiming,
+    cache_prefix_end,
+    choose_ttl,
+    conversation_prefix_end,
+    long_gap_share,
+    shape_request,
+)
+
+SONNET = "claude-sonnet-5-5"
+LONG_SYSTEM = "You are a careful coding agent. Follow the repository conventions. " * 300  # ~4K tokens
+TOOLS = [{"name": "run", "description": "Run a shell command", "input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
+S = PromptCacheSettings()
+
+
+def agent_turns(n: int) -> list[dict]:
+    """A tool-loop conversation with n user turns (the first is the task)."""
+    messages = [{"role": "user", "content": "The build fails on CI. Find out why and fix it."}]
+    for i in range(n - 1):
+        messages.append({"role": "assistant", "content": [
+            {"type": "text", "text": f"Step {i}: running the build."},
+            {"type": "tool_use", "id": f"t{i}", "name": "run", "input": {"cmd": "make"}},
+        ]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": f"log line {i} " * 60}]})
+    return messages
+
+
+def request(messages, system=LONG_SYSTEM, tools=TOOLS, **extra) -> dict:
+    params = {"model": SONNET, "max_tokens": 512, "messages": messages, **extra}
+    if system is not None:
+        params["system"] = system
+    if tools is not None:
+        params["tools"] = tools
+    return params
+
+
+def markers(params: dict) -> list[tuple[str, str]]:
+    """(location, ttl) of every cache_control in processing order."""
+    found = []
+    for i, tool in enumerate(params.get("tools") or ()):
+        if tool.get("cache_control"):
+            found.append((f"tools.{i}", tool["cache_control"].get("ttl", "5m")))
+    system = params.get("system")
+    if isinstance(system, list):
+        for i, block in enumerate(system):
+            if block.get("cache_control"):
+                found.append((f"system.{i}", block["cache_control"].get("ttl", "5m")))
+    for i, message in enumerate(params["messages"]):
+        if isinstance(message["content"], list):
+            for j, block in enumerate(message["content"]):
+                if isinstance(block, dict) and block.get("cache_control"):
+                    found.append((f"messages.{i}.{j}", block["cache_control"].get("ttl", "5m")))
+    if params.get("cache_control"):
+        found.append(("top", params["cache_control"].get("ttl", "5m")))
+    return found
+
+
+def no_1h_after_5m(found: list[tuple[str, str]]) -> bool:
+    seen_5m = False
+    for _, ttl in found:
+        if ttl == "5m":
+            seen_5m = True
+        elif seen_5m:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def test_short_prompt_is_left_alone():
+    params = request([{"role": "user", "content": "hi"}], system="Be brief.", tools=None)
+    shaped, decision = shape_request(params, SONNET, S, SessionTiming([]))
+    assert not decision.applied and decision.breakpoints == 0
+    assert "below the 1,024-token cacheable minimum" in decision.reason
+    assert shaped == params
+
+
+def test_one_shot_call_caches_only_the_stable_prefix_and_never_mutates():
+    params = request([{"role": "user", "content": "What does the build script do?"}])
+    before = copy.deepcopy(params)
+    shaped, decision = shape_request(params, SONNET, S, None)
+    assert params == before
+    assert decision.applied and decision.ttl == "5m"
+    assert markers(shaped) == [("system.0", "5m")]
+    assert shaped["system"] == [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral", "ttl": "5m"}}]
+    assert shaped["messages"] is params["messages"]  # untouched containers are shared, not copied
+    assert decision.cached_prefix_tokens_estimate > 3000
+
+
+def test_conversation_gets_system_anchor_and_moving_breakpoints():
+    params = request(agent_turns(4))
+    before = copy.deepcopy(params)
+    shaped, decision = shape_request(params, SONNET, S, SessionTiming([20, 25, 30]))
+    assert params == before
+    last = len(params["messages"]) - 1
+    assert [loc for loc, _ in markers(shaped)] == ["system.0", f"messages.{last - 2}.0", f"messages.{last}.0"]
+    assert decision.breakpoints == decision.added_breakpoints == 3
+    assert "previous turn" in decision.reason and "moving" in decision.reason
+
+
+def test_auto_strategy_uses_top_level_cache_control():
+    shaped, decision = shape_request(request(agent_turns(3)), SONNET, PromptCacheSettings(strategy="auto"), SessionTiming([10, 10]))
+    found = markers(shaped)
+    assert found[-1][0] == "top" and found[0][0] == "system.0"
+    assert not any(loc == f"messages.{len(shaped['messages']) - 1}.0" for loc, _ in found)
+    assert decision.breakpoints == len(found) <= MAX_BREAKPOINTS
+
+
+def test_string_message_becomes_one_marked_block():
+    messages = [
+        {"role": "user", "content": "Summarise the design doc. " * 400},
+        {"role": "assistant", "content": "Here is the summary..."},
+        {"role": "user", "content": "Now list the open questions."},
+    ]
+    shaped, _ = shape_request(request(messages, system=None, tools=None), SONNET, S, SessionTiming([40, 40]))
+    assert shaped["messages"][2]["content"] == [
+        {"type": "text", "text": "Now list the open questions.", "cache_control": {"type": "ephemeral", "ttl": shaped["messages"][2]["content"][0]["cache_control"]["ttl"]}}
+    ]
+    assert shaped["messages"][1]["content"] == "Here is the summary..."  # unmarked messages keep their form
+
+
+def test_tools_marked_when_there_is_no_system_prompt():
+    big_tools = [{"name": f"tool_{i}", "description": "Does a thing. " * 60, "input_schema": {"type": "object"}} for i in range(8)]
+    shaped, decision = shape_request(request([{"role": "user", "content": "go"}], system=None, tools=big_tools), SONNET, S, None)
+    assert markers(shaped) == [("tools.7", "5m")]
+
+
+def test_thinking_blocks_are_never_marked():
+    messages = agent_turns(2)
+    messages[-1]["content"].append({"type": "thinking", "thinking": "hmm", "signature": "x"})
+    shaped, _ = shape_request(request(messages), SONNET, S, SessionTiming([5]))
+    assert "cache_control" not in shaped["messages"][-1]["content"][-1]
+    assert "cache_control" in shaped["messages"][-1]["content"][0]
+
+
+def test_disabled_and_bad_input():
+    params = request(agent_turns(2))
+    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(enabled=False), SessionTiming([5]))
+    assert not decision.applied and markers(shaped) == []
+    with pytest.raises(ValueError, match="params must be a Messages API request"):
+        shape_request({"messages": "hello"}, SONNET, S, None)
+
+
+# --------------------------------------------------------------------------- caller markers (property)
+
+_ttl = st.sampled_from([None, "5m", "1h"])
+
+
+@st.composite
+def requests_with_caller_markers(draw):
+    n_tools = draw(st.integers(0, 3))
+    tools = [{"name": f"t{i}", "description": "d " * draw(st.integers(1, 400)), "input_schema": {"type": "object"}} for i in range(n_tools)]
+    system_blocks = [{"type": "text", "text": "s " * draw(st.integers(1, 1500))} for _ in range(draw(st.integers(0, 3)))]
+    n_user = draw(st.integers(1, 5))
+    messages = []
+    for i in range(n_user):
+        messages.append({"role": "user", "content": [{"type": "text", "text": "u " * draw(st.integers(1, 600))}]})
+        if i < n_user - 1:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": "a " * draw(st.integers(1, 300))}]})
+    slots = [("tool", i) for i in range(n_tools)] + [("system", i) for i in range(len(system_blocks))] + [("message", i) for i in range(len(messages))] + [("top", 0)]
+    chosen = draw(st.lists(st.sampled_from(slots), unique=True, max_size=4))
+    ttl_sequence = draw(st.lists(st.sampled_from(["5m", "1h"]), min_size=len(chosen), max_size=len(chosen)))
+    # a valid caller never puts 1h after 5m: sort ttls so every 1h comes first
+    ttl_sequence.sort(key=lambda t: t != "1h")
+    order = {"tool": 0, "system": 1, "message": 2, "top": 3}
+    for (kind, i), ttl in zip(sorted(chosen, key=lambda c: (order[c[0]], c[1])), ttl_sequence):
+        cc = {"type": "ephemeral"} if ttl == "5m" and draw(st.booleans()) else {"type": "ephemeral", "ttl": ttl}
+        if kind == "tool":
+            tools[i]["cache_control"] = cc
+        elif kind == "system":
+            system_blocks[i]["cache_control"] = cc
+        elif kind == "message":
+            messages[i]["content"][-1]["cache_control"] = cc
+        else:
+            top = cc
+    params = {"model": SONNET, "max_tokens": 10, "messages": messages}
+    if tools:
+        params["tools"] = tools
+    if system_blocks:
+        params["system"] = system_blocks
+    if ("top", 0) in chosen:
+        params["cache_control"] = top
+    gaps = draw(st.lists(st.floats(0, 8000), max_size=6))
+    return params, gaps
+
+
+@hyp_settings(max_examples=150, deadline=None)
+@given(requests_with_caller_markers(), st.sampled_from(["explicit", "auto"]))
+def test_never_more_than_four_breakpoints_and_caller_markers_kept(case, strategy):
+    params, gaps = case
+    before = copy.deepcopy(params)
+    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(strategy=strategy), SessionTiming(gaps))
+    assert params == before, "the caller's dict was mutated"
+    found = markers(shaped)
+    assert len(found) <= MAX_BREAKPOINTS
+    assert decision.breakpoints == len(found)
+    caller = dict(markers(before))
+    shaped_map = dict(found)
+    for location, ttl in caller.items():
+        assert shaped_map.get(location) == ttl, f"caller marker at {location} changed"
+    # the caller's own cache_control objects are byte-identical
+    if "cache_control" in before:
+        assert shaped["cache_control"] == before["cache_control"]
+    assert no_1h_after_5m(found)
+
+
+# --------------------------------------------------------------------------- TTL
+
+
+def test_ttl_first_call_is_5m_and_long_agent_session_is_1h():
+    _, first = shape_request(request(agent_turns(1)), SONNET, S, SessionTiming([]))
+    assert first.ttl == "5m"  # everything is new: 1h would need P(long gap) > 0.65
+    _, later = shape_request(request(agent_turns(8)), SONNET, S, SessionTiming([30, 40, 600, 20, 25, 900, 30]))
+    assert later.ttl == "1h"
+    assert "ttl 1h" in later.reason
+
+
+def test_ttl_5m_when_gaps_are_always_short_or_always_beyond_an_hour():
+    _, quick = shape_request(request(agent_turns(8)), SONNET, S, SessionTiming([5.0] * 60))
+    assert quick.ttl == "5m"
+    _, rare = shape_request(request(agent_turns(8)), SONNET, S, SessionTiming([7200.0] * 40))
+    assert rare.ttl == "5m"
+    assert rare.long_gap_share_estimate < 0.02
+
+
+def test_choose_ttl_break_even():
+    # 1h pays iff p * (1.25 - 0.1) * total > (2 - 1.25) * new
+    assert choose_ttl(new_tokens=1000, total_tokens=1000, long_share=0.66, settings=S)[0] == "1h"
+    assert choose_ttl(new_tokens=1000, total_tokens=1000, long_share=0.64, settings=S)[0] == "5m"
+    assert choose_ttl(new_tokens=500, total_tokens=20_000, long_share=0.02, settings=S)[0] == "1h"
+
+
+def test_long_gap_share_updates_the_prior():
+    assert long_gap_share(SessionTiming([]), S, agent=True) == S.long_gap_prior_agent
+    assert long_gap_share(None, S, agent=False) == S.long_gap_prior_chat
+    mostly_long = long_gap_share(SessionTiming([600.0] * 20), S, agent=False)
+    assert mostly_long > 0.8
+
+
+def test_caller_ttls_are_respected_and_ordering_rule_kept():
+    messages = agent_turns(5)
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]  # caller: 5m
+    shaped, decision = shape_request(request(messages, system=system), SONNET, S, SessionTiming([600, 700, 900, 30]))
+    found = markers(shaped)
+    assert found[0] == ("system.0", "5m")
+    assert shaped["system"][0]["cache_control"] == {"type": "ephemeral"}  # untouched, not even normalised
+    assert all(ttl == "5m" for _, ttl in found)  # a 1h marker may not follow the caller's 5m one
+    assert "adjusted" in decision.reason
+    # a caller 1h marker at the end: our earlier markers must not be 5m
+    messages = agent_turns(3)
+    messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+    shaped, _ = shape_request(request(messages), SONNET, S, SessionTiming([]))
+    assert no_1h_after_5m(markers(shaped))
+    assert markers(shaped)[-1] == (f"messages.{len(messages) - 1}.0", "1h")
+
+
+def test_four_caller_markers_leave_no_room():
+    messages = agent_turns(3)
+    for m in messages[:4]:
+        m["content"] = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]
+    shaped, decision = shape_request(request(messages), SONNET, S, SessionTiming([1]))
+    assert not decision.applied and decision.breakpoints == 4 and len(markers(shaped)) == 4
+
+
+# --------------------------------------------------------------------------- byte stability
+
+
+def _blocks_without_markers(params: dict) -> list[str]:
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "cache_control"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    out = [json.dumps(strip(t), sort_keys=True) for t in params.get("tools") or ()]
+    system = params.get("system")
+    system = [{"type": "text", "text": system}] if isinstance(system, str) else (system or [])
+    out += [json.dumps(strip(b), sort_keys=True) for b in system]
+    for m in params["messages"]:
+        content = m["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        out += [m["role"] + json.dumps(strip(b), sort_keys=True) for b in blocks]
+    return out
+
+
+def test_shaped_prefix_is_byte_stable_across_turns():
+    timing = SessionTiming([])
+    previous = None
+    for turn in range(1, 8):
+        shaped, _ = shape_request(request(agent_turns(turn)), SONNET, S, timing)
+        # identical input gives identical output (deterministic conversion)
+        again, _ = shape_request(request(agent_turns(turn)), SONNET, S, SessionTiming(list(timing.gaps_seconds)))
+        assert json.dumps(again, sort_keys=True) == json.dumps(shaped, sort_keys=True)
+        blocks = _blocks_without_markers(shaped)
+        if previous is not None:
+            assert blocks[: len(previous)] == previous, f"turn {turn} changed the prefix cached by turn {turn - 1}"
+        previous = blocks
+        timing.gaps_seconds.append(400.0 if turn % 3 == 0 else 20.0)
+
+
+# --------------------------------------------------------------------------- prefix ends and settings
+
+
+def test_cache_prefix_end_and_conversation_prefix_end():
+    messages = agent_turns(4)
+    assert cache_prefix_end(request(messages)) == 0
+    marked = copy.deepcopy(messages)
+    marked[2]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    assert cache_prefix_end(request(marked)) == 3
+    assert cache_prefix_end(request(messages, cache_control={"type": "ephemeral"})) == len(messages)
+    shaped, _ = shape_request(request(messages), SONNET, S, SessionTiming([1, 1, 1]))
+    assert cache_prefix_end(shaped) == len(messages)
+    assert conversation_prefix_end(messages) == len(messages) - 2
+    assert conversation_prefix_end(messages[:1]) == 0
+
+
+def test_minimums_by_model_prefix():
+    assert S.minimum_for("claude-haiku-5-5") == 2048
+    assert S.minimum_for("claude-haiku-5-5-20261001") == 2048
+    assert S.minimum_for("claude-opus-5") == 512
+    assert S.minimum_for("claude-opus-5-5") == 1024  # longest prefix wins over claude-opus-5
+    assert S.minimum_for("some-new-model") == S.default_min_cacheable_tokens
+    assert PromptCacheSettings(min_cacheable_tokens={"claude-sonnet-5-5": 4096}).minimum_for(SONNET) == 4096
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ttl_1h_min_gap_seconds": 4000}, "ttl_1h_max_gap_seconds must be larger"),
+        ({"write_1h_multiplier": 1.0}, "multipliers must satisfy"),
+        ({"min_cacheable_tokens": {"x": 0}}, "positive token count"),
+        ({"strategy": "sometimes"}, "strategy"),
+    ],
+)
+def test_settings_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PromptCacheSettings(**kwargs)
