@@ -816,20 +816,28 @@ def choose_model(
     notes: list[str] = []
     model = settings.tier_models[level]
     sticky = False
+    under_budget_pressure = (
+        budget_used_share is not None and settings.budget_downgrade_share is not None
+        and budget_used_share >= settings.budget_downgrade_share
+    )
     if session is not None and settings.sticky_sessions and session.level in _LEVEL_RANK:
-        keep = _LEVEL_RANK[level] <= _LEVEL_RANK[session.level]
-        if keep:
+        if _LEVEL_RANK[level] <= _LEVEL_RANK[session.level]:
             # A lower (or equal) level keeps the session's model and level: a
             # model switch would throw the prompt cache away, and a short
             # follow-up inside a hard task is still part of that task.
-            sticky = level != session.level or model != session.model
-            level, model = session.level, session.model
-            notes.append(f"sticky: session stays on {model} ({level})")
+            level = session.level
+            if not under_budget_pressure and _is_below_tier(session.model, level, settings):
+                model = settings.tier_models[level]  # an earlier budget downgrade no longer applies
+                notes.append(f"budget pressure over: back to {model}")
+            else:
+                sticky = model != session.model or level != level_for_score(complexity.score, settings)
+                model = session.model
+                notes.append(f"sticky: session stays on {model} ({level})")
         else:
             notes.append(f"level rose from {session.level}")
 
     downgraded = False
-    if budget_used_share is not None and settings.budget_downgrade_share is not None and budget_used_share >= settings.budget_downgrade_share:
+    if under_budget_pressure:
         lower = _one_tier_down(model, level, settings)
         if lower and lower != model:
             notes.append(f"budget {budget_used_share:.0%} used: {model} -> {lower}")
@@ -841,13 +849,19 @@ def choose_model(
     return RoutingDecision(model, level, complexity.score, reason, False, sticky, downgraded)
 
 
+def _is_below_tier(model: str, level: str, settings: RoutingSettings) -> bool:
+    ladder = settings.model_ladder()
+    tier = settings.tier_models[level]
+    return model in ladder and ladder.index(model) < ladder.index(tier)
+
+
 def _one_tier_down(model: str, level: str, settings: RoutingSettings) -> str | None:
     ladder = settings.model_ladder()
     if model not in ladder:
         return None  # a model outside the tiers (a sticky pin): leave it alone
+    if _is_below_tier(model, level, settings):
+        return None  # already downgraded earlier in the session: one step is all
     i = ladder.index(model)
-    if model != settings.tier_models[level] and i < ladder.index(settings.tier_models[level]):
-        return None  # already below this level's tier (downgraded earlier in the session)
     if i == 0:
         return None
     lower = ladder[i - 1]

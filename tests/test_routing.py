@@ -196,6 +196,11 @@ def test_budget_downgrade_one_tier_with_expert_floor():
     # already on the floor (e.g. downgraded earlier in the session): never lower
     floor = choose_model(fixed(90), s, session=SessionRoute("expert", SONNET), budget_used_share=0.95)
     assert (floor.model, floor.downgraded) == (SONNET, False)
+    # once the pressure is over, a downgraded session goes back to its tier
+    back = choose_model(fixed(60), s, session=SessionRoute("complex", HAIKU), budget_used_share=0.3)
+    assert (back.model, back.sticky) == (SONNET, False) and "budget pressure over" in back.reason
+    still = choose_model(fixed(60), s, session=SessionRoute("complex", HAIKU), budget_used_share=0.9)
+    assert (still.model, still.downgraded) == (HAIKU, False)
     # the cheapest tier cannot go lower
     assert choose_model(fixed(5), s, budget_used_share=0.95).model == HAIKU
     # a floor at the top tier: expert work is never downgraded
