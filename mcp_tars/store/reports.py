@@ -69,21 +69,25 @@ def session_sums(store: Store, *, tenant: str | None, first_day: str | None, las
     if top < 1:
         raise ValueError(f"the number of sessions to list must be at least 1 (got {top})")
     where, params = _where(tenant, first_day, last_day)
-    per_session = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
-    regroup = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
-    sql = f"""
-    WITH s AS (
-        SELECT session_key, {per_session} FROM rollup_daily_session{where}
-        GROUP BY session_key HAVING SUM(calls) > 0
-    ), ranked AS (
-        SELECT *, ROW_NUMBER() OVER (ORDER BY cost_usd DESC, calls DESC, session_key) AS rank FROM s
-    )
-    SELECT CASE WHEN rank <= ? THEN session_key ELSE ? END AS session, MIN(rank) AS rank, {regroup}
-    FROM ranked GROUP BY 1 ORDER BY 2"""
-    rows = _rows(store, sql, [*params, top, OTHER_SESSIONS])
-    for r in rows:
-        r.pop("rank")
-    return rows
+    # Ranking needs one sum per session; the full sums only for the top ones
+    # and, once, for the rest (cheap: no grouping).
+    with store.read() as c:
+        keys = [r[0] for r in c.execute(
+            f"SELECT session_key FROM rollup_daily_session{where} GROUP BY session_key HAVING SUM(calls) > 0 "
+            "ORDER BY SUM(cost_usd) DESC, SUM(calls) DESC, session_key LIMIT ?", [*params, top])]
+    if not keys:
+        return []
+    marks = ", ".join("?" for _ in keys)
+    inside = f"{where} AND" if where else " WHERE"
+    rows = {r["session"]: r for r in _rows(
+        store, f"SELECT session_key AS session, {_SUMS_SQL} FROM rollup_daily_session{inside} session_key IN ({marks}) "
+               "GROUP BY session_key", [*params, *keys])}
+    out = [rows[k] for k in keys]
+    rest = _rows(store, f"SELECT {_SUMS_SQL} FROM rollup_daily_session{inside} session_key NOT IN ({marks})",
+                 [*params, *keys])[0]
+    if rest["calls"]:
+        out.append({"session": OTHER_SESSIONS, **rest})
+    return out
 
 
 def day_span(store: Store, *, tenant: str | None) -> tuple[str | None, str | None]:
