@@ -172,3 +172,169 @@ def test_admissible_counts_the_spend_and_the_committed_work(store):
     assert g.admissible("t1", [0.5], now=NOW + DAY) == 1  # tomorrow the daily budget is fresh
     spend(store, 91.5, ts=NOW - DAY)
     assert g.admissible("t1", [0.5], now=NOW + DAY) == 1 and g.admissible("t1", [0.6], now=NOW + DAY) == 0  # monthly
+
+
+# -- end to end: the engine and the deferred queue against the simulated API -----------------
+
+WIRING = ("needs BudgetGuard wired into engine.py / batches.py (see the budget section of the reports "
+          "engineer's hand-over); strict: remove this marker once it passes")
+COMPLEX = ("Design a fault-tolerant architecture for a multi-region payment system: consistency versus "
+           "availability trade-offs, failure modes, and a migration plan from a single region.")
+
+
+@pytest.fixture
+async def engine_factory(tmp_path, api_env):
+    from mcp_tars.engine import Engine
+
+    from conftest import make_config
+
+    made = []
+
+    def make(**budget_settings):
+        engine = Engine(make_config(budget=budget_settings), Store(tmp_path / "e2e.db"))
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        await engine.aclose()
+        engine.store.close()
+
+
+def api_posts(sim, path="/v1/messages") -> list:
+    return [r for r in sim.requests if r.method == "POST" and r.path == path]
+
+
+def now() -> float:
+    from mcp_tars import clock
+
+    return clock.now()
+
+
+@pytest.mark.anyio
+async def test_block_policy_refuses_the_call_before_any_request(engine_factory, api_env):
+    from mcp_tars.engine import BudgetExceeded, CompletionRequest
+
+    engine = engine_factory(daily_usd=0.01, policy="block")
+    spend(engine.store, 0.0099, ts=now(), tenant=engine.tenant)
+    with pytest.raises(BudgetExceeded, match="daily budget reached") as refused:
+        await engine.complete(CompletionRequest(prompt=COMPLEX, max_tokens=2000))
+    assert "budget.daily_usd" in str(refused.value)
+    assert api_posts(api_env) == [] and api_env.bill == []
+    assert ledger.count(engine.store) == 1  # only the earlier spend
+
+
+@pytest.mark.anyio
+async def test_a_warning_appears_in_results_and_reports_past_the_warning_line(engine_factory, api_env):
+    from mcp_tars import reports
+    from mcp_tars.engine import CompletionRequest
+
+    engine = engine_factory(daily_usd=1.0, policy="block")
+    spend(engine.store, 0.85, ts=now(), tenant=engine.tenant)
+    result = await engine.complete(CompletionRequest(prompt="What is DNS?", max_tokens=50))
+    assert any(w.startswith("budget warning") and "daily budget ($1.00)" in w for w in result.warnings)
+    report = reports.build_report(engine.store, tenant=engine.tenant, budget=engine.budget_status())
+    assert any(w.startswith("budget warning: 85% of the daily budget") for w in report["warnings"])
+
+
+@pytest.mark.anyio
+async def test_downgrade_policy_routes_to_a_cheaper_model_near_the_limit(engine_factory, api_env):
+    from mcp_tars.engine import CompletionRequest
+    from mcp_tars.pricing import PriceTable
+
+    prices = PriceTable()
+    relaxed = await engine_factory().complete(CompletionRequest(prompt=COMPLEX, max_tokens=300, use_cache=False))
+    engine = engine_factory(daily_usd=100.0, policy="downgrade")
+    spend(engine.store, 95.0, ts=now(), tenant=engine.tenant)
+    pressed = await engine.complete(CompletionRequest(prompt=COMPLEX, max_tokens=300, use_cache=False))
+    assert pressed.routing["downgraded"] and not relaxed.routing["downgraded"]
+    assert prices.price(pressed.model)[0].output < prices.price(relaxed.model)[0].output
+    assert pressed.source == "api" and pressed.cost_usd is not None
+
+
+@pytest.mark.anyio
+async def test_deferred_work_waits_for_the_budget_and_goes_out_the_next_day(engine_factory, api_env, tmp_path,
+                                                                           monkeypatch):
+    from mcp_tars import clock
+    from mcp_tars.batches import DeferredQueue
+    from mcp_tars.engine import CompletionRequest
+
+    clock_file = tmp_path / "clock"
+    clock_file.write_text("0")
+    monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(clock_file))
+    engine = engine_factory(daily_usd=0.01, monthly_usd=50.0, policy="defer")
+    queue = DeferredQueue(engine)
+    spend(engine.store, 0.0099, ts=now(), tenant=engine.tenant)
+    ids = [(await queue.defer(CompletionRequest(prompt=f"Summarise release note {i} in one line.", max_tokens=1000),
+                              priority="high", max_wait_seconds=7 * 86400, critical=False))["task_id"]
+           for i in range(3)]
+    out = await queue.process()
+    assert out["submitted_tasks"] == 0 and api_posts(api_env, "/v1/messages/batches") == []
+    assert all(queue.status(t)["status"] == "queued" and "budget" in queue.status(t)["error"] for t in ids)
+    clock.advance(86400)  # a new UTC day: the daily budget has room again
+    out = await queue.process()
+    assert out["submitted_tasks"] == 3 and out["collected"] == 3
+    assert all(queue.status(t)["status"] == "succeeded" for t in ids)
+    assert sum(1 for line in api_env.bill if line.batch) == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(strict=True, reason=WIRING)
+async def test_work_already_submitted_counts_against_the_budget(engine_factory, api_env):
+    """Batches in flight are not billed yet; the next pass must count them as
+    committed (``BudgetGuard.admissible(..., committed_usd=...)``) instead of
+    sending the budget a second time."""
+    from mcp_tars.batches import DeferredQueue
+    from mcp_tars.engine import CompletionRequest
+    from mcp_tars.store import tasks as task_store
+
+    api_env.configure(batch_ready_after_polls=5)
+    engine = engine_factory(daily_usd=10.0, policy="defer")
+    queue = DeferredQueue(engine)
+
+    async def defer_three(tag):
+        return [(await queue.defer(CompletionRequest(prompt=f"Summarise note {tag}{i}.", max_tokens=4000),
+                                   priority="high", max_wait_seconds=7 * 86400, critical=False))["task_id"]
+                for i in range(3)]
+
+    first = await defer_three("a")
+    params = task_store.task_payloads(engine.store, first)[first[0]]["params"]
+    estimate = engine.estimate_cost(params, params["model"]) * float(engine.prices.batch_multiplier)
+    engine.config.budget.daily_usd = 4.5 * estimate  # room for the first three, not for three more
+    assert (await queue.process())["submitted_tasks"] == 3
+    await defer_three("b")
+    out = await queue.process()
+    assert out["submitted_tasks"] == 0, "three tasks in flight already commit most of the budget"
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(strict=True, reason=WIRING)
+async def test_defer_policy_queues_an_immediate_call_over_the_limit(engine_factory, api_env):
+    from mcp_tars.engine import BudgetExceeded, CompletionRequest
+    from mcp_tars.store import tasks as task_store
+
+    engine = engine_factory(daily_usd=0.01, policy="defer")
+    spend(engine.store, 0.0099, ts=now(), tenant=engine.tenant)
+    with pytest.raises(BudgetExceeded, match=r"queued .*task_\w+") as deferred:
+        await engine.complete(CompletionRequest(prompt=COMPLEX, max_tokens=2000))
+    assert api_posts(api_env) == []
+    task_id = next(w for w in str(deferred.value).replace(".", " ").replace(",", " ").split() if w.startswith("task_"))
+    assert task_store.get_task(engine.store, engine.tenant, task_id)["status"] == "queued"
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(strict=True, reason=WIRING)
+async def test_the_engine_records_budget_alerts_once(engine_factory, api_env):
+    from mcp_tars.engine import BudgetExceeded, CompletionRequest
+
+    engine = engine_factory(daily_usd=1.0, policy="block")
+    spend(engine.store, 0.85, ts=now(), tenant=engine.tenant)
+    for prompt in ("What is DNS?", "What is TCP?"):
+        await engine.complete(CompletionRequest(prompt=prompt, max_tokens=50))
+    spend(engine.store, 0.2, ts=now(), tenant=engine.tenant)
+    for _ in range(2):
+        with pytest.raises(BudgetExceeded):
+            await engine.complete(CompletionRequest(prompt=COMPLEX, max_tokens=2000))
+    kinds = sorted(a["kind"] for a in alert_store.between(engine.store, tenant=engine.tenant, since_ts=None,
+                                                          until_ts=None))
+    assert kinds == ["budget_exceeded", "budget_warning"]

@@ -466,3 +466,123 @@ def test_heartbeat_deferred_check():
     stuck = [{"created_at": NOW - 25 * 3600}]
     r = heartbeat.check_deferred(fine * 4, stuck, now=NOW, latest_submit_at=latest, settings=settings)
     assert not r.ok and "more than 3 tasks" in r.message and "open for more than 24 h" in r.message
+
+
+# -- end to end: the engine, the deferred queue and the MCP server against the simulated API -------------
+
+
+LONG_SYSTEM = "You are the release assistant of a small web company. Answer briefly and precisely. " * 120
+
+
+@pytest.mark.anyio
+async def test_report_totals_equal_the_simulated_bill(tmp_path, api_env):
+    """Immediate calls (routed, cached, prompt-cached sessions) and deferred
+    batch work: the report's cost is the simulated API's bill, its calls the
+    ledger's rows, and its levers add up to its savings."""
+    from mcp_tars.batches import DeferredQueue
+    from mcp_tars.engine import CompletionRequest, Engine
+
+    from conftest import make_config
+
+    sim = api_env
+    store = Store(tmp_path / "e2e.db")
+    engine = Engine(make_config(), store)
+    queue = DeferredQueue(engine)
+    sources = []
+    try:
+        for prompt in ("What is DNS?", "What is DNS?", "Explain how TLS certificates are validated, step by step.",
+                       "What's the capital of France?", "What is DNS?"):
+            sources.append((await engine.complete(CompletionRequest(prompt=prompt, max_tokens=200))).source)
+        history: list[dict] = []
+        for turn in ("Our deploy target is prod-eu-3.", "Which checks run before a deploy?", "Summarise the rollback."):
+            history.append({"role": "user", "content": turn})
+            result = await engine.complete(CompletionRequest(messages=list(history), system=LONG_SYSTEM,
+                                                             session_id="ops", max_tokens=150))
+            history.append({"role": "assistant", "content": result.text})
+        for i in range(4):
+            await queue.defer(CompletionRequest(prompt=f"One-line summary of release note {i}."), priority="high",
+                              max_wait_seconds=86400, critical=False)
+        processed = await queue.process(force=True)
+        assert processed["collected"] == 4
+    finally:
+        await engine.aclose()
+
+    report = reports.build_report(store, tenant=engine.tenant, period="all", group_by="strategy")
+    t = report["totals"]
+    assert math.isclose(t["cost_usd"], sim.bill_total_usd(), abs_tol=1e-6)
+    assert t["calls"] == ledger.count(store) == 12
+    assert t["api_calls"] + t["batch_calls"] == len(sim.bill) and t["batch_calls"] == 4
+    assert t["cache_hits"] == sources.count("cache") >= 1
+    billed_input = sum(line.usage["input_tokens"] for line in sim.bill)
+    billed_reads = sum(line.usage.get("cache_read_input_tokens", 0) for line in sim.bill)
+    assert (t["input_tokens"], t["cache_read_tokens"]) == (billed_input, billed_reads)
+    assert t["cache_read_tokens"] > 0, "the session's system prompt should have been read from the prompt cache"
+    assert sum(v["usd"] for v in report["savings_by_lever"].values()) == t["saved_usd"]
+    levers = {g["key"]: g for g in report["groups"]}
+    assert levers["batch"]["calls"] == 4 and levers["batch"]["saved_usd"] > 0
+    assert levers["cache"]["saved_usd"] > 0 and levers["prompt_cache"]["calls"] >= 1
+    assert report_store.rollup_mismatches(store) == []
+
+    day = day_of(clock_now())
+    costs = export.costs_json(store, tenant=engine.tenant)
+    assert math.isclose(costs[day]["cost"], sim.bill_total_usd(), abs_tol=1e-5)
+    assert costs[day]["optimizations"]["batchProcessing"]["batchCount"] >= 1
+    store.close()
+
+
+def clock_now() -> float:
+    from mcp_tars import clock
+
+    return clock.now()
+
+
+@pytest.mark.anyio
+async def test_cost_report_tool_resources_and_prompt(tmp_path, api_env):
+    from mcp import Client
+
+    from conftest import in_process_server, make_config
+
+    server = in_process_server(make_config(), str(tmp_path / "mcp.db"))
+    async with Client(server) as client:
+        for prompt in ("What is DNS?", "What is DNS?", "Explain how B-trees stay balanced."):
+            assert not (await client.call_tool("optimized_complete", {"prompt": prompt, "max_tokens": 100})).is_error
+        r = await client.call_tool("cost_report", {"period": "today", "group_by": "strategy"})
+        assert not r.is_error
+        data = r.structured_content
+        assert data["totals"]["calls"] == 3 and data["totals"]["cache_hits"] == 1
+        assert math.isclose(data["totals"]["cost_usd"], api_env.bill_total_usd(), abs_tol=1e-6)
+        assert sum(v["usd"] for v in data["savings_by_lever"].values()) == data["totals"]["saved_usd"]
+        assert "Performance Optimization Dashboard" in data["report"]
+        as_json = await client.call_tool("cost_report", {"period": "today", "format": "json", "group_by": "model"})
+        assert as_json.structured_content["report"] is None
+        bad = await client.call_tool("cost_report", {"since": "2026-02-30"})
+        assert bad.is_error and "YYYY-MM-DD" in bad.content[0].text
+        today = (await client.read_resource("tars://report/today")).contents[0].text
+        assert today.startswith("# mcp-tars cost report: today") and "3 calls" in today
+        html = (await client.read_resource("tars://report/html")).contents[0].text
+        assert html.startswith("<!DOCTYPE html>") and 'id="chart-daily-cost"' in html and 'class="mark bar"' in html
+        prompt = await client.get_prompt("weekly_cost_review")
+        assert "cost_report" in prompt.messages[0].content.text
+
+
+def test_heartbeat_run_checks_over_a_real_configuration(tmp_path):
+    from conftest import make_config
+
+    store = Store(tmp_path / "hb.db")
+    rows = [make_row(i, ts=NOW - (i % 3) * 3600, model="claude-sonnet-5-5") for i in range(30)]  # no routing, no cache
+    ledger.insert_many(store, rows)
+    config = make_config(budget={"daily_usd": 0.05, "policy": "block"})
+    results = heartbeat.run_checks(store, config, "t1", now=NOW)
+    by_name = {r.name: r for r in results}
+    assert list(by_name) == ["cache_hit_rate", "routing_mix", "savings", "budget", "deferred", "pricing"]
+    assert not by_name["cache_hit_rate"].ok and by_name["cache_hit_rate"].value == 0
+    assert not by_name["routing_mix"].ok
+    assert not by_name["budget"].ok and by_name["budget"].value > 0.8
+    assert by_name["deferred"].ok and by_name["pricing"].ok
+    assert all(isinstance(r.message, str) and r.message for r in results)
+    missed = alert_store.between(store, tenant="t1", since_ts=None, until_ts=None)
+    assert sorted(a["scope"] for a in missed) == sorted(r.name for r in results if not r.ok)
+    heartbeat.run_checks(store, config, "t1", now=NOW + 60)  # the same day: no new alerts
+    assert len(alert_store.between(store, tenant="t1", since_ts=None, until_ts=None)) == len(missed)
+    json.dumps([r.__dict__ for r in results])
+    store.close()
