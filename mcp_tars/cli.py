@@ -1,0 +1,213 @@
+"""The ``mcp-tars`` command: serve, report, demo, heartbeat, export, cache.
+
+Like the MCP server, this is a thin edge over the engine and the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, config_path, load_config
+from .store import StoreError
+
+PERIODS = ("today", "yesterday", "7d", "30d", "month", "all")
+GROUPS = ("model", "day", "strategy", "session")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcp-tars", description="An MCP server that cuts what you pay for the Anthropic API.")
+    p.add_argument("--config", help="performance-config.json to use (default: $MCP_TARS_CONFIG or the packaged copy)")
+    p.add_argument("--db", help="SQLite ledger path (default: $MCP_TARS_DB or a per-user data directory)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the MCP server")
+    s.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    s.add_argument("--host", default=None, help="HTTP bind address (default from the config: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="HTTP port (default from the config)")
+
+    r = sub.add_parser("report", help="print a cost report from the ledger")
+    r.add_argument("--period", choices=PERIODS, default="today")
+    r.add_argument("--group-by", choices=GROUPS, default="model")
+    r.add_argument("--since", help="start date YYYY-MM-DD (UTC), overrides --period")
+    r.add_argument("--until", help="end date YYYY-MM-DD (UTC, inclusive)")
+    fmt = r.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the report as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the Markdown report")
+    fmt.add_argument("--html", metavar="FILE", help="write the HTML report with charts to FILE")
+
+    d = sub.add_parser("demo", help="offline end-to-end run against the built-in simulated API")
+    d.add_argument("--keep", metavar="DIR", help="keep the demo's database in DIR")
+
+    h = sub.add_parser("heartbeat", help="one pass of deferred work plus the health checks (for cron or HEARTBEAT.md)")
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--force", action="store_true", help="submit all queued deferred work now")
+
+    e = sub.add_parser("export", help="write integration files")
+    e.add_argument("what", choices=("costs-json",))
+    e.add_argument("--output", "-o", default="costs.json")
+
+    c = sub.add_parser("cache", help="manage the response cache")
+    c.add_argument("action", choices=("clear", "stats", "purge-expired"))
+
+    cfg = sub.add_parser("config", help="check or print the configuration")
+    cfg.add_argument("action", choices=("check", "show", "path"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MCP_TARS_LOG_LEVEL", "WARNING"), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.config:
+        os.environ["MCP_TARS_CONFIG"] = args.config
+    if args.db:
+        os.environ["MCP_TARS_DB"] = args.db
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(keep_dir=args.keep)
+        config = load_config()
+        handler = {
+            "serve": _serve, "report": _report, "heartbeat": _heartbeat, "export": _export,
+            "cache": _cache, "config": _config,
+        }[args.command]
+        return handler(args, config) or 0
+    except ConfigError as e:
+        print(f"mcp-tars: {e}", file=sys.stderr)
+        return 2
+    except StoreError as e:
+        print(f"mcp-tars: {e}", file=sys.stderr)
+        return 3
+    except ValueError as e:
+        print(f"mcp-tars: {e}", file=sys.stderr)
+        return 2
+
+
+def _open(config):
+    from .server import open_state
+
+    return open_state(config)
+
+
+def _serve(args, config) -> int:
+    from .server import create_server
+
+    server = create_server(lambda: _open(config))
+    if args.transport == "stdio":
+        server.run()
+        return 0
+    import uvicorn
+
+    from .http_security import build_http_app
+
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    app = build_http_app(server, config, host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    return 0
+
+
+def _report(args, config) -> int:
+    from rich.console import Console
+
+    from . import reports
+    from .store import Store
+    from .engine import tenant_of
+
+    store = Store()
+    tenant = tenant_of(os.environ.get("ANTHROPIC_API_KEY"), config.tenant_namespace) if _tenant_scoped() else None
+    if args.html:
+        Path(args.html).write_text(reports.render_html(store, tenant=tenant, period=args.period if not args.since else "all"), "utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+        return 0
+    data = reports.build_report(store, tenant=tenant, period=args.period, group_by=args.group_by,
+                                since=args.since, until=args.until)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif args.markdown or not sys.stdout.isatty():
+        print(reports.render_markdown(data))
+    else:
+        reports.render_terminal(data, Console())
+    return 0
+
+
+def _tenant_scoped() -> bool:
+    """Reports cover every tenant in the file unless MCP_TARS_REPORT_TENANT=current
+    (the file is the user's own; tenants separate keys and namespaces)."""
+    return os.environ.get("MCP_TARS_REPORT_TENANT") == "current"
+
+
+def _heartbeat(args, config) -> int:
+    from rich.progress import Progress
+
+    from . import heartbeat
+
+    state = _open(config)
+
+    async def one_pass():
+        with Progress(transient=True, disable=args.json or not sys.stderr.isatty()) as bar:
+            task = bar.add_task("deferred work", total=None)
+
+            async def progress(done, total, message):
+                bar.update(task, completed=done, total=total, description=message)
+
+            processed = await state.queue.process(force=args.force, progress=progress)
+        await state.engine.aclose()
+        return processed
+
+    processed = asyncio.run(one_pass())
+    checks = heartbeat.run_checks(state.store, config, state.engine.tenant)
+    state.store.close()
+    if args.json:
+        print(json.dumps({"deferred": processed, "checks": [c.__dict__ for c in checks]}, indent=2, default=str))
+    else:
+        print(f"deferred work: {processed['submitted_tasks']} submitted in {processed['submitted_batches']} batch(es), "
+              f"{processed['collected']} collected, {processed['queued']} queued, {processed['pending_batches']} batch(es) pending")
+        for c in checks:
+            print(f"[{'ok' if c.ok else 'MISSED'}] {c.message}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _export(args, config) -> int:
+    from . import export
+    from .store import Store
+
+    data = export.costs_json(Store())
+    Path(args.output).write_text(json.dumps(data, indent=2), "utf-8")
+    print(f"wrote {args.output} ({len(data)} day(s))", file=sys.stderr)
+    return 0
+
+
+def _cache(args, config) -> int:
+    from .cache import ResponseCache
+    from .store import Store
+
+    cache = ResponseCache(Store(), config.cache)
+    if args.action == "clear":
+        print(f"removed {cache.clear()} cached answer(s)")
+    elif args.action == "purge-expired":
+        print(f"removed {cache.purge_expired(retention_days=config.monitoring.retention_days)} expired answer(s)")
+    else:
+        print(json.dumps(cache.stats(), indent=2))
+    return 0
+
+
+def _config(args, config) -> int:
+    if args.action == "path":
+        print(config_path())
+    elif args.action == "show":
+        print(json.dumps(config.model_dump(mode="json"), indent=2))
+    else:
+        print(f"{config_path()}: valid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

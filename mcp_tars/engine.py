@@ -1,0 +1,556 @@
+"""The optimizer pipeline. The MCP server and the CLI are thin edges over it.
+
+    request -> validate -> response cache -> routing -> budget -> pruning
+            -> prompt-cache shaping -> Anthropic API (retries, fallback chain)
+            -> ledger -> response cache store -> result with cost and savings
+
+Every decision is recorded with the ledger row so reports can say, per lever,
+what was saved. Bills come from the API's ``usage``; token estimates are only
+used to decide and to estimate baselines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import anthropic
+
+from . import clock, prompt_cache, pruning, routing, tokens
+from .cache import ResponseCache
+from .config import Config
+from .metrics import MetricsLog
+from .pricing import Attribution, PriceTable, Usage, attribute_cache_hit, attribute_call
+from .store import Store
+from .store import ledger
+
+log = logging.getLogger("mcp_tars.engine")
+
+
+class InputError(ValueError):
+    """The caller's request is wrong; the message says what to fix."""
+
+
+class UpstreamError(RuntimeError):
+    """The API could not answer after every retry and fallback."""
+
+
+class BudgetExceeded(RuntimeError):
+    """A call was blocked by the budget policy."""
+
+
+# -- the request -------------------------------------------------------------
+
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "stop_sequences", "thinking", "tools", "tool_choice", "output_format")
+
+
+@dataclass
+class CompletionRequest:
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    system: str | list[dict] | None = None
+    max_tokens: int = 1024
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop_sequences: list[str] | None = None
+    tools: list[dict] | None = None
+    tool_choice: dict | None = None
+    use_cache: bool = True
+    session_id: str | None = None
+    stream: bool = False
+
+
+@dataclass
+class CompletionResult:
+    text: str
+    content: list[dict]
+    model: str
+    source: str  # "api" | "cache"
+    stop_reason: str | None
+    usage: dict
+    cost_usd: float | None
+    baseline_cost_usd: float | None
+    saved_usd: float | None
+    savings_by_lever: dict
+    pricing_source: str
+    cache: dict
+    routing: dict
+    pruning: dict | None
+    prompt_cache: dict | None
+    request_id: str | None
+    response_id: str
+    session_id: str | None
+    latency_ms: float
+    attempts: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _problem(path: str, what: str) -> InputError:
+    return InputError(f"{path}: {what}")
+
+
+_VALID_ROLES = ("user", "assistant")
+
+
+def build_messages(req: CompletionRequest, cfg: Config) -> list[dict]:
+    """Validate the caller's prompt/messages and return API messages."""
+    if (req.prompt is None) == (req.messages is None):
+        raise InputError("give exactly one of `prompt` (a string) or `messages` (a list of {role, content}); "
+                         + ("both were given" if req.prompt is not None else "neither was given"))
+    if req.prompt is not None:
+        if not isinstance(req.prompt, str) or not req.prompt.strip():
+            raise InputError("`prompt` must be a non-empty string")
+        messages = [{"role": "user", "content": req.prompt}]
+    else:
+        messages = req.messages
+        if not isinstance(messages, list) or not messages:
+            raise InputError("`messages` must be a non-empty list of {role, content} objects")
+        if len(messages) > cfg.server.max_messages:
+            raise InputError(f"`messages` has {len(messages)} entries; at most {cfg.server.max_messages} are accepted "
+                             "(prune or summarise the conversation first, e.g. with prune_context)")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise _problem(f"messages[{i}]", "must be an object with `role` and `content`")
+            if m.get("role") not in _VALID_ROLES:
+                raise _problem(f"messages[{i}].role", f"must be 'user' or 'assistant' (got {str(m.get('role'))[:40]!r}); "
+                               "put system instructions in `system`")
+            extra = set(m) - {"role", "content"}
+            if extra:
+                raise _problem(f"messages[{i}]", f"unknown keys {sorted(extra)}; a message has only `role` and `content`")
+            content = m.get("content")
+            if isinstance(content, str):
+                if not content:
+                    raise _problem(f"messages[{i}].content", "is empty")
+            elif isinstance(content, list):
+                if not content:
+                    raise _problem(f"messages[{i}].content", "is an empty list")
+                for j, block in enumerate(content):
+                    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                        raise _problem(f"messages[{i}].content[{j}]", "must be a content block object with a `type` (text, image, tool_use, tool_result...)")
+                    if block["type"] == "text" and not isinstance(block.get("text"), str):
+                        raise _problem(f"messages[{i}].content[{j}].text", "must be a string")
+            else:
+                raise _problem(f"messages[{i}].content", "must be a string or a list of content blocks")
+        problems = pruning.validate_conversation(messages)
+        if problems:
+            raise InputError("`messages` is not a valid conversation: " + "; ".join(problems[:5]))
+    size = sum(len(tokens.content_text(m["content"])) for m in messages) + len(tokens.content_text(req.system or ""))
+    if size > cfg.server.max_prompt_chars:
+        raise InputError(f"the request holds {size:,} characters of text; at most {cfg.server.max_prompt_chars:,} are accepted")
+    return messages
+
+
+def _check_scalars(req: CompletionRequest, prices: PriceTable) -> None:
+    if not isinstance(req.max_tokens, int) or isinstance(req.max_tokens, bool) or req.max_tokens < 1:
+        raise InputError(f"`max_tokens` must be a positive integer (got {req.max_tokens!r})")
+    if req.max_tokens > 128_000:
+        raise InputError(f"`max_tokens` {req.max_tokens} is above the largest output any model allows (128000)")
+    if req.temperature is not None and not (0 <= req.temperature <= 1):
+        raise InputError(f"`temperature` must be between 0 and 1 (got {req.temperature})")
+    if req.top_p is not None and not (0 < req.top_p <= 1):
+        raise InputError(f"`top_p` must be in (0, 1] (got {req.top_p})")
+    if req.model is not None and not prices.is_known(req.model):
+        raise InputError(f"unknown model {req.model!r}; known models: {', '.join(prices.models)} "
+                         "(or add its prices under price_overrides in performance-config.json)")
+    if req.system is not None and not isinstance(req.system, (str, list)):
+        raise InputError("`system` must be a string or a list of text blocks")
+    if isinstance(req.system, list) and not all(isinstance(b, dict) and b.get("type") == "text" for b in req.system):
+        raise InputError("`system` blocks must be objects of type 'text'")
+
+
+def tenant_of(api_key: str | None, namespace: str | None) -> str:
+    """A stable, non-reversible tenant id: the configured namespace, or a hash of the API key."""
+    if namespace:
+        return "ns:" + namespace
+    digest = hashlib.sha256(("mcp-tars-tenant\0" + (api_key or "")).encode()).hexdigest()
+    return "key:" + digest[:16]
+
+
+def response_text(content: list[dict]) -> str:
+    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
+
+
+def _usage_dict(u: Usage) -> dict:
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_write_5m_tokens": u.cache_write_5m_tokens,
+        "cache_write_1h_tokens": u.cache_write_1h_tokens,
+    }
+
+
+def _retryable(e: Exception) -> bool:
+    if isinstance(e, (anthropic.APIConnectionError, anthropic.APITimeoutError, anthropic.RateLimitError,
+                      anthropic.InternalServerError)):
+        return True
+    if isinstance(e, anthropic.APIStatusError):
+        # an `error` event inside a 200 stream: the SDK raises APIStatusError(200, type=overloaded_error)
+        return e.status_code in (408, 409) or getattr(e, "type", None) in ("overloaded_error", "api_error", "rate_limit_error")
+    return False
+
+
+def _is_overload(e: Exception) -> bool:
+    return isinstance(e, anthropic.InternalServerError) or getattr(e, "type", None) == "overloaded_error"
+
+
+def _retry_after(e: Exception) -> float | None:
+    response = getattr(e, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+# -- the engine --------------------------------------------------------------
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        client: anthropic.AsyncAnthropic | None = None,
+        api_key: str | None = None,
+        prices: PriceTable | None = None,
+        metrics: MetricsLog | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.prices = prices or PriceTable(overrides=config.price_overrides)
+        if not self.prices.is_known(config.default_model):
+            raise ValueError(f"default_model {config.default_model!r} has no price; add it under price_overrides")
+        self._api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self._client = client
+        self.tenant = tenant_of(self._api_key, config.tenant_namespace)
+        cache_on = config.cache.enabled and config.monitoring.store_prompts_in_cache
+        self.cache = ResponseCache(store, config.cache) if cache_on else None
+        self.metrics = metrics
+        self._summaries: dict[str, str] = {}
+
+    # -- API client ----------------------------------------------------------
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            if not self._api_key:
+                raise UpstreamError("ANTHROPIC_API_KEY is not set: give the server an API key in its environment "
+                                    "(for Claude Desktop, under \"env\" in claude_desktop_config.json)")
+            strict = os.environ.get("MCP_TARS_STRICT_RESPONSES") == "1"
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._api_key,
+                max_retries=0,  # retries, backoff and fallback are ours: every attempt is accounted
+                timeout=self.config.api.timeout_seconds,
+                _strict_response_validation=strict,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    # -- the pipeline --------------------------------------------------------
+
+    async def complete(self, req: CompletionRequest, *, progress: Callable[[float, str], Awaitable[None]] | None = None) -> CompletionResult:
+        started = time.perf_counter()
+        started_ts = clock.now()  # session gaps are measured start to start (prompt-cache TTL choice)
+        cfg = self.config
+        _check_scalars(req, self.prices)
+        messages = build_messages(req, cfg)
+        warnings: list[str] = []
+
+        complexity = routing.classify(messages, req.system, req.tools, settings=cfg.routing)
+        params: dict[str, Any] = {"messages": messages, "max_tokens": req.max_tokens}
+        if req.system is not None:
+            params["system"] = req.system
+        for key in ("temperature", "top_p", "stop_sequences", "tools", "tool_choice"):
+            value = getattr(req, key)
+            if value is not None:
+                params[key] = value
+
+        # 1. response cache: keyed on the pinned model, or on the routing tier
+        cache_params = {**params, "model": req.model or f"tier:{complexity.level}"}
+        if self.cache is not None and req.use_cache:
+            hit = self.cache.lookup(cache_params, self.tenant)
+            if hit is not None:
+                return self._record_cache_hit(hit, req, complexity, started)
+
+        # 2. routing (sticky per session), 3. budget
+        session = ledger.get_session(self.store, self.tenant, req.session_id) if req.session_id else None
+        budget_share, budget_warning = self._budget_share()
+        if budget_warning:
+            warnings.append(budget_warning)
+        decision = routing.choose_model(
+            complexity, cfg.routing,
+            pinned_model=req.model or None,
+            session=routing.SessionRoute(session["level"], session["model"]) if session and session.get("level") and session.get("model") else None,
+            budget_used_share=budget_share if (budget_share is not None and cfg.budget.policy == "downgrade") else None,
+        )
+        model = decision.model
+        self._enforce_budget(params, model, budget_share)
+
+        # 4. pruning of long contexts, after the caller's cached prefix
+        prune_info = None
+        estimated_input = tokens.estimate_request_tokens(messages, req.system, req.tools, model)
+        if estimated_input > cfg.pruning.auto_threshold_tokens:
+            protected = prompt_cache.cache_prefix_end(params)
+            if session and cfg.prompt_cache.enabled and session.get("last_ts") is not None \
+                    and started_ts - session["last_ts"] < 3600:
+                # the previous turn's prefix is probably still in the prompt cache:
+                # pruning inside it would throw the cache away
+                protected = max(protected, prompt_cache.conversation_prefix_end(messages))
+            result = pruning.prune_messages(
+                messages, system=req.system, max_tokens=cfg.pruning.auto_threshold_tokens, level="auto",
+                settings=cfg.pruning, model=model, protected_prefix=protected, budget_used_share=budget_share,
+            )
+            if result.tokens_after < result.tokens_before:
+                params["messages"] = result.messages
+                prune_info = {
+                    "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
+                    "level": result.level, "reduction_pct": result.reduction_pct, "notes": result.notes,
+                    "removed": result.removed[:20],
+                }
+
+        # 5. prompt caching
+        timing = prompt_cache.SessionTiming(session["gaps"]) if session else None
+        params["model"] = model
+        shaped, pc_decision = prompt_cache.shape_request(params, model, cfg.prompt_cache, timing)
+
+        # 6. the API, with retries and the fallback chain
+        message, attempts, model_used, request_id = await self._call_api(shaped, stream=req.stream or req.max_tokens > cfg.api.stream_threshold_max_tokens, progress=progress)
+
+        # 7. ledger
+        usage = Usage.from_api(message.usage)
+        billed_model = message.model or model_used
+        pruned_away = 0
+        if prune_info:
+            pruned_away = round((prune_info["tokens_before"] - prune_info["tokens_after"])
+                                * tokens.family_factor(cfg.default_model) / tokens.family_factor(model))
+        attribution = attribute_call(self.prices, usage=usage, model=billed_model, default_model=cfg.default_model,
+                                     pruned_away_tokens=pruned_away)
+        if attribution.pricing_source == "unknown":
+            warnings.append(f"no price for model {billed_model!r}: its cost is not counted (add it under price_overrides)")
+        content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+        now = clock.now()
+        latency_ms = (time.perf_counter() - started) * 1000
+        pc_dict = pc_decision.__dict__ if hasattr(pc_decision, "__dict__") else dict(pc_decision)
+        row = self._ledger_row(
+            response_id=message.id, request_id=request_id, ts=now, session_id=req.session_id, source="api",
+            model=billed_model, requested_model=req.model, usage=usage, attribution=attribution,
+            routing_decision=decision, prompt_cache=pc_dict, prune_info=prune_info,
+            stop_reason=message.stop_reason, latency_ms=latency_ms, attempts=attempts,
+        )
+        ledger.insert(self.store, row)
+        if req.session_id:
+            ledger.touch_session(self.store, self.tenant, req.session_id, ts=started_ts,
+                                 level=None if decision.pinned else decision.level,
+                                 model=None if decision.pinned else model_used)
+
+        # 8. response cache store
+        response_dict = {"content": content, "model": billed_model, "stop_reason": message.stop_reason,
+                         "usage": usage.as_api_dict()}
+        if self.cache is not None and req.use_cache and attribution.cost_usd is not None:
+            self.cache.put(cache_params, self.tenant, response_dict, cost_usd=attribution.cost_usd,
+                           baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
+                           savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+
+        result = CompletionResult(
+            text=response_text(content), content=content, model=billed_model, source="api",
+            stop_reason=message.stop_reason, usage=_usage_dict(usage),
+            cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd,
+            saved_usd=attribution.saved_usd, savings_by_lever=attribution.savings,
+            pricing_source=attribution.pricing_source, cache={"kind": None, "similarity": None},
+            routing={"level": decision.level, "score": decision.score, "reason": decision.reason,
+                     "pinned": decision.pinned, "sticky": decision.sticky, "downgraded": decision.downgraded},
+            pruning=prune_info, prompt_cache=pc_dict, request_id=request_id, response_id=message.id,
+            session_id=req.session_id, latency_ms=latency_ms, attempts=attempts, warnings=warnings,
+        )
+        self._log_metrics(result)
+        return result
+
+    # -- pieces of the pipeline ---------------------------------------------
+
+    def _record_cache_hit(self, hit, req: CompletionRequest, complexity, started: float) -> CompletionResult:
+        attribution: Attribution = attribute_cache_hit(hit.cost_usd, hit.baseline_cost_usd, hit.savings)
+        response_id = "hit_" + uuid.uuid4().hex
+        latency_ms = (time.perf_counter() - started) * 1000
+        usage = Usage()
+        routing_info = {"level": complexity.level, "score": complexity.score, "reason": complexity.reason,
+                        "pinned": req.model is not None, "sticky": False, "downgraded": False}
+        row = self._ledger_row(
+            response_id=response_id, request_id=None, ts=clock.now(), session_id=req.session_id, source="cache",
+            model=hit.model, requested_model=req.model, usage=usage, attribution=attribution,
+            routing_decision=None, routing_info=routing_info, prompt_cache=None, prune_info=None,
+            stop_reason="end_turn", latency_ms=latency_ms, attempts=0, cache_kind=hit.kind,
+            cache_similarity=hit.similarity,
+        )
+        ledger.insert(self.store, row)
+        result = CompletionResult(
+            text=hit.text, content=hit.content, model=hit.model, source="cache", stop_reason="end_turn",
+            usage=_usage_dict(usage), cost_usd=0.0, baseline_cost_usd=attribution.baseline_cost_usd,
+            saved_usd=attribution.saved_usd, savings_by_lever=attribution.savings,
+            pricing_source=attribution.pricing_source,
+            cache={"kind": hit.kind, "similarity": round(hit.similarity, 4)},
+            routing=routing_info, pruning=None, prompt_cache=None, request_id=None, response_id=response_id,
+            session_id=req.session_id, latency_ms=latency_ms, attempts=0,
+        )
+        self._log_metrics(result)
+        return result
+
+    def _ledger_row(self, *, response_id, request_id, ts, session_id, source, model, requested_model, usage: Usage,
+                    attribution: Attribution, routing_decision=None, routing_info=None, prompt_cache=None,
+                    prune_info=None, stop_reason=None, latency_ms=None, attempts=1, cache_kind=None,
+                    cache_similarity=None, task_id=None, batch=False) -> dict:
+        s = attribution.savings
+        r = routing_decision
+        return {
+            "response_id": response_id, "request_id": request_id, "ts": ts, "tenant": self.tenant,
+            "session_id": session_id, "source": source, "model": model, "requested_model": requested_model,
+            "service_tier": usage.service_tier or ("batch" if batch else None),
+            "input_tokens": usage.input_tokens, "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "output_tokens": usage.output_tokens, "cost_usd": attribution.cost_usd,
+            "baseline_cost_usd": attribution.baseline_cost_usd, "saved_usd": attribution.saved_usd,
+            "saved_cache_usd": s.get("cache"), "saved_pruning_usd": s.get("pruning"),
+            "saved_routing_usd": s.get("routing"), "saved_prompt_cache_usd": s.get("prompt_cache"),
+            "saved_batch_usd": s.get("batch"), "baseline_estimated": int(attribution.baseline_estimated),
+            "pricing_source": attribution.pricing_source, "cache_kind": cache_kind,
+            "cache_similarity": cache_similarity,
+            "routing_level": r.level if r else (routing_info or {}).get("level"),
+            "routing_score": r.score if r else (routing_info or {}).get("score"),
+            "routing_reason": r.reason if r else (routing_info or {}).get("reason"),
+            "prompt_cache": prompt_cache,
+            "tokens_before_pruning": prune_info["tokens_before"] if prune_info else None,
+            "tokens_after_pruning": prune_info["tokens_after"] if prune_info else None,
+            "pruning": prune_info, "stop_reason": stop_reason, "latency_ms": latency_ms,
+            "attempts": attempts, "task_id": task_id,
+            "decisions": {"routing": {"pinned": r.pinned, "sticky": r.sticky, "downgraded": r.downgraded}} if r else None,
+        }
+
+    def _log_metrics(self, result: CompletionResult) -> None:
+        if self.metrics is not None:
+            self.metrics.write(result)
+
+    # -- budget ---------------------------------------------------------------
+
+    def budget_status(self) -> dict:
+        """Spend against the configured daily and monthly limits (UTC)."""
+        b = self.config.budget
+        today = datetime.fromtimestamp(clock.now(), timezone.utc)
+        day = today.strftime("%Y-%m-%d")
+        month_start = today.strftime("%Y-%m-01")
+        daily = ledger.spend(self.store, self.tenant, day, day)
+        monthly = ledger.spend(self.store, self.tenant, month_start, day)
+        shares = {}
+        if b.daily_usd:
+            shares["daily"] = daily / b.daily_usd
+        if b.monthly_usd:
+            shares["monthly"] = monthly / b.monthly_usd
+        return {"daily_usd": daily, "monthly_usd": monthly, "daily_limit_usd": b.daily_usd,
+                "monthly_limit_usd": b.monthly_usd, "shares": shares, "policy": b.policy}
+
+    def _budget_share(self) -> tuple[float | None, str | None]:
+        status = self.budget_status()
+        if not status["shares"]:
+            return None, None
+        which, share = max(status["shares"].items(), key=lambda kv: kv[1])
+        warning = None
+        if share >= self.config.budget.warn_share:
+            limit = status[f"{which}_limit_usd"]
+            warning = (f"budget warning: {share:.0%} of the {which} budget (${limit:.2f}) is spent; "
+                       f"policy at 100%: {self.config.budget.policy}")
+        return share, warning
+
+    def _enforce_budget(self, params: dict, model: str, share: float | None) -> None:
+        if share is None or self.config.budget.policy != "block":
+            return
+        status = self.budget_status()
+        estimate = self.estimate_cost(params, model)
+        for which in ("daily", "monthly"):
+            limit = status[f"{which}_limit_usd"]
+            if limit and status[f"{which}_usd"] + estimate > limit:
+                raise BudgetExceeded(
+                    f"{which} budget reached: ${status[f'{which}_usd']:.4f} of ${limit:.2f} spent and this call is "
+                    f"estimated at ${estimate:.4f}. Raise budget.{which}_usd in performance-config.json, "
+                    "wait for the next period, or queue the work with defer_task."
+                )
+
+    def estimate_cost(self, params: dict, model: str) -> float:
+        """Estimated cost of a call before it is made (input estimate + max output)."""
+        est_in = tokens.estimate_request_tokens(params["messages"], params.get("system"), params.get("tools"), model)
+        cost = self.prices.cost(Usage(input_tokens=est_in, output_tokens=params.get("max_tokens", 1024)), model, batch=False)
+        return cost.usd or 0.0
+
+    # -- the API call --------------------------------------------------------
+
+    async def _call_api(self, params: dict, *, stream: bool, progress=None) -> tuple[Any, int, str, str | None]:
+        """Call the API with bounded retries (exponential backoff, full jitter,
+        retry-after obeyed up to a limit), then along the fallback chain on
+        persistent overload. Returns (message, attempts, model, request_id)."""
+        api = self.config.api
+        chain = [params["model"]] + routing.fallback_models(params["model"], self.config.routing)
+        attempts = 0
+        errors: list[str] = []
+        last_error: Exception | None = None
+        for model in chain:
+            call_params = params if model == params["model"] else {**params, "model": model}
+            for attempt in range(api.max_retries + 1):
+                attempts += 1
+                try:
+                    if stream:
+                        async with self.client.messages.stream(**call_params) as s:
+                            if progress is not None:
+                                chunks = 0
+                                async for event in s:
+                                    if event.type == "content_block_delta":
+                                        chunks += 1
+                                        if chunks % 20 == 0:
+                                            await progress(chunks, "streaming")
+                            message = await s.get_final_message()
+                            request_id = s.response.headers.get("request-id")
+                    else:
+                        raw = await self.client.messages.with_raw_response.create(**call_params)
+                        message = await raw.parse()
+                        request_id = raw.headers.get("request-id")
+                    return message, attempts, model, request_id
+                except Exception as e:  # noqa: BLE001 - sorted below
+                    if not _retryable(e):
+                        if isinstance(e, anthropic.APIStatusError):
+                            raise UpstreamError(f"the API refused the request ({e.status_code} {getattr(e, 'type', '')}): {e.message}") from e
+                        raise
+                    last_error = e
+                    errors.append(f"{model}: {type(e).__name__} {getattr(e, 'status_code', '')}".strip())
+                    if attempt == api.max_retries:
+                        break
+                    delay = _retry_after(e)
+                    if delay is not None and delay > api.max_retry_after_seconds:
+                        break  # the API asks for a long pause: try the next model instead
+                    if delay is None:
+                        delay = random.uniform(0, min(api.backoff_max_seconds, api.backoff_initial_seconds * 2 ** attempt))
+                    log.info("retrying %s after %s (attempt %d), sleeping %.2fs", model, type(e).__name__, attempts, delay)
+                    await asyncio.sleep(delay)
+            if last_error is not None and not _is_overload(last_error):
+                break  # fallback models help with overload, not with rate limits or network faults
+        raise UpstreamError(f"the Anthropic API did not answer after {attempts} attempts "
+                            f"({'; '.join(errors[-4:])}). Try again later, or set a fallback chain in performance-config.json.")
+

@@ -1,0 +1,58 @@
+"""The HTTP transport's guards: loopback by default, a bearer token when bound
+anywhere else, DNS-rebinding protection and a request size limit."""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from mcp.server.transport_security import TransportSecuritySettings
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class BearerTokenMiddleware:
+    """Reject any HTTP request without ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body",
+                            "body": b'{"error": "missing or wrong bearer token"}'})
+                return
+        await self.app(scope, receive, send)
+
+
+def bearer_token(config) -> str | None:
+    return os.environ.get(config.server.bearer_token_env) or None
+
+
+def build_http_app(server, config, host: str, port: int):
+    """The streamable-HTTP ASGI app with our guards around it."""
+    token = bearer_token(config)
+    if host not in LOOPBACK_HOSTS and not token:
+        raise ValueError(
+            f"refusing to serve HTTP on {host}: a non-loopback address needs a bearer token. "
+            f"Set {config.server.bearer_token_env} in the environment (clients then send "
+            "'Authorization: Bearer <token>'), or bind to 127.0.0.1."
+        )
+    if host in LOOPBACK_HOSTS:
+        allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+        allowed_origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    else:
+        allowed_hosts = [f"{host}:*", f"{host}:{port}"]
+        allowed_origins = [f"http://{host}:*", f"https://{host}:*"]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+    )
+    app = server.streamable_http_app(
+        transport_security=security, host=host, max_request_body_size=config.server.max_request_bytes
+    )
+    return BearerTokenMiddleware(app, token) if token else app

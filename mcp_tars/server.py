@@ -1,0 +1,369 @@
+"""The MCP server: tools, resources and prompts over the engine.
+
+This layer only translates: arguments in, engine call, result model out.
+Expected failures become ``ToolError`` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, AsyncIterator, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from . import __version__, pruning, reports
+from .batches import DeferredQueue
+from .config import Config, load_config
+from .engine import BudgetExceeded, CompletionRequest, Engine, InputError, UpstreamError
+from .metrics import MetricsLog
+from .store import Store, StoreError
+
+log = logging.getLogger("mcp_tars.server")
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+CALLS_API = ToolAnnotations(read_only_hint=False, open_world_hint=True)
+
+INSTRUCTIONS = (
+    "mcp-tars sends your Anthropic model calls through a cost optimizer: response cache, "
+    "model routing, context pruning, prompt caching and the half-price Message Batches API, "
+    "with every cent in a ledger. Use optimized_complete instead of calling a model directly; "
+    "pass session_id to group the turns of one conversation; defer_task for work that can wait; "
+    "cost_report to see spending and savings."
+)
+
+
+# -- result models (the tool contract) ---------------------------------------
+
+
+class UsageOut(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+
+class CacheInfo(BaseModel):
+    kind: Literal["exact", "semantic"] | None = None
+    similarity: float | None = None
+
+
+class RoutingInfo(BaseModel):
+    level: str
+    score: int
+    reason: str
+    pinned: bool = False
+    sticky: bool = False
+    downgraded: bool = False
+
+
+class PruningInfo(BaseModel):
+    tokens_before: int
+    tokens_after: int
+    level: str | None = None
+    reduction_pct: float | None = None
+
+
+class CompleteResult(BaseModel):
+    text: str = Field(description="The answer's text (all text blocks joined).")
+    content: list[dict[str, Any]] = Field(description="The answer's content blocks (text, tool_use...).")
+    model: str
+    source: Literal["api", "cache"]
+    stop_reason: str | None
+    cache: CacheInfo
+    usage: UsageOut
+    cost_usd: float | None = Field(description="What this call cost, from the API's usage; null when the model's price is unknown.")
+    baseline_cost_usd: float | None = Field(description="Estimated cost of the same request on the default model, full context, no caching, standard rate.")
+    saved_usd: float | None
+    savings_by_lever: dict[str, float | None]
+    pricing_source: str
+    routing: RoutingInfo
+    pruning: PruningInfo | None
+    prompt_cache: dict[str, Any] | None
+    request_id: str | None
+    response_id: str
+    session_id: str | None
+    latency_ms: float
+    attempts: int
+    warnings: list[str]
+
+
+class DeferResult(BaseModel):
+    task_id: str
+    status: str
+    estimated_ready_at: str | None = Field(description="ISO 8601 UTC time by which the result is expected.")
+    priority: str | None = None
+    result: CompleteResult | None = Field(None, description="For critical tasks, run immediately: the answer.")
+    warnings: list[str] = []
+
+
+class TaskStatus(BaseModel):
+    task_id: str
+    status: Literal["queued", "submitted", "succeeded", "failed", "expired", "canceled"]
+    priority: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
+    batch_id: str | None = None
+    attempts: int = 0
+    text: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+class ProcessResult(BaseModel):
+    submitted_batches: int
+    submitted_tasks: int
+    ran_immediately: int
+    collected: int
+    pending_batches: int
+    queued: int
+    details: list[str] = []
+
+
+class ReportResult(BaseModel):
+    period: str
+    group_by: str
+    since: str | None
+    until: str | None
+    totals: dict[str, Any]
+    groups: list[dict[str, Any]]
+    savings_by_lever: dict[str, Any]
+    budget: dict[str, Any] | None = None
+    warnings: list[str] = []
+    report: str | None = Field(None, description="The rendered markdown report (format=markdown).")
+
+
+class PruneResultOut(BaseModel):
+    messages: list[dict[str, Any]]
+    tokens_before: int
+    tokens_after: int
+    reduction_pct: float
+    level: str
+    summary: str | None
+    removed: list[dict[str, Any]]
+    protected_prefix_messages: int
+    notes: list[str]
+
+
+# -- server state --------------------------------------------------------------
+
+
+@dataclass
+class AppState:
+    config: Config
+    store: Store
+    engine: Engine
+    queue: DeferredQueue
+
+
+def open_state(config: Config | None = None, db_path: str | None = None) -> AppState:
+    config = config or load_config()
+    store = Store(db_path)
+    metrics = None
+    if config.monitoring.metrics_log:
+        from pathlib import Path
+
+        path = Path(config.monitoring.metrics_log)
+        if not path.is_absolute():
+            path = store.path.parent / path
+        metrics = MetricsLog(path)
+    engine = Engine(config, store, metrics=metrics)
+    return AppState(config, store, engine, DeferredQueue(engine))
+
+
+def create_server(state_factory=open_state, *, run_worker: bool | None = None) -> MCPServer:
+    """Build the MCP server. ``state_factory`` opens the config, store and engine
+    once per process (when the server starts)."""
+
+    # Static resources get no Context in the SDK, so they read the state from here.
+    current: dict[str, AppState] = {}
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+        state = state_factory()
+        current["state"] = state
+        worker = None
+        stop = asyncio.Event()
+        enabled = state.config.batch.worker_enabled if run_worker is None else run_worker
+        if enabled:
+            worker = asyncio.create_task(state.queue.run_worker(stop))
+        try:
+            yield state
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.cancel()
+                try:
+                    await worker
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                    pass
+            await state.engine.aclose()
+            state.store.close()
+
+    server = MCPServer("mcp-tars", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+
+    def state_of(ctx: Context) -> AppState:
+        return ctx.request_context.lifespan_context
+
+    @server.tool(annotations=CALLS_API)
+    async def optimized_complete(
+        ctx: Context,
+        prompt: Annotated[str | None, Field(description="A single user prompt. Give this or `messages`.")] = None,
+        messages: Annotated[list[dict[str, Any]] | None, Field(description="Anthropic Messages API conversation: [{role, content}], first role user, roles alternating.")] = None,
+        system: Annotated[str | list[dict[str, Any]] | None, Field(description="System prompt (a string or text blocks).")] = None,
+        max_tokens: Annotated[int, Field(description="Most output tokens.")] = 1024,
+        model: Annotated[str | None, Field(description="Pin a model (skips routing), e.g. claude-sonnet-5-5.")] = None,
+        temperature: Annotated[float | None, Field(description="Sampling temperature, 0 to 1.")] = None,
+        use_cache: Annotated[bool, Field(description="Allow answers from the response cache.")] = True,
+        session_id: Annotated[str | None, Field(description="Groups the turns of one conversation (sticky routing, prompt caching, reports).")] = None,
+        tools: Annotated[list[dict[str, Any]] | None, Field(description="Tool definitions for the model (Messages API format).")] = None,
+        tool_choice: Annotated[dict[str, Any] | None, Field(description="Messages API tool_choice.")] = None,
+        stop_sequences: Annotated[list[str] | None, Field(description="Custom stop sequences.")] = None,
+        top_p: Annotated[float | None, Field(description="Nucleus sampling.")] = None,
+        stream: Annotated[bool, Field(description="Stream from the API (progress notifications while it runs).")] = False,
+    ) -> CompleteResult:
+        """Complete a prompt or conversation through the cost optimizer (cache, routing, pruning, prompt caching) and return the answer with its cost and savings."""
+        state = state_of(ctx)
+        req = CompletionRequest(prompt=prompt, messages=messages, system=system, max_tokens=max_tokens, model=model,
+                                temperature=temperature, use_cache=use_cache, session_id=session_id, tools=tools,
+                                tool_choice=tool_choice, stop_sequences=stop_sequences, top_p=top_p, stream=stream)
+
+        async def progress(done: float, message: str) -> None:
+            await ctx.report_progress(done, message=message)
+
+        try:
+            result = await state.engine.complete(req, progress=progress)
+        except (InputError, BudgetExceeded, UpstreamError, StoreError) as e:
+            raise ToolError(str(e)) from e
+        return CompleteResult.model_validate(result.__dict__)
+
+    @server.tool(annotations=CALLS_API)
+    async def defer_task(
+        ctx: Context,
+        prompt: Annotated[str | None, Field(description="A single user prompt. Give this or `messages`.")] = None,
+        messages: Annotated[list[dict[str, Any]] | None, Field(description="Messages API conversation.")] = None,
+        system: Annotated[str | list[dict[str, Any]] | None, Field(description="System prompt.")] = None,
+        max_tokens: Annotated[int, Field(description="Most output tokens.")] = 1024,
+        model: Annotated[str | None, Field(description="Pin a model (skips routing).")] = None,
+        priority: Annotated[Literal["high", "normal", "low"], Field(description="Queue priority.")] = "normal",
+        max_wait_seconds: Annotated[int, Field(description="Deadline: the answer is needed within this many seconds.")] = 86400,
+        critical: Annotated[bool, Field(description="Critical work runs now instead of being queued.")] = False,
+    ) -> DeferResult:
+        """Queue work that can wait for the Message Batches API (50% cheaper). Returns a task id for task_status."""
+        state = state_of(ctx)
+        req = CompletionRequest(prompt=prompt, messages=messages, system=system, max_tokens=max_tokens, model=model)
+        try:
+            out = await state.queue.defer(req, priority=priority, max_wait_seconds=max_wait_seconds, critical=critical)
+        except (InputError, BudgetExceeded, UpstreamError, StoreError, ValueError) as e:
+            raise ToolError(str(e)) from e
+        return DeferResult.model_validate(out)
+
+    @server.tool(annotations=READ_ONLY)
+    async def task_status(ctx: Context, task_id: Annotated[str, Field(description="The id defer_task returned.")]) -> TaskStatus:
+        """Status of a deferred task; the answer text once it has succeeded."""
+        try:
+            return TaskStatus.model_validate(state_of(ctx).queue.status(task_id))
+        except (KeyError, ValueError) as e:
+            raise ToolError(str(e.args[0] if e.args else e)) from e
+
+    @server.tool(annotations=CALLS_API)
+    async def process_deferred(
+        ctx: Context,
+        force: Annotated[bool, Field(description="Submit all queued work now, ignoring batch size, timeout and off-peak rules.")] = False,
+    ) -> ProcessResult:
+        """Submit due deferred work as batches, poll submitted batches and collect their results."""
+        async def progress(done: float, total: float | None, message: str) -> None:
+            await ctx.report_progress(done, total=total, message=message)
+
+        try:
+            return ProcessResult.model_validate(await state_of(ctx).queue.process(force=force, progress=progress))
+        except (UpstreamError, StoreError) as e:
+            raise ToolError(str(e)) from e
+
+    @server.tool(annotations=READ_ONLY)
+    async def cost_report(
+        ctx: Context,
+        period: Annotated[Literal["today", "yesterday", "7d", "30d", "month", "all"], Field(description="Reporting period (UTC).")] = "today",
+        group_by: Annotated[Literal["model", "day", "strategy", "session"], Field(description="How rows are grouped.")] = "model",
+        format: Annotated[Literal["markdown", "json"], Field(description="markdown adds a rendered report; json only the numbers.")] = "markdown",
+        since: Annotated[str | None, Field(description="Start date YYYY-MM-DD (UTC), overrides period.")] = None,
+        until: Annotated[str | None, Field(description="End date YYYY-MM-DD (UTC, inclusive).")] = None,
+    ) -> ReportResult:
+        """Spending, savings by lever, cache hit rate and model mix from the ledger."""
+        state = state_of(ctx)
+        try:
+            data = reports.build_report(state.store, tenant=state.engine.tenant, period=period, group_by=group_by,
+                                        since=since, until=until, budget=state.engine.budget_status())
+        except ValueError as e:
+            raise ToolError(str(e)) from e
+        if format == "markdown":
+            data["report"] = reports.render_markdown(data)
+        return ReportResult.model_validate(data)
+
+    @server.tool(annotations=READ_ONLY)
+    async def prune_context(
+        ctx: Context,
+        messages: Annotated[list[dict[str, Any]], Field(description="Messages API conversation to shrink.")],
+        system: Annotated[str | list[dict[str, Any]] | None, Field(description="System prompt (kept as is; counted).")] = None,
+        max_tokens: Annotated[int, Field(description="Target size of the pruned context, in tokens.")] = 4000,
+        level: Annotated[Literal["auto", "light", "medium", "aggressive"], Field(description="Pruning level.")] = "auto",
+    ) -> PruneResultOut:
+        """Shrink a conversation to about max_tokens while keeping it a valid Messages API conversation; dropped history is summarised."""
+        state = state_of(ctx)
+        if max_tokens < 1:
+            raise ToolError(f"max_tokens must be a positive number of tokens (got {max_tokens})")
+        problems = pruning.validate_conversation(messages) if isinstance(messages, list) and messages else ["`messages` must be a non-empty list"]
+        if problems:
+            raise ToolError("`messages` is not a valid conversation: " + "; ".join(problems[:5]))
+        try:
+            result = pruning.prune_messages(messages, system=system, max_tokens=max_tokens, level=level,
+                                            settings=state.config.pruning, model=state.config.default_model)
+        except ValueError as e:
+            raise ToolError(str(e)) from e
+        return PruneResultOut.model_validate(result.__dict__)
+
+    # -- resources and prompts ---------------------------------------------
+
+    @server.resource("tars://config", mime_type="application/json", description="The effective configuration (performance-config.json, validated).")
+    def config_resource() -> str:
+        return json.dumps(server_state().config.model_dump(mode="json"), indent=2)
+
+    @server.resource("tars://prices", mime_type="application/json", description="The price table in use, with the source of every price.")
+    def prices_resource() -> str:
+        return json.dumps(server_state().engine.prices.as_dict(), indent=2)
+
+    @server.resource("tars://report/today", mime_type="text/markdown", description="Today's cost report.")
+    def report_resource() -> str:
+        state = server_state()
+        data = reports.build_report(state.store, tenant=state.engine.tenant, period="today", group_by="model",
+                                    budget=state.engine.budget_status())
+        return reports.render_markdown(data)
+
+    @server.resource("tars://report/html", mime_type="text/html", description="The HTML report with charts (last 30 days).")
+    def html_report_resource() -> str:
+        state = server_state()
+        return reports.render_html(state.store, tenant=state.engine.tenant, period="30d")
+
+    @server.prompt(description="A weekly review of API spending and what to change.")
+    def weekly_cost_review() -> str:
+        return (
+            "Call cost_report with period='7d' and group_by='strategy', then again with group_by='model'. "
+            "Summarise: what was spent, what was saved and by which lever, the cache hit rate, the model mix, "
+            "budget warnings. Then suggest up to three concrete changes (for example: pass session_id to keep "
+            "prompt caching warm, defer batchable work with defer_task, pin fewer models) with the saving each "
+            "could bring, and say which figures are estimates."
+        )
+
+    def server_state() -> AppState:
+        return current["state"]
+
+    return server
