@@ -32,7 +32,8 @@ FINISHED_STATUSES = ("succeeded", "failed", "canceled", "expired")
 # Columns cheap enough to read for every queued task on every pass (no request bodies).
 _LIGHT = ("id, tenant, status, priority, priority_rank, category, model, prefix_key, created_at, deadline_at, "
           "estimated_ready_at, attempts, request_bytes, claim_token, claim_owner, claimed_at, batch_id, "
-          "submitted_at, finished_at, cancel_requested, error")
+          "submitted_at, finished_at, cancel_requested, error, "
+          "json_extract(decisions, '$.estimated_cost_usd') AS estimated_cost_usd")
 
 
 def _rows(cur: sqlite3.Cursor) -> list[dict]:
@@ -82,15 +83,16 @@ def tasks_by_status(store: Store, tenant: str, statuses: Iterable[str]) -> list[
             "ORDER BY priority_rank, created_at, id", (tenant, *statuses)))
 
 
-def task_payloads(store: Store, task_ids: list[str]) -> dict[str, dict]:
-    """The stored request, API params and decisions of each task."""
+def task_payloads(store: Store, task_ids: list[str], *, tenant: str | None = None) -> dict[str, dict]:
+    """The stored request, API params and decisions of each task (of ``tenant``, when given)."""
     out: dict[str, dict] = {}
     with store.read() as c:
         for start in range(0, len(task_ids), 500):
             chunk = task_ids[start:start + 500]
             for row in c.execute(
-                f"SELECT id, request, params, decisions, attempts FROM tasks WHERE id IN ({', '.join('?' for _ in chunk)})",
-                chunk,
+                f"SELECT id, request, params, decisions, attempts FROM tasks WHERE id IN ({', '.join('?' for _ in chunk)}) "
+                "AND (? IS NULL OR tenant = ?)",
+                (*chunk, tenant, tenant),
             ):
                 out[row[0]] = {"request": _loads(row[1]), "params": _loads(row[2]), "decisions": _loads(row[3]),
                                "attempts": row[4]}
@@ -104,6 +106,15 @@ def counts(store: Store, tenant: str) -> dict[str, int]:
             "SELECT COUNT(*) FROM batches WHERE tenant = ? AND status IN ('in_progress', 'canceling', 'ended')", (tenant,)
         ).fetchone()[0]
     return {**by_status, "open_batches": open_batches}
+
+
+def committed_cost(store: Store, tenant: str) -> float:
+    """Estimated cost of work sent (or being sent) and not answered yet: spent,
+    as far as the budget is concerned."""
+    with store.read() as c:
+        return float(c.execute(
+            "SELECT COALESCE(SUM(json_extract(decisions, '$.estimated_cost_usd')), 0) FROM tasks "
+            "WHERE tenant = ? AND status IN ('claimed', 'submitted')", (tenant,)).fetchone()[0])
 
 
 def has_open_work(store: Store, tenant: str) -> bool:
@@ -141,9 +152,10 @@ def claim(store: Store, tenant: str, task_ids: list[str], *, token: str, owner: 
 
 
 def record_submission(store: Store, tenant: str, *, token: str, batch_id: str, priority: str | None, now: float,
-                      adopted: bool = False) -> int:
+                      adopted: bool = False, prompt_cache: Mapping[str, Any] | None = None) -> int:
     """The batch exists at the API: record it and mark its tasks submitted, in
-    one transaction. Returns the number of tasks moved."""
+    one transaction. ``prompt_cache`` (task id -> decision) is kept with each
+    task's decisions for its ledger row. Returns the number of tasks moved."""
     with store.write() as c:
         task_ids = [r[0] for r in c.execute(
             "SELECT id FROM tasks WHERE claim_token = ? AND status = 'claimed' ORDER BY priority_rank, created_at, id", (token,))]
@@ -156,6 +168,9 @@ def record_submission(store: Store, tenant: str, *, token: str, batch_id: str, p
             attempt = c.execute("SELECT attempts + 1 FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
             c.execute("INSERT INTO batch_tasks (batch_id, task_id, attempt) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                       (batch_id, task_id, attempt))
+            decision = (prompt_cache or {}).get(task_id)
+            c.execute("UPDATE tasks SET decisions = json_set(COALESCE(decisions, '{}'), '$.prompt_cache', json(?)) "
+                      "WHERE id = ?", (json.dumps(decision), task_id))
         # A task canceled while it was being sent is canceled now; its batch still runs.
         c.execute(
             "UPDATE tasks SET status = CASE WHEN cancel_requested = 1 THEN 'canceled' ELSE 'submitted' END, "
@@ -297,26 +312,21 @@ def submitted_tasks_of(store: Store, batch_id: str) -> list[str]:
 
 
 def cancel_task(store: Store, tenant: str, task_id: str, *, now: float) -> tuple[str, str | None] | None:
-    """Cancel a task. Queued: canceled at once. Claimed or submitted: canceled
-    too, but its batch still runs (a batch cannot be partially canceled), so a
-    late answer is still billed and recorded. Returns (status, batch_id), or
-    None for an unknown task."""
+    """Cancel a task. Queued: canceled at once. Submitted: canceled too, but
+    its batch still runs (a batch cannot be partially canceled), so a late
+    answer is still billed and recorded. Claimed (being sent): canceled as soon
+    as the submission is recorded or released. Anything else is left alone.
+    Returns (the status the task had, its batch id), or None for an unknown task."""
     with store.write() as c:
         row = c.execute("SELECT status, batch_id FROM tasks WHERE id = ? AND tenant = ?", (task_id, tenant)).fetchone()
         if row is None:
             return None
         status, batch_id = row
-        if status == "queued":
-            c.execute("UPDATE tasks SET status = 'canceled', cancel_requested = 1, finished_at = ?, error = NULL WHERE id = ?",
-                      (now, task_id))
-            return "canceled", None
-        if status == "claimed":
-            # Being sent right now: record the wish; release or submission honours it.
+        if status in ("queued", "submitted"):
+            c.execute("UPDATE tasks SET status = 'canceled', cancel_requested = 1, finished_at = ?, "
+                      "error = CASE WHEN status = 'queued' THEN NULL ELSE error END WHERE id = ?", (now, task_id))
+        elif status == "claimed":
             c.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ?", (task_id,))
-            return "claimed", None
-        if status == "submitted":
-            c.execute("UPDATE tasks SET status = 'canceled', cancel_requested = 1, finished_at = ? WHERE id = ?", (now, task_id))
-            return "canceled", batch_id
         return status, batch_id
 
 
