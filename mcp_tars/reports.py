@@ -40,7 +40,6 @@ class ReportSettings(BaseModel):
 
     top_sessions: int = Field(50, ge=1, le=10_000, description="Sessions listed one by one in a report grouped by session; the rest are gathered in one '(other sessions)' row so the groups still add up to the totals.")
     daily_tree_days: int = Field(7, ge=1, le=366, description="Most days drawn as before/after trees in a Markdown report grouped by day (the newest).")
-    html_period: str = Field("30d", description="Default period of the HTML report (today, yesterday, 7d, 30d, month or all).")
     target_savings_share: float = Field(0.30, ge=0, le=1, description="Savings target shown on the dashboard, as a share of the baseline (the original brief aims at 30-40%).")
 
 
@@ -95,7 +94,7 @@ def resolve_period(period: str, *, since: str | None = None, until: str | None =
         first = _parse_day(since, "since") if since is not None else None
         last = _parse_day(until, "until") if until is not None else (today if since is not None else None)
         if first and last and first > last:
-            raise ValueError(f"since ({since}) is after until ({until}): swap them")
+            raise ValueError(f"since ({first}) is after until ({last}): give a start date on or before the end date")
         return (first.isoformat() if first else None), (last.isoformat() if last else None)
     first = {
         "today": today, "yesterday": today - timedelta(days=1), "7d": today - timedelta(days=6),
@@ -137,7 +136,7 @@ def figures(sums: dict) -> dict:
         "saved_usd": saved,
         "savings_share": _ratio(saved, baseline),
         "savings_by_lever_usd": savings,
-        "cache_hit_rate": _ratio(int(sums["cache_hits"] or 0), calls) if calls else 0.0,
+        "cache_hit_rate": int(sums["cache_hits"] or 0) / calls if calls else 0.0,
         "avg_cost_per_call": _ratio(cost, int(sums["priced_calls"] or 0)),
         "avg_baseline_cost_per_call": _ratio(baseline, int(sums["baseline_calls"] or 0)),
         "avg_latency_ms": _ratio(float(sums["latency_ms"] or 0.0), int(sums["latency_calls"] or 0)),
@@ -151,8 +150,7 @@ def figures(sums: dict) -> dict:
         "cache_hits_with_tokens": int(sums["cache_hits_with_tokens"] or 0),
     }
     out["total_tokens"] = sum(out[f] for f in _TOKEN_FIELDS)
-    if f"helped_{LEVER_KEYS[0]}" in sums:
-        out["calls_helped_by_lever"] = {k: int(sums[f"helped_{k}"] or 0) for k in LEVER_KEYS}
+    out["calls_helped_by_lever"] = {k: int(sums[f"helped_{k}"] or 0) for k in LEVER_KEYS}
     return out
 
 
@@ -239,6 +237,7 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
     model_rows = report_store.sums(store, tenant=tenant, first_day=first, last_day=last, by=("model",))
     total = figures(total_sums)
     total["model_mix"] = _model_mix(model_rows, total["calls"])
+    levers = savings_by_lever(total)
 
     if group_by == "model":
         groups = [{"key": r["model"], **figures(r)} for r in model_rows]
@@ -258,7 +257,7 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
             key = {"": NO_SESSION_KEY, report_store.OTHER_SESSIONS: OTHER_SESSIONS_KEY}.get(r["session"], r["session"])
             groups.append({"key": key, **figures(r)})
     else:
-        groups = _strategy_groups(savings_by_lever(total), total["calls"])
+        groups = _strategy_groups(levers, total["calls"])
 
     span_first, span_last = first, last
     if first is None or last is None:
@@ -267,7 +266,6 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
         span_last = last or data_last
     days = len(_days_between(span_first, span_last)) if span_first and span_last and span_first <= span_last else 0
 
-    levers = savings_by_lever(total)
     since_ts, until_ts = _ts_bounds(first, last)
     alerts = alert_store.between(store, tenant=tenant, since_ts=since_ts, until_ts=until_ts, limit=50)
     budget_out = dict(budget) if budget else None
@@ -360,6 +358,7 @@ def render_markdown(report: dict, *, settings: ReportSettings | None = None) -> 
 def render_terminal(report: dict, console) -> None:
     """Rich tables for ``mcp-tars report`` in a terminal."""
     from rich.table import Table
+    from rich.text import Text  # keys and warnings are data: never read them as console markup
 
     t = report["totals"]
     title = f"mcp-tars cost report: {report['period']}"
@@ -400,12 +399,12 @@ def render_terminal(report: dict, console) -> None:
         for name in names:
             groups.add_column(name, justify="left" if name == "Key" else "right", overflow="fold")
         for g in report["groups"]:
-            groups.add_row(str(g["key"]), f"{g['calls']:,}", f"{g['cache_hits']:,}", f"{g['input_tokens']:,}",
+            groups.add_row(Text(str(g["key"])), f"{g['calls']:,}", f"{g['cache_hits']:,}", f"{g['input_tokens']:,}",
                            f"{g['cache_write_5m_tokens'] + g['cache_write_1h_tokens']:,}", f"{g['cache_read_tokens']:,}",
                            f"{g['output_tokens']:,}", _usd(g["cost_usd"]), _usd(g["baseline_cost_usd"]), _usd(g["saved_usd"]))
     console.print(groups)
     for w in report["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, markup=True)
+        console.print(Text("warning: ", style="yellow") + Text(w), highlight=False)
     console.print("[dim]Routing and pruning savings are estimates (counterfactual costs); cache, prompt caching "
                   "and batch savings are measured from the API's usage.[/dim]")
 

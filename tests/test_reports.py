@@ -371,12 +371,15 @@ def test_daily_tree_shows_only_the_newest_days(filled):
 
 def test_terminal_tables(filled):
     store, _ = filled
+    ledger.insert_many(store, [make_row(10_000, ts=NOW, model=DEFAULT, session="[bold]x[/bold]")])
     console = Console(record=True, width=200)
-    for group_by in ("model", "strategy"):
+    for group_by in ("model", "strategy", "session"):
         reports.render_terminal(reports.build_report(store, period="30d", group_by=group_by, now=NOW), console)
     text = console.export_text()
     assert "Savings by lever" in text and "Response caching" in text and "claude-haiku-5-5" in text
     assert "Calls helped" in text
+    assert "[bold]x[/bold]" in text  # a session id is shown as written, not read as markup
+    assert "warning: 3 call(s) have no known price" in text
 
 
 def test_report_is_json_serialisable(filled):
