@@ -1,0 +1,1058 @@
+"""Context pruning that keeps conversations valid.
+
+``prune_messages`` shrinks a Messages API conversation towards a token target
+in three passes, each cheaper for the agent than the next:
+
+1. Remove waste from the messages that stay: repeated tool outputs and file
+   contents (the latest copy stays), older versions of a file that is shown
+   again later, the middle of oversized tool results (head and tail stay,
+   with a marker saying how much was cut), old images and old thinking
+   blocks, credential values.
+2. Drop the oldest messages after the cached prefix, keeping the last N
+   messages of the chosen level (light 20, medium 10, aggressive 3).
+3. Summarise what was dropped (or cut) into the first kept user turn: an
+   extractive list of the facts an agent needs later (``summarize.py``), or
+   an abstractive summary from a caller-supplied function.
+
+The result always passes ``validate_conversation``: it starts with a user
+message, roles alternate, every tool_result answers a tool_use of the
+message just before it (pairs are kept or removed together), the thinking
+blocks of the final tool loop stay untouched, the last user turn and the
+system prompt are never dropped, and it is never larger than the input. The
+first ``protected_prefix`` messages (already in the prompt cache) are never
+modified, unless pruning inside them is cheaper even after paying to write
+the cache again; that choice is explained in ``notes``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import tokens as tok
+from .credentials import REDACTED, redact_credentials
+from .summarize import Fragment, FragmentUnits, format_units, fragment_units, select_units, values_in
+
+LEVEL_NAMES = ("light", "medium", "aggressive")
+CHARS_PER_TOKEN = 3.6  # cl100k characters per token of mixed text; only to skip counting obvious cases
+SUMMARY_CHARS_PER_CL100K_TOKEN = 3.2  # summaries are dense in numbers, paths and identifiers
+# How much a fact is worth by where it was said, relative to tool output (1.0):
+# what the user says is what the agent is asked to remember.
+USER_WEIGHT = 4.0
+ASSISTANT_WEIGHT = 2.5
+TOOL_CALL_WEIGHT = 2.0  # the commands the agent ran (create-queue X, use-context Y)
+READ_CALL_WEIGHT = 1.0  # which files it looked at matters less than what it changed
+_READ_ONLY_TOOL = re.compile(r"(?i)read|view|cat|grep|glob|search|find|list|^ls$|fetch|get")
+THINKING_WEIGHT = 1.0
+SUPERSEDED_WEIGHT = 0.5
+Summarizer = Callable[[list[dict]], str]
+
+
+# ---------------------------------------------------------------- settings
+
+
+class PruningLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keep_last_messages: int = Field(10, ge=1, le=10_000, description="Most recent messages kept verbatim (apart from waste removal); older ones are dropped. Rounded up by one when needed to start the kept part on a valid turn.")
+    summarize: bool = Field(True, description="Replace dropped messages by a summary of their facts; false leaves only a one-line marker saying how much was dropped.")
+    summary_max_tokens: int = Field(2000, ge=0, le=100_000, description="Largest summary, in tokens.")
+    summary_max_share: float = Field(0.3, gt=0, le=1, description="Largest summary as a share of the tokens it replaces, so that pruning a short history still saves.")
+
+
+class PruningLevels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    light: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=20, summary_max_tokens=2000, summary_max_share=0.2), description="Interactive sessions: keep the last 20 messages.")
+    medium: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=10, summary_max_tokens=3000, summary_max_share=0.2), description="Long-running tasks: keep the last 10 messages plus a summary.")
+    aggressive: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=3, summary_max_tokens=1500, summary_max_share=0.15), description="Batch work: a summary plus the last 3 messages.")
+
+    def get(self, name: str) -> PruningLevel:
+        return getattr(self, name)
+
+
+class PruningSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Prune automatically inside optimized_complete when a request passes auto_threshold_tokens.")
+    auto_threshold_tokens: int = Field(30_000, ge=1, description="optimized_complete prunes a request whose estimated input (system + messages) is above this many tokens.")
+    auto_target_tokens: int = Field(12_000, ge=1, description="Target size of automatic pruning. Well below the threshold on purpose: the following turns then grow for a while without pruning again, so the pruned prefix stays byte-stable and cacheable.")
+    levels: PruningLevels = Field(default_factory=PruningLevels, description="What each level keeps.")
+    auto_summary_target_share: float = Field(0.4, ge=0, le=0.9, description="level=auto: the summary may grow beyond its level's summary_max_tokens up to this share of the target, when the target leaves that room.")
+    light_max_ratio: float = Field(1.5, ge=1, description="level=auto: context/target ratio up to which the light level is tried first.")
+    medium_max_ratio: float = Field(3.0, ge=1, description="level=auto: ratio up to which medium is tried first; above it, aggressive.")
+    budget_escalate_share: float = Field(0.8, gt=0, le=1, description="level=auto: with this share of the budget used, start one level more aggressive.")
+    budget_aggressive_share: float = Field(0.95, gt=0, le=1, description="level=auto: with this share of the budget used, start at aggressive.")
+    oversized_tool_result_tokens: int = Field(2000, ge=50, description="A kept tool result (or tool input string) above this many tokens keeps only its head and tail.")
+    oversized_text_tokens: int = Field(6000, ge=50, description="A kept text block of an older user or assistant message above this many tokens keeps only its head and tail.")
+    head_tokens: int = Field(500, ge=10, description="Tokens kept from the start of an oversized block.")
+    tail_tokens: int = Field(300, ge=0, description="Tokens kept from the end of an oversized block.")
+    duplicate_min_tokens: int = Field(40, ge=1, description="Tool outputs and file contents at least this long are replaced by a marker when the same text appears again later.")
+    superseded_min_tokens: int = Field(40, ge=1, description="An older full version of a file at least this long is replaced by a marker when a newer full version appears later.")
+    keep_images_last_messages: int = Field(4, ge=0, description="Images and documents in the last N messages stay; older ones become a text marker (the last user turn always keeps its own).")
+    drop_old_thinking: bool = Field(True, description="Remove thinking blocks except those of the final assistant turn (the API requires only those; older ones cost tokens for nothing).")
+    redact_credentials: bool = Field(True, description="Replace credential values (API keys, tokens, passwords) by [REDACTED] in every message pruning keeps or rewrites, the last user turn and the cached prefix excepted. Summaries never contain credential values regardless.")
+    abstractive: bool = Field(False, description="Summarise dropped history with the cheapest configured model (its cost is recorded in the ledger; the same history is summarised once). Off: an offline extractive summary.")
+    summarizer_model: str | None = Field(None, description="Model of abstractive summaries; null picks the cheapest model of the price table.")
+    allow_cache_breakpoint_move: bool = Field(True, description="Prune inside the cached prefix when that is cheaper even after writing the cache again (the reason is recorded).")
+    cache_read_price_ratio: float = Field(0.1, gt=0, le=1, description="Cache-read price as a share of the input price, for the breakpoint decision.")
+    cache_write_price_ratio: float = Field(1.25, ge=1, le=3, description="Cache-write price as a share of the input price, for the breakpoint decision.")
+    exact_count_max_chars: int = Field(600_000, ge=1000, description="The most recent messages up to this many characters are counted exactly; older ones (which pruning drops) are counted on a sample, so that counting never dominates the time of pruning a huge history.")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class PruneResult:
+    messages: list[dict]
+    tokens_before: int
+    tokens_after: int
+    reduction_pct: float
+    level: str  # none | light | medium | aggressive
+    summary: str | None
+    removed: list[dict]
+    protected_prefix_messages: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.tokens_before - self.tokens_after
+
+    def as_dict(self) -> dict:
+        return {
+            "messages": self.messages,
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "reduction_pct": self.reduction_pct,
+            "level": self.level,
+            "summary": self.summary,
+            "removed": self.removed,
+            "protected_prefix_messages": self.protected_prefix_messages,
+            "notes": self.notes,
+        }
+
+
+# ---------------------------------------------------------------- validity
+
+
+def _blocks(content: Any) -> list:
+    return content if isinstance(content, list) else []
+
+
+def _has_tool_result(message: dict) -> bool:
+    return any(isinstance(b, dict) and b.get("type") == "tool_result" for b in _blocks(message.get("content")))
+
+
+def _tool_use_ids(message: dict) -> list[str]:
+    return [b.get("id") for b in _blocks(message.get("content")) if isinstance(b, dict) and b.get("type") == "tool_use"]
+
+
+def validate_conversation(messages: list[dict]) -> list[str]:
+    """Problems that would make the Messages API reject ``messages`` (400);
+    an empty list when it is valid.
+
+    Checked: a non-empty list of user/assistant messages starting with the
+    user; alternating roles; no empty content (except a final assistant
+    prefill) and no whitespace-only text blocks; tool_use only from the
+    assistant, tool_result and images... only where they belong; every
+    tool_result answers a tool_use of the message just before it, comes
+    before any other block of its message, and appears once; every tool_use
+    is answered in the next message; unique tool_use ids; at most 4
+    cache_control breakpoints.
+    """
+    problems: list[str] = []
+    if not isinstance(messages, list) or not messages:
+        return ["messages must be a non-empty list"]
+    seen_tool_ids: set[str] = set()
+    breakpoints = 0
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            problems.append(f"{where}.role must be 'user' or 'assistant', not {role!r}")
+            continue
+        if i == 0 and role != "user":
+            problems.append("the first message must come from the user")
+        if i > 0 and isinstance(messages[i - 1], dict) and messages[i - 1].get("role") == role:
+            problems.append(f"{where} has the same role ({role}) as the message before it; roles must alternate")
+        content = message.get("content")
+        last_prefill = i == len(messages) - 1 and role == "assistant"
+        if isinstance(content, str):
+            if not content.strip() and not (last_prefill and content == ""):
+                problems.append(f"{where}.content is empty")
+            continue
+        if not isinstance(content, list):
+            problems.append(f"{where}.content must be a string or a list of blocks")
+            continue
+        if not content and not last_prefill:
+            problems.append(f"{where}.content is an empty list")
+        previous_ids = _tool_use_ids(messages[i - 1]) if i > 0 and isinstance(messages[i - 1], dict) else []
+        answered: set[str] = set()
+        other_block_seen = False
+        for j, block in enumerate(content):
+            bwhere = f"{where}.content[{j}]"
+            if not isinstance(block, dict) or "type" not in block:
+                problems.append(f"{bwhere} is not a content block")
+                continue
+            if block.get("cache_control"):
+                breakpoints += 1
+            kind = block["type"]
+            if kind == "text":
+                if not isinstance(block.get("text"), str) or not block["text"].strip():
+                    problems.append(f"{bwhere} is an empty text block")
+            elif kind == "tool_use":
+                if role != "assistant":
+                    problems.append(f"{bwhere}: tool_use blocks belong to assistant messages")
+                tool_id = block.get("id")
+                if not tool_id or not block.get("name") or not isinstance(block.get("input"), dict):
+                    problems.append(f"{bwhere}: tool_use needs id, name and an input object")
+                elif tool_id in seen_tool_ids:
+                    problems.append(f"{bwhere}: duplicate tool_use id {tool_id}")
+                else:
+                    seen_tool_ids.add(tool_id)
+            elif kind == "tool_result":
+                if role != "user":
+                    problems.append(f"{bwhere}: tool_result blocks belong to user messages")
+                tool_id = block.get("tool_use_id")
+                if tool_id not in previous_ids:
+                    problems.append(f"{bwhere}: tool_result {tool_id} does not answer a tool_use of the previous message")
+                elif tool_id in answered:
+                    problems.append(f"{bwhere}: tool_use {tool_id} is answered twice")
+                answered.add(tool_id)
+                if other_block_seen:
+                    problems.append(f"{bwhere}: tool_result blocks must come before any other block of the message")
+                inner = block.get("content")
+                if isinstance(inner, list):
+                    for inner_block in inner:
+                        if isinstance(inner_block, dict) and inner_block.get("type") == "text" and not str(inner_block.get("text", "")).strip():
+                            problems.append(f"{bwhere}: empty text block inside a tool_result")
+            elif kind in ("thinking", "redacted_thinking"):
+                if role != "assistant":
+                    problems.append(f"{bwhere}: {kind} blocks belong to assistant messages")
+            elif kind in ("image", "document"):
+                if not isinstance(block.get("source"), dict):
+                    problems.append(f"{bwhere}: {kind} needs a source")
+            if kind != "tool_result":
+                other_block_seen = True
+        if i + 1 < len(messages) and role == "assistant":
+            ids = [t for t in _tool_use_ids(message) if t]
+            nxt = messages[i + 1] if isinstance(messages[i + 1], dict) else {}
+            results = {b.get("tool_use_id") for b in _blocks(nxt.get("content")) if isinstance(b, dict) and b.get("type") == "tool_result"}
+            missing = [t for t in ids if t not in results]
+            if missing:
+                problems.append(f"{where}: tool_use {', '.join(missing)} not answered by a tool_result in the next message")
+    if breakpoints > 4:
+        problems.append(f"{breakpoints} cache_control breakpoints in messages; the API allows at most 4")
+    return problems
+
+
+# ---------------------------------------------------------------- levels
+
+
+def choose_level(
+    tokens: int,
+    max_tokens: int,
+    budget_used_share: float | None = None,
+    settings: PruningSettings | None = None,
+) -> str:
+    """The level auto pruning starts from: by how far the context exceeds
+    the target, escalated when the spending budget is nearly used up.
+    ``"none"`` when the context already fits."""
+    settings = settings or PruningSettings()
+    if tokens <= max_tokens:
+        return "none"
+    ratio = tokens / max(1, max_tokens)
+    index = 0 if ratio <= settings.light_max_ratio else 1 if ratio <= settings.medium_max_ratio else 2
+    if budget_used_share is not None:
+        if budget_used_share >= settings.budget_aggressive_share:
+            index = 2
+        elif budget_used_share >= settings.budget_escalate_share:
+            index = min(2, index + 1)
+    return LEVEL_NAMES[index]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of JSON-like data (much faster than copy.deepcopy)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _image_count(content: Any) -> int:
+    count = 0
+    for block in _blocks(content):
+        if isinstance(block, dict):
+            if block.get("type") in ("image", "document"):
+                count += 1
+            elif block.get("type") == "tool_result":
+                count += _image_count(block.get("content"))
+    return count
+
+
+_PATH_KEYS = ("path", "file_path", "filepath", "file", "filename", "target_file", "absolute_path", "notebook_path")
+_CONTENT_KEYS = ("content", "contents", "file_text", "text", "new_content", "data")
+_RANGE_KEYS = ("offset", "limit", "view_range", "start_line", "end_line", "line_start", "line_end", "lines", "range", "head", "tail", "pattern", "query", "regex")
+
+
+def _file_path(tool_input: dict) -> str | None:
+    for key in _PATH_KEYS:
+        value = tool_input.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().removeprefix("./")
+    return None
+
+
+def _read_path(name: str, tool_input: dict) -> str | None:
+    """The file a tool call reads in full, if it does."""
+    if not isinstance(tool_input, dict) or any(tool_input.get(k) not in (None, "", [], 0) for k in _RANGE_KEYS):
+        return None
+    lowered = name.lower()
+    command = tool_input.get("command")
+    if isinstance(command, str):
+        if command == "view":
+            return _file_path(tool_input)
+        parts = command.split()
+        if len(parts) == 2 and parts[0] in ("cat", "bat", "less", "more") and not set(parts[1]) & set("*?|;&><$`"):
+            return parts[1].removeprefix("./")
+        return None
+    if any(w in lowered for w in ("read", "view", "cat", "open", "get_file", "show_file", "load_file")):
+        return _file_path(tool_input)
+    return None
+
+
+def _write_field(name: str, tool_input: dict) -> tuple[str, str] | None:
+    """(path, key of the full new content) of a tool call that writes a whole file."""
+    if not isinstance(tool_input, dict):
+        return None
+    lowered = name.lower()
+    command = tool_input.get("command")
+    writes = command == "create" or (
+        not isinstance(command, str) and any(w in lowered for w in ("write", "create", "save", "put_file"))
+    )
+    if not writes:
+        return None
+    path = _file_path(tool_input)
+    for key in _CONTENT_KEYS:
+        if isinstance(tool_input.get(key), str):
+            return (path, key) if path else None
+    return None
+
+
+def _truncate_middle(text: str, head_chars: int, tail_chars: int, model: str | None, what: str) -> tuple[str, str]:
+    """(head + marker + tail, the cut middle). Cuts on line boundaries when the lines are reasonable."""
+    head_end = text.rfind("\n", 0, head_chars + 1)
+    if head_end < head_chars // 2:
+        head_end = head_chars
+    tail_start = text.find("\n", len(text) - tail_chars - 1) + 1 if tail_chars else len(text)
+    if tail_chars and (tail_start <= 0 or tail_start > len(text) - tail_chars // 2):
+        tail_start = len(text) - tail_chars
+    tail_start = max(tail_start, head_end)
+    cut = text[head_end:tail_start]
+    marker = (
+        f"\n[... {len(cut):,} characters (~{tok.estimate_text_tokens(cut, model):,} tokens, "
+        f"{cut.count(chr(10)):,} lines) cut from the middle of this {what} by context pruning ...]\n"
+    )
+    return text[:head_end] + marker + text[tail_start:], cut
+
+
+# ---------------------------------------------------------------- token meter
+
+
+class _Meter:
+    """Token estimates of every input message, computed once.
+
+    Up to ``exact_max_chars`` everything is counted exactly (tiktoken does a
+    megabyte in about 0.1 s). Beyond that, the most recent ``exact_max_chars``
+    (everything that could be kept) are counted exactly, and the older
+    messages, which are about to be dropped, on an evenly spread fifth of them
+    with the rest estimated at that sample's own characters-per-token rate.
+    """
+
+    SAMPLE_STRIDE = 5  # odd, so that both roles get sampled
+
+    def __init__(self, messages: list[dict], system: Any, model: str | None, exact_max_chars: int):
+        self.model = model
+        self.system_tokens = tok.estimate_text_tokens(tok.content_text(system), model) if system else 0
+        texts = [tok.content_text(m.get("content", "")) for m in messages]
+        exact_from = len(messages)
+        budget = exact_max_chars
+        while exact_from > 0 and budget >= len(texts[exact_from - 1]):
+            exact_from -= 1
+            budget -= len(texts[exact_from])
+        sample = set(range(0, exact_from, self.SAMPLE_STRIDE)) if exact_from else set()
+        counted = {i: tok.estimate_text_tokens(texts[i], model) for i in sample | set(range(exact_from, len(messages)))}
+        sampled_chars = sum(len(texts[i]) for i in sample)
+        rate = sum(counted[i] for i in sample) / sampled_chars if sampled_chars else 1 / CHARS_PER_TOKEN
+        self.per_message = [
+            (counted[i] if i in counted else round(len(texts[i]) * rate))
+            + _image_count(m.get("content")) * tok.IMAGE_TOKENS
+            + tok.MESSAGE_OVERHEAD_TOKENS
+            for i, m in enumerate(messages)
+        ]
+        self.estimated_messages = exact_from - len(sample)
+
+    def count(self, message: dict) -> int:
+        return tok.estimate_message_tokens(message, self.model)
+
+    def total(self) -> int:
+        return self.system_tokens + sum(self.per_message)
+
+
+# ---------------------------------------------------------------- the pruner
+
+
+@dataclass
+class _Trimmed:
+    message: dict
+    tokens: int
+    removed: list[dict]
+    cut: list[Fragment]
+    changed: bool
+
+
+@dataclass
+class _Draft:
+    messages: list[dict]
+    tokens: int
+    level: str
+    summary: str | None
+    removed: list[dict]
+    notes: list[str]
+    protected_prefix: int
+    dropped: int
+
+
+class _Pruner:
+    def __init__(self, messages: list[dict], system: Any, settings: PruningSettings, model: str | None, summarizer: Summarizer | None):
+        self.messages = messages
+        self.n = len(messages)
+        self.settings = settings
+        self.model = model
+        self.summarizer = summarizer
+        self.meter = _Meter(messages, system, model, settings.exact_count_max_chars)
+        self.tail_start = self._tail_start()
+        self.tool_names: dict[str, str] = {}
+        self.tool_inputs: dict[str, dict] = {}
+        self.duplicate_of: dict[tuple, str] = {}  # (i, j[, key]) -> marker text
+        self.superseded: dict[tuple, str] = {}
+        self._analyse()
+        self._trim_cache: dict[tuple, _Trimmed] = {}
+        self._known_tokens: dict[int, tuple[dict, int]] = {}
+        self.chars_per_token = SUMMARY_CHARS_PER_CL100K_TOKEN / tok.family_factor(model)
+        self._units_cache: dict[int, list[FragmentUnits]] = {}
+        self._summary_cache: dict[tuple, str] = {}
+
+    # -- analysis, once per call
+
+    def _tail_start(self) -> int:
+        """First index of the part never dropped: the last user turn, with the
+        assistant message its tool results answer."""
+        last_user = max((i for i, m in enumerate(self.messages) if m.get("role") == "user"), default=self.n - 1)
+        if last_user > 0 and _has_tool_result(self.messages[last_user]) and self.messages[last_user - 1].get("role") == "assistant":
+            return last_user - 1
+        return last_user
+
+    def _analyse(self) -> None:
+        """Find repeated outputs and superseded file versions, walking backwards
+        so that the *latest* copy of anything is the one that stays."""
+        s = self.settings
+        dup_chars = s.duplicate_min_tokens * CHARS_PER_TOKEN
+        sup_chars = s.superseded_min_tokens * CHARS_PER_TOKEN
+        for message in self.messages:
+            if message.get("role") == "assistant":
+                for b in _blocks(message.get("content")):
+                    if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("id"):
+                        self.tool_names[b["id"]] = str(b.get("name", "tool"))
+                        self.tool_inputs[b["id"]] = b.get("input") if isinstance(b.get("input"), dict) else {}
+        later_text: dict[str, str] = {}  # text -> description of the later copy
+        later_files: set[str] = set()
+        for i in range(self.n - 1, -1, -1):
+            content = self.messages[i].get("content")
+            for j in range(len(_blocks(content)) - 1, -1, -1):
+                block = content[j]
+                if not isinstance(block, dict):
+                    continue
+                kind = block.get("type")
+                if kind == "tool_result":
+                    tool_id = block.get("tool_use_id", "")
+                    name = self.tool_names.get(tool_id, "tool")
+                    text = tok.content_text(block.get("content", ""))
+                    if len(text) >= dup_chars:
+                        if text in later_text:
+                            self.duplicate_of[(i, j)] = later_text[text]
+                        else:
+                            later_text[text] = f"the later result of {name} ({tool_id})"
+                    path = _read_path(name, self.tool_inputs.get(tool_id, {}))
+                    if path and not block.get("is_error") and (i, j) not in self.duplicate_of:
+                        if path in later_files and len(text) >= sup_chars:
+                            self.superseded[(i, j)] = path
+                        later_files.add(path)
+                elif kind == "tool_use":
+                    tool_input = block.get("input") if isinstance(block.get("input"), dict) else {}
+                    name = str(block.get("name", "tool"))
+                    written = _write_field(name, tool_input)
+                    for key, value in tool_input.items():
+                        if not isinstance(value, str) or len(value) < dup_chars:
+                            continue
+                        if value in later_text:
+                            self.duplicate_of[(i, j, key)] = later_text[value]
+                        elif written and key == written[1] and written[0] in later_files:
+                            self.superseded[(i, j, key)] = written[0]
+                        else:
+                            later_text[value] = f"the later {key} of {name} ({block.get('id')})"
+                    if written:
+                        later_files.add(written[0])
+
+    # -- trimming a kept message
+
+    def _limits(self, limit: int | None) -> tuple[int, int, int, int]:
+        """(tool limit, text limit, head, tail) in tokens; ``limit`` tightens them (fit mode)."""
+        s = self.settings
+        if limit is None:
+            return s.oversized_tool_result_tokens, s.oversized_text_tokens, s.head_tokens, s.tail_tokens
+        scale = min(1.0, limit / s.oversized_tool_result_tokens)
+        return limit, limit, max(20, int(s.head_tokens * scale)), int(s.tail_tokens * scale)
+
+    def _shorten(self, text: str, limit_tokens: int, head: int, tail: int, what: str, label: str, order: int, prose: bool, out: _Trimmed, where: dict) -> str:
+        if self.settings.redact_credentials:
+            redacted, names = redact_credentials(text)
+            if names:
+                out.removed.append({**where, "action": "credentials_redacted", "names": names})
+                text = redacted
+        if len(text) * tok.family_factor(self.model) <= limit_tokens:  # a cl100k token spans at least a character
+            return text
+        tokens = tok.estimate_text_tokens(text, self.model)
+        if tokens <= limit_tokens:
+            return text
+        rate = len(text) / max(1, tokens)
+        new, cut = _truncate_middle(text, int(head * rate), int(tail * rate), self.model, what)
+        out.removed.append({**where, "action": "truncated", "tokens_removed": tokens - tok.estimate_text_tokens(new, self.model)})
+        out.cut.append(Fragment(cut, f"{label}, cut part", 1.0, order, prose))
+        return new
+
+    def _trim(self, i: int, limit: int | None = None, in_tail: bool = False) -> _Trimmed:
+        """Message ``i`` with its waste removed (cached). Messages of the tail are
+        only touched in fit mode (``in_tail``), and then only their tool results."""
+        key = (i, limit, in_tail)
+        if key in self._trim_cache:
+            return self._trim_cache[key]
+        message = self.messages[i]
+        s = self.settings
+        tool_limit, text_limit, head, tail = self._limits(limit)
+        out = _Trimmed(message, 0, [], [], False)
+        role = message.get("role")
+        content = message.get("content")
+        old_image = i < self.n - s.keep_images_last_messages and not in_tail
+        base_order = i * 1000
+        if isinstance(content, str):
+            new_content: Any = content
+            if not in_tail:
+                new_content = self._shorten(content, text_limit, head, tail, "message", role or "message", base_order, True, out, {"index": i})
+        else:
+            new_content = []
+            for j, block in enumerate(_blocks(content)):
+                where = {"index": i, "block": j}
+                if not isinstance(block, dict):
+                    new_content.append(block)
+                    continue
+                kind = block.get("type")
+                if in_tail and kind != "tool_result":
+                    new_content.append(block)
+                    continue
+                if kind == "text":
+                    text = self._shorten(block.get("text", ""), text_limit, head, tail, "message", role or "message", base_order + j, True, out, where)
+                    new_content.append(block if text == block.get("text") else {**block, "text": text})
+                elif kind in ("image", "document") and old_image:
+                    out.removed.append({**where, "action": f"{kind}_removed", "tokens_removed": tok.IMAGE_TOKENS})
+                    title = block.get("title") or (block.get("source") or {}).get("media_type") or kind
+                    new_content.append({"type": "text", "text": f"[{kind} removed by context pruning: {title}]"})
+                elif kind in ("thinking", "redacted_thinking") and s.drop_old_thinking and i < self.tail_start:
+                    thought = str(block.get("thinking", ""))
+                    out.removed.append({**where, "action": f"{kind}_removed", "tokens_removed": tok.estimate_text_tokens(thought or str(block.get("data", "")), self.model)})
+                    if thought:
+                        out.cut.append(Fragment(thought, "assistant thinking", THINKING_WEIGHT, base_order + j, True))
+                elif kind == "tool_use":
+                    new_content.append(self._trim_tool_use(i, j, block, tool_limit, head, tail, out))
+                elif kind == "tool_result":
+                    new_content.append(self._trim_tool_result(i, j, block, tool_limit, head, tail, old_image, out))
+                else:
+                    new_content.append(block)
+            if not new_content:
+                new_content = [{"type": "text", "text": "[earlier reasoning removed by context pruning]"}]
+        out.changed = bool(out.removed)
+        out.message = {**message, "content": new_content} if out.changed else message
+        out.tokens = self.meter.count(out.message) if out.changed else self.meter.per_message[i]
+        self._trim_cache[key] = out
+        self._known_tokens[id(out.message)] = (out.message, out.tokens)
+        return out
+
+    def _trim_tool_use(self, i: int, j: int, block: dict, limit: int, head: int, tail: int, out: _Trimmed) -> dict:
+        tool_input = block.get("input")
+        if not isinstance(tool_input, dict):
+            return block
+        name = str(block.get("name", "tool"))
+        new_input = {}
+        for key, value in tool_input.items():
+            where = {"index": i, "block": j, "field": key, "tool_use_id": block.get("id")}
+            if isinstance(value, str):
+                if (i, j, key) in self.duplicate_of:
+                    out.removed.append({**where, "action": "deduplicated", "tokens_removed": tok.estimate_text_tokens(value, self.model)})
+                    value = f"[Duplicate removed by context pruning: identical to {self.duplicate_of[(i, j, key)]}.]"
+                elif (i, j, key) in self.superseded:
+                    out.removed.append({**where, "action": "superseded", "path": self.superseded[(i, j, key)], "tokens_removed": tok.estimate_text_tokens(value, self.model)})
+                    out.cut.append(Fragment(value, f"{name} {key}, older version", SUPERSEDED_WEIGHT, i * 1000 + j, False))
+                    value = f"[Older version of {self.superseded[(i, j, key)]} removed by context pruning: a newer version appears later.]"
+                else:
+                    value = self._shorten(value, limit, head, tail, "tool input", f"{name} call", i * 1000 + j, False, out, where)
+            new_input[key] = value
+        return block if new_input == tool_input else {**block, "input": new_input}
+
+    def _trim_tool_result(self, i: int, j: int, block: dict, limit: int, head: int, tail: int, old_image: bool, out: _Trimmed) -> dict:
+        tool_id = block.get("tool_use_id", "")
+        name = self.tool_names.get(tool_id, "tool")
+        where = {"index": i, "block": j, "tool_use_id": tool_id}
+        content = block.get("content", "")
+        if (i, j) in self.duplicate_of:
+            out.removed.append({**where, "action": "deduplicated", "tokens_removed": tok.estimate_text_tokens(tok.content_text(content), self.model)})
+            return {**block, "content": f"[Duplicate output removed by context pruning: identical to {self.duplicate_of[(i, j)]}.]"}
+        if (i, j) in self.superseded:
+            text = tok.content_text(content)
+            out.removed.append({**where, "action": "superseded", "path": self.superseded[(i, j)], "tokens_removed": tok.estimate_text_tokens(text, self.model)})
+            out.cut.append(Fragment(text, f"{name} result, older version", SUPERSEDED_WEIGHT, i * 1000 + j, False))
+            return {**block, "content": f"[Older version of {self.superseded[(i, j)]} removed by context pruning: a newer version appears later.]"}
+        if isinstance(content, str):
+            new = self._shorten(content, limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out, where)
+            return block if new == content else {**block, "content": new}
+        new_inner = []
+        for inner in _blocks(content):
+            if isinstance(inner, dict) and inner.get("type") == "text":
+                text = self._shorten(inner.get("text", ""), limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out, where)
+                new_inner.append(inner if text == inner.get("text") else {**inner, "text": text})
+            elif isinstance(inner, dict) and inner.get("type") in ("image", "document") and old_image:
+                out.removed.append({**where, "action": f"{inner['type']}_removed", "tokens_removed": tok.IMAGE_TOKENS})
+                new_inner.append({"type": "text", "text": f"[{inner['type']} removed by context pruning]"})
+            else:
+                new_inner.append(inner)
+        return block if new_inner == content else {**block, "content": new_inner}
+
+    # -- summary material
+
+    def _fragments(self, i: int) -> list[Fragment]:
+        """What message ``i`` offers to the summary if it is dropped. Copies of
+        text that appears again later are skipped: the later copy speaks for them."""
+        message = self.messages[i]
+        role = message.get("role")
+        content = message.get("content")
+        weight = USER_WEIGHT if role == "user" else ASSISTANT_WEIGHT
+        if isinstance(content, str):
+            return [Fragment(content, str(role), weight, i * 1000, True)]
+        out: list[Fragment] = []
+        for j, block in enumerate(_blocks(content)):
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            order = i * 1000 + j
+            if kind == "text":
+                out.append(Fragment(str(block.get("text", "")), str(role), weight, order, True))
+            elif kind == "thinking":
+                out.append(Fragment(str(block.get("thinking", "")), "assistant thinking", THINKING_WEIGHT, order, True))
+            elif kind == "tool_use" and isinstance(block.get("input"), dict):
+                name = str(block.get("name", "tool"))
+                short, long = [], []
+                for key, value in block["input"].items():
+                    if (i, j, key) in self.duplicate_of or (i, j, key) in self.superseded:
+                        continue
+                    rendered = value if isinstance(value, str) else json.dumps(value)
+                    (long if len(rendered) > 200 else short).append((key, rendered))
+                if short:
+                    call = f"{name}(" + ", ".join(f"{k}={v}" for k, v in short) + ")"
+                    weight = READ_CALL_WEIGHT if _READ_ONLY_TOOL.search(name) else TOOL_CALL_WEIGHT
+                    out.append(Fragment(call, f"{name} call", weight, order, False))
+                for key, value in long:
+                    out.append(Fragment(value, f"{name} {key}", 1.0, order, False))
+            elif kind == "tool_result" and (i, j) not in self.duplicate_of and (i, j) not in self.superseded:
+                name = self.tool_names.get(block.get("tool_use_id", ""), "tool")
+                text = tok.content_text(block.get("content", ""))
+                out.append(Fragment(text, f"{name} result", 1.2 if block.get("is_error") else 1.0, order, False))
+        return out
+
+    def _units(self, i: int) -> list[FragmentUnits]:
+        if i not in self._units_cache:
+            self._units_cache[i] = [fragment_units(f) for f in self._fragments(i)]
+        return self._units_cache[i]
+
+    def _summary(self, lo: int, hi: int, cut: list[Fragment], budget: int, covered_text: str, level: str) -> tuple[str, list[str]]:
+        """Summary of messages[lo:hi] plus cut fragments, at most ``budget`` tokens."""
+        count = hi - lo
+        notes: list[str] = []
+        if count:
+            dropped_tokens = sum(self.meter.per_message[lo:hi])
+            header = f"[Summary of {count} earlier message{'s' if count != 1 else ''} (~{dropped_tokens:,} tokens) removed by context pruning"
+        else:
+            header = "[Context pruning shortened some earlier content"
+        bare = header + ".]"
+        if not self.settings.levels.get(level).summarize or budget < 40:
+            return bare, notes
+        cache_key = (lo, hi, len(cut), budget, covered_text)
+        if cache_key in self._summary_cache:
+            return self._summary_cache[cache_key], notes
+        covered = values_in(covered_text)
+        budget_chars = budget * self.chars_per_token - len(header) - 40
+        body: list[str] = []
+        if self.summarizer is not None and count:
+            try:
+                abstract = self.summarizer(_redacted_copy(self.messages[lo:hi]))
+                abstract, _ = redact_credentials(str(abstract).strip())
+                limit = int(budget_chars * 0.7)
+                if len(abstract) > limit:
+                    abstract = abstract[:limit].rsplit(" ", 1)[0] + " …"
+                if abstract:
+                    body.append(abstract)
+                    budget_chars -= len(abstract) + 1
+                    covered |= values_in(abstract)
+                    notes.append("summary: abstractive, completed with extracted facts")
+            except Exception as error:  # the engine's summarizer may fail (API down, budget): fall back offline
+                notes.append(f"abstractive summary failed ({type(error).__name__}: {error}); used the extractive summary")
+        units = []
+        credential_names: list[str] = []
+        for part in [fu for i in range(lo, hi) for fu in self._units(i)] + [fragment_units(f) for f in cut]:
+            units.extend(part.units)
+            credential_names.extend(n for n in part.credential_names if n not in credential_names)
+        credentials = ""
+        if credential_names:
+            credentials = "Credentials mentioned (values withheld): " + ", ".join(credential_names[:20])
+            budget_chars -= len(credentials) + 1
+        for _ in range(3):  # the chars-per-token guess can be off for unusual text: check and shrink
+            chosen = select_units(units, max(0.0, budget_chars), covered)
+            lines = body + format_units(chosen) + ([credentials] if credentials else [])
+            text = header + "; facts kept from them, oldest first:\n" + "\n".join(lines) + "\n]" if lines else bare
+            tokens = tok.estimate_text_tokens(text, self.model)
+            if tokens <= budget or not chosen:
+                break
+            budget_chars -= (tokens - budget) * self.chars_per_token + 20
+        else:
+            text = header + "; facts kept from them, oldest first:\n" + "\n".join(body + ([credentials] if credentials else [])) + "\n]" if body or credentials else bare
+        self._summary_cache[cache_key] = text
+        return text, notes
+
+    # -- assembling one candidate
+
+    def window_start(self, desired: int, prefix: int, extend: bool = True) -> int:
+        """The nearest index at or before ``desired`` (never inside the tail)
+        where the kept part can begin, given what the prefix ends with."""
+        k = max(prefix, min(desired, self.tail_start))
+        if k <= prefix:
+            return prefix
+        role = self.messages[k].get("role")
+        before_role = self.messages[prefix - 1].get("role") if prefix > 0 else None
+        if before_role == "user":
+            # The kept part must open with an assistant message after the prefix's user turn.
+            return k - 1 if role == "user" else k
+        if role == "assistant" and extend:
+            # Prefer opening on the user message before: no synthetic bridge needed.
+            return k - 1 if k - 1 > prefix or self.messages[k - 1].get("role") == "user" else k
+        return k
+
+    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None, tail_trim: bool = False, summary_cap: int | None = None) -> _Draft:
+        """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1."""
+        s = self.settings
+        messages = self.messages
+        removed: list[dict] = []
+        notes: list[str] = []
+        cut: list[Fragment] = []
+        kept: list[dict] = []
+        for i in range(k, self.n):
+            in_tail = i >= self.tail_start
+            if in_tail and not tail_trim:
+                kept.append(messages[i])
+                continue
+            trimmed = self._trim(i, limit, in_tail=in_tail)
+            kept.append(trimmed.message)
+            removed.extend(trimmed.removed)
+            cut.extend(trimmed.cut)
+        prefix_tokens = self.meter.system_tokens + sum(self.meter.per_message[:prefix])
+        out = list(messages[:prefix])
+        summary_text: str | None = None
+        dropped = k - prefix
+        if dropped > 0 or cut:
+            level_settings = s.levels.get(level)
+            replaced = sum(self.meter.per_message[prefix:k]) + sum(len(f.text) for f in cut) / CHARS_PER_TOKEN
+            cap = level_settings.summary_max_tokens
+            if target is not None:  # auto: a summary may use the room the target leaves
+                cap = max(cap, int(s.auto_summary_target_share * target))
+            budget = min(cap, int(replaced * level_settings.summary_max_share))
+            if summary_cap is not None:
+                budget = min(budget, summary_cap)
+            kept_tokens = sum(self._tokens_of(m, i) for i, m in zip(range(k, self.n), kept))
+            if target is not None:
+                budget = min(budget, target - prefix_tokens - kept_tokens - 30)
+            covered_text = "\n".join(tok.content_text(m.get("content", "")) for m in kept)
+            if prefix and sum(len(tok.content_text(m.get("content", ""))) for m in messages[:prefix]) < 200_000:
+                covered_text += "\n".join(tok.content_text(m.get("content", "")) for m in messages[:prefix])
+            if dropped > 0 or budget >= 40:
+                summary_text, summary_notes = self._summary(prefix, k, cut, budget, covered_text, level)
+                notes.extend(summary_notes)
+        if dropped > 0:
+            removed.insert(0, {"action": "dropped", "first_index": prefix, "last_index": k - 1, "count": dropped, "tokens": sum(self.meter.per_message[prefix:k])})
+        out.extend(self._bridge(prefix, k, kept, summary_text, removed, notes))
+        index_of = {id(messages[i]): i for i in range(k, self.n)}
+        tokens = prefix_tokens + sum(self._tokens_of(m, index_of.get(id(m), -1)) for m in out[prefix:])
+        return _Draft(out, tokens, level, summary_text, removed, notes, prefix, dropped)
+
+    def _tokens_of(self, message: dict, i: int) -> int:
+        """Tokens of ``message``; free when it is input message ``i`` or a trimmed copy already counted."""
+        if 0 <= i < self.n and message is self.messages[i]:
+            return self.meter.per_message[i]
+        known = self._known_tokens.get(id(message))
+        if known is not None and known[0] is message:
+            return known[1]
+        return self.meter.count(message)
+
+    def _bridge(self, prefix: int, k: int, kept: list[dict], summary: str | None, removed: list[dict], notes: list[str]) -> list[dict]:
+        """The kept messages, joined validly to the prefix, with the summary placed."""
+        if summary is None:
+            return kept
+        summary_block = {"type": "text", "text": summary}
+        before = self.messages[prefix - 1] if prefix > 0 else None
+        if k == prefix or (before is not None and before.get("role") == "user"):
+            # The kept part opens with an assistant (or nothing was dropped): the
+            # summary joins the first kept user message, after its tool results.
+            for idx, message in enumerate(kept):
+                if message.get("role") == "user":
+                    kept = list(kept)
+                    kept[idx] = _with_text_block(message, summary_block, after_tool_results=True)
+                    return kept
+            notes.append("no user message after the cached prefix to carry the summary; it was left out")
+            return kept
+        blocks: list[dict] = []
+        required = _tool_use_ids(before) if before is not None and before.get("role") == "assistant" else []
+        if required:
+            answers = {b.get("tool_use_id"): b for b in _blocks(self.messages[prefix].get("content")) if isinstance(b, dict) and b.get("type") == "tool_result"}
+            for tool_id in required:
+                original = answers.get(tool_id, {})
+                block = {"type": "tool_result", "tool_use_id": tool_id, "content": "[Result removed by context pruning; see the summary that follows.]"}
+                if original.get("is_error"):
+                    block["is_error"] = True
+                blocks.append(block)
+        blocks.append(summary_block)
+        first = kept[0]
+        rest = kept[1:]
+        if first.get("role") == "user":
+            content = first.get("content")
+            orphans = 0
+            for block in _blocks(content) if isinstance(content, list) else [{"type": "text", "text": content}]:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    # Its tool_use was dropped: the result survives as plain text.
+                    orphans += 1
+                    name = self.tool_names.get(block.get("tool_use_id", ""), "tool")
+                    inner = block.get("content", "")
+                    text = tok.content_text(inner).strip() or "(empty)"
+                    label = "error from" if block.get("is_error") else "result of"
+                    blocks.append({"type": "text", "text": f"[{label} an earlier {name} call]\n{text}"})
+                    blocks.extend(b for b in _blocks(inner) if isinstance(b, dict) and b.get("type") in ("image", "document"))
+                else:
+                    blocks.append(block)
+            if orphans:
+                removed.append({"index": k, "action": "tool_results_inlined", "count": orphans, "reason": "their tool_use was dropped"})
+            merged = {**first, "content": blocks}
+            return [merged] + rest
+        return [{"role": "user", "content": blocks}] + kept
+
+
+
+
+    # -- strategies
+
+    def attempt(self, level: str, prefix: int, target: int | None) -> _Draft:
+        keep = self.settings.levels.get(level).keep_last_messages
+        return self.assemble(prefix, self.window_start(self.n - keep, prefix), level, target)
+
+    def fit(self, prefix: int, target: int) -> _Draft:
+        """Past aggressive: keep as many recent messages as the target allows
+        (at least the last user turn), shorten oversized blocks harder, and give
+        the summary what is left."""
+        s = self.settings
+        limit = max(100, min(s.oversized_tool_result_tokens, target // 8))
+        reserve = min(s.levels.aggressive.summary_max_tokens, target // 4)
+        k = self.window_start(self.tail_start, prefix, extend=False)
+        used = self.meter.system_tokens + sum(self.meter.per_message[:prefix])
+        used += sum(self._trim(i, limit).tokens if i < self.tail_start else self.meter.per_message[i] for i in range(k, self.n))
+        candidate = k - 1
+        while candidate > prefix:
+            start = self.window_start(candidate, prefix, extend=False)
+            if start >= k:
+                candidate -= 1
+                continue
+            added = sum(self._trim(i, limit).tokens for i in range(start, k))
+            if used + added + reserve > target:
+                break
+            used += added
+            k, candidate = start, start - 1
+        tail_trim = False
+        draft = self.assemble(prefix, k, "aggressive", target, limit, tail_trim)
+        for _ in range(12):
+            if draft.tokens <= target:
+                break
+            later = [c for c in range(k + 1, self.tail_start + 1) if self.window_start(c, prefix, extend=False) == c]
+            if later:
+                k = later[0]
+            elif not tail_trim:
+                tail_trim = True
+                draft.notes.append("tool results of the last turn were shortened to approach the target")
+            else:
+                break
+            notes = [n for n in draft.notes if n.startswith("tool results of the last turn")]
+            draft = self.assemble(prefix, k, "aggressive", target, limit, tail_trim)
+            draft.notes.extend(notes)
+        draft.notes.append(f"aggressive did not reach the target; kept the {self.n - k} most recent messages that fit")
+        if draft.tokens > target:
+            draft.notes.append(
+                f"the target of {target:,} tokens is not reachable: the last user turn, the system prompt and the cached prefix alone need about {draft.tokens:,}"
+            )
+        return draft
+
+    def run(self, level: str, prefix: int, target: int, budget_used_share: float | None, tokens_before: int) -> _Draft:
+        if level != "auto":
+            draft = self.attempt(level, prefix, None)
+            if draft.tokens > target:
+                draft.notes.append(f"level {level} leaves ~{draft.tokens:,} tokens, above the target of {target:,}; level auto would go further")
+            return draft
+        start = choose_level(tokens_before, target, budget_used_share, self.settings)
+        under_pressure = budget_used_share is not None and budget_used_share >= self.settings.budget_escalate_share
+        if start == "light" and not under_pressure:
+            draft = self.assemble(prefix, prefix, "light", target)
+            if draft.tokens <= target:
+                draft.notes.append("waste removal alone reached the target; no message was dropped")
+                return draft
+        for name in LEVEL_NAMES[LEVEL_NAMES.index(start) :]:
+            draft = self.attempt(name, prefix, target)
+            if draft.tokens <= target:
+                if name != start:
+                    draft.notes.append(f"auto started at {start} and escalated to {name} to reach the target")
+                return draft
+        return self.fit(prefix, target)
+
+
+def prune_messages(
+    messages: list[dict],
+    *,
+    system: Any = None,
+    max_tokens: int = 4000,
+    level: str = "auto",
+    settings: PruningSettings | None = None,
+    model: str | None = None,
+    protected_prefix: int = 0,
+    budget_used_share: float | None = None,
+    summarizer: Summarizer | None = None,
+) -> PruneResult:
+    """Shrink ``messages`` towards ``max_tokens`` (system prompt included) and
+    keep it a valid Messages API conversation. See the module docstring.
+
+    ``level``: auto | light | medium | aggressive. An explicit level applies
+    that level's shape (last N messages + summary) whatever the target; auto
+    picks a level by size and budget (``choose_level``), escalates until the
+    target is met, and past aggressive keeps only what fits.
+    ``protected_prefix``: leading messages already in the prompt cache.
+    ``summarizer``: optional abstractive summary of the dropped messages
+    (credential values are removed before it sees them); extractive otherwise.
+    The input is never modified. Messages of the protected prefix (and of an
+    unchanged result) are the input's own objects; everything else is a copy.
+    """
+    settings = settings or PruningSettings()
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
+        raise ValueError("messages must be a non-empty list of {role, content} objects")
+    if level != "auto" and level not in LEVEL_NAMES:
+        raise ValueError(f"level must be one of auto, {', '.join(LEVEL_NAMES)}; got {level!r}")
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    if not 0 <= protected_prefix <= len(messages):
+        raise ValueError(f"protected_prefix must be between 0 and the number of messages ({len(messages)}), got {protected_prefix}")
+    if budget_used_share is not None and budget_used_share < 0:
+        raise ValueError("budget_used_share must be a share of the budget (0 or more)")
+
+    pruner = _Pruner(messages, system, settings, model, summarizer)
+    before = pruner.meter.total()
+
+    def unchanged(notes: list[str]) -> PruneResult:
+        return PruneResult(list(messages), before, before, 0.0, "none", None, [], protected_prefix, notes)
+
+    if before <= max_tokens:
+        return unchanged([f"already within the target ({before:,} <= {max_tokens:,} tokens)"])
+    input_problems = validate_conversation(messages)
+
+    draft = pruner.run(level, protected_prefix, max_tokens, budget_used_share, before)
+    if protected_prefix and settings.allow_cache_breakpoint_move:
+        draft = _maybe_move_breakpoint(pruner, draft, level, max_tokens, budget_used_share, before)
+
+    notes = list(draft.notes)
+    if input_problems:
+        notes.append(f"the input is not a valid conversation ({input_problems[0]}); validity of the output is not guaranteed")
+    elif problems := validate_conversation(draft.messages):
+        return unchanged(notes + [f"internal error: pruning produced an invalid conversation ({problems[0]}); returned the input unchanged"])
+    if draft.tokens >= before:
+        return unchanged(notes + ["pruning would not make the conversation smaller; returned it unchanged"])
+    reduction = round(100.0 * (before - draft.tokens) / before, 1)
+    # Copies after the prefix, so a caller adding cache_control to the result cannot touch its input.
+    output = draft.messages[: draft.protected_prefix] + [_copy(m) for m in draft.messages[draft.protected_prefix :]]
+    return PruneResult(output, before, draft.tokens, reduction, draft.level, draft.summary, draft.removed, draft.protected_prefix, notes)
+
+
+def _maybe_move_breakpoint(pruner: _Pruner, kept: _Draft, level: str, target: int, budget_used_share: float | None, before: int) -> _Draft:
+    """Prune inside the cached prefix only when that is cheaper for this call
+    even though the new prefix has to be written to the cache again."""
+    s = pruner.settings
+    prefix = kept.protected_prefix
+    cached = pruner.meter.system_tokens + sum(pruner.meter.per_message[:prefix])
+    cost_keep = s.cache_read_price_ratio * cached + (kept.tokens - cached)
+    moved = pruner.run(level, 0, target, budget_used_share, before)
+    cost_move = s.cache_write_price_ratio * moved.tokens
+    if cost_move < cost_keep:
+        moved.notes.append(
+            f"moved the cache breakpoint: pruning inside the cached prefix of {prefix} messages costs ~{cost_move:,.0f} "
+            f"input-token equivalents (all re-written to the cache) against ~{cost_keep:,.0f} when keeping it "
+            f"({cached:,} cached tokens read + {kept.tokens - cached:,} uncached)"
+        )
+        return moved
+    kept.notes.append(
+        f"kept the cached prefix of {prefix} messages: ~{cost_keep:,.0f} input-token equivalents against ~{cost_move:,.0f} if it were pruned and re-cached"
+    )
+    return kept
+
+
+def _with_text_block(message: dict, block: dict, after_tool_results: bool) -> dict:
+    content = message.get("content")
+    blocks = list(content) if isinstance(content, list) else [{"type": "text", "text": content}] if content else []
+    at = 0
+    if after_tool_results:
+        while at < len(blocks) and isinstance(blocks[at], dict) and blocks[at].get("type") == "tool_result":
+            at += 1
+    blocks.insert(at, block)
+    return {**message, "content": blocks}
+
+
+def _redacted_copy(messages: list[dict]) -> list[dict]:
+    """Messages for an abstractive summarizer: credential values never leave."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact_credentials(value)[0]
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in ("signature", "data")}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return [clean(m) for m in messages]
