@@ -609,7 +609,7 @@ _TOKEN_RE = re.compile(
       (?P<fence>```.*?(?:```|$))
     | (?P<code>`[^`\n]+`)
     | (?P<deg>°\s?[cCfF]\b)
-    | (?P<num>[$€£¥₹]?\d+(?:,\d{3})*(?:\.\d+)?(?:°[cCfF]|[^\W\d_]+|%)?)
+    | (?P<num>(?:(?<![\w.)\]])-)?[$€£¥₹]?\d+(?:,\d{3})*(?:\.\d+)?(?:°[cCfF]|[^\W\d_]+|%)?)
     | (?P<word>\.?[^\W_](?:\w|(?:[./\-]|::)(?=[^\W_])|_)*(?:\+\+|\#|\+(?!\w))?)
     | (?P<op>\*\*|<=|>=|!=|[+\-−*/^=<>%×÷≠≤≥√°])
     | (?P<punct>[,;:?!.()\[\]{}"…—–]|\n)
@@ -692,6 +692,7 @@ def _language_of(words: list[str]) -> str | None:
 
 def _tokenize(text: str) -> list[_Tok]:
     text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    text = _CHUNK.sub(_quote_compact_code, text)
     for pattern, repl in _CONTRACTIONS:
         text = pattern.sub(repl, text)
     toks: list[_Tok] = []
@@ -757,13 +758,35 @@ def _tokenize(text: str) -> list[_Tok]:
     return toks
 
 
+_CHUNK = re.compile(r"```.*?(?:```|$)|`[^`\n]+`|[^\s`]+", re.S)
+_SIMPLE_PARENTHESIS = re.compile(r"\([\w'-]+\)")
+
+
+def _quote_compact_code(m: re.Match) -> str:
+    """Backquote unspaced code written as prose (a[1:], f(x), x==5, (2+3)*4,
+    std::vector, URLs): its brackets and signs are its meaning."""
+    chunk = m.group()
+    if chunk.startswith("`"):
+        return chunk
+    core = chunk.strip(".,!?;:'\"")
+    if not core or _SIMPLE_PARENTHESIS.fullmatch(core):
+        return chunk
+    paired = any(o in core and c in core for o, c in ("[]", "()", "{}"))
+    if paired or re.search(r"\w\s*(?:[=<>!]=?|::?|->)\s*[\w\"'(\[-]", core):
+        return chunk.replace(core, f"`{core}`", 1)
+    return chunk
+
+
 def _number_tokens(raw: str) -> list[_Tok]:
     out: list[_Tok] = []
+    sign = ""
+    if raw.startswith("-"):
+        sign, raw = "-", raw[1:]
     currency = None
     if raw[0] in _CURRENCY_SIGNS:
         currency, raw = _CURRENCY_SIGNS[raw[0]], raw[1:]
     m = re.match(r"(\d+(?:,\d{3})*(?:\.\d+)?)(.*)", raw)
-    digits, suffix = m.group(1).replace(",", ""), m.group(2).casefold()
+    digits, suffix = sign + m.group(1).replace(",", ""), m.group(2).casefold()
     if currency:
         out.append(_Tok("unit", currency, "$"))
     if suffix in ("st", "nd", "rd", "th"):
