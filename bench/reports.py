@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
               f"and {rollup_rows[1]:,} day x session rows", flush=True)
 
     names = list(results["by_size"][sizes[0]]["timings_s"])
-    header = f"{'report':<42}" + "".join(f"{f'{s:,} rows':>14}" for s in sizes) + "   growth"
+    header = f"{'report':<42}" + "".join(f"{f'{s:,} rows':>16}" for s in sizes) + "   growth"
     print()
     print(f"Median of {args.runs} runs, seconds (growth: time at each size / time at the previous one)")
     print(header)
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         ts = [results["by_size"][s]["timings_s"][name] for s in sizes]
         growth = " ".join(f"x{b / a:.1f}" if a > 0 else "-" for a, b in zip(ts, ts[1:]))
-        print(f"{name:<42}" + "".join(f"{t:>14.4f}" for t in ts) + f"   {growth}")
+        print(f"{name:<42}" + "".join(f"{t:>16.4f}" for t in ts) + f"   {growth}")
     largest = results["by_size"][sizes[-1]]
     report_times = {k: v for k, v in largest["timings_s"].items() if not k.startswith("plain")}
     slowest = max(report_times, key=report_times.get)

@@ -1,5 +1,5 @@
 """Report queries. Every report is answered from the per-day roll-ups that
-triggers keep beside the ledger (migration m031), so its cost grows with the
+triggers keep beside the ledger (migrations m031/m032), so its cost grows with the
 number of days, models and sessions, not with the number of calls.
 
 Every function returns plain sums (one dict per group, the roll-up's columns);
@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import Store
-from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS
+from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS  # the current roll-up columns
 from .migrations import create_report_rollups
 
 SUM_COLUMNS: tuple[str, ...] = tuple(c for c, _ in _ROLLUP_SUMS)
 OTHER_SESSIONS = "\x00other"  # the key of the group that gathers the sessions below the top N
 _SUMS_SQL = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
-_GROUPINGS = {(): (), ("model",): ("model",), ("day",): ("day",), ("day", "model"): ("day", "model")}
+_GROUPINGS = ((), ("model",), ("day",), ("day", "model"))
 
 
 def _where(tenant: str | None, first_day: str | None, last_day: str | None) -> tuple[str, list]:
