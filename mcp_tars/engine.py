@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 import anthropic
 
 from . import clock, prompt_cache, pruning, routing, tokens
+from .budget import BudgetGuard
 from .cache import ResponseCache
 from .config import Config
 from .metrics import MetricsLog
@@ -47,6 +48,10 @@ class UpstreamError(RuntimeError):
 
 class BudgetExceeded(RuntimeError):
     """A call was blocked by the budget policy."""
+
+
+class BudgetDeferred(BudgetExceeded):
+    """The budget policy is "defer": the call belongs in the batch queue."""
 
 
 # -- the request -------------------------------------------------------------
@@ -246,7 +251,10 @@ class Engine:
         cache_on = config.cache.enabled and config.monitoring.store_prompts_in_cache
         self.cache = ResponseCache(store, config.cache) if cache_on else None
         self.metrics = metrics
-        self._summaries: dict[str, str] = {}
+        self.budget = BudgetGuard(store, config.budget)
+        from .batches import DeferredQueue  # batches builds on the engine; import here to avoid a cycle
+
+        self.queue = DeferredQueue(self)
 
     # -- API client ----------------------------------------------------------
 
@@ -295,19 +303,24 @@ class Engine:
             if hit is not None:
                 return self._record_cache_hit(hit, req, complexity, started)
 
-        # 2. routing (sticky per session), 3. budget
+        # 2. routing (sticky per session; one tier down under budget pressure), 3. budget
         session = ledger.get_session(self.store, self.tenant, req.session_id) if req.session_id else None
-        budget_share, budget_warning = self._budget_share()
-        if budget_warning:
-            warnings.append(budget_warning)
-        decision = routing.choose_model(
-            complexity, cfg.routing,
-            pinned_model=req.model or None,
-            session=routing.SessionRoute(session["level"], session["model"]) if session and session.get("level") and session.get("model") else None,
-            budget_used_share=budget_share if (budget_share is not None and cfg.budget.policy == "downgrade") else None,
-        )
+        budget_share, _ = self._budget_share()
+        session_route = (routing.SessionRoute(session["level"], session["model"])
+                         if session and session.get("level") and session.get("model") else None)
+
+        def route(share: float | None) -> routing.RoutingDecision:
+            return routing.choose_model(complexity, cfg.routing, pinned_model=req.model or None,
+                                        session=session_route, budget_used_share=share)
+
+        decision = route(budget_share)
+        try:
+            decision = self._apply_budget(decision, params, route, warnings)
+        except BudgetDeferred as e:
+            queued = await self.queue.defer(req, priority="normal", max_wait_seconds=7 * 86400, critical=False)
+            raise BudgetDeferred(f"{e} Queued as deferred task {queued['task_id']} (task_status returns "
+                                 "its answer once the budget allows it).") from None
         model = decision.model
-        self._enforce_budget(params, model, budget_share)
 
         # 4. pruning of long contexts, after the caller's cached prefix
         prune_info = None
@@ -455,45 +468,37 @@ class Engine:
 
     def budget_status(self) -> dict:
         """Spend against the configured daily and monthly limits (UTC)."""
-        b = self.config.budget
-        today = datetime.fromtimestamp(clock.now(), timezone.utc)
-        day = today.strftime("%Y-%m-%d")
-        month_start = today.strftime("%Y-%m-01")
-        daily = ledger.spend(self.store, self.tenant, day, day)
-        monthly = ledger.spend(self.store, self.tenant, month_start, day)
-        shares = {}
-        if b.daily_usd:
-            shares["daily"] = daily / b.daily_usd
-        if b.monthly_usd:
-            shares["monthly"] = monthly / b.monthly_usd
-        return {"daily_usd": daily, "monthly_usd": monthly, "daily_limit_usd": b.daily_usd,
-                "monthly_limit_usd": b.monthly_usd, "shares": shares, "policy": b.policy}
+        return self.budget.status(self.tenant)
 
     def _budget_share(self) -> tuple[float | None, str | None]:
-        status = self.budget_status()
-        if not status["shares"]:
+        """The largest share of a budget spent so far, and its warning if any."""
+        if not self.budget.enabled:
             return None, None
-        which, share = max(status["shares"].items(), key=lambda kv: kv[1])
-        warning = None
-        if share >= self.config.budget.warn_share:
-            limit = status[f"{which}_limit_usd"]
-            warning = (f"budget warning: {share:.0%} of the {which} budget (${limit:.2f}) is spent; "
-                       f"policy at 100%: {self.config.budget.policy}")
-        return share, warning
-
-    def _enforce_budget(self, params: dict, model: str, share: float | None) -> None:
-        if share is None or self.config.budget.policy != "block":
-            return
         status = self.budget_status()
-        estimate = self.estimate_cost(params, model)
-        for which in ("daily", "monthly"):
-            limit = status[f"{which}_limit_usd"]
-            if limit and status[f"{which}_usd"] + estimate > limit:
-                raise BudgetExceeded(
-                    f"{which} budget reached: ${status[f'{which}_usd']:.4f} of ${limit:.2f} spent and this call is "
-                    f"estimated at ${estimate:.4f}. Raise budget.{which}_usd in performance-config.json, "
-                    "wait for the next period, or queue the work with defer_task."
-                )
+        share = max(status["shares"].values()) if status["shares"] else None
+        return share, (status["warnings"][0] if status["warnings"] else None)
+
+    def _apply_budget(self, decision, params: dict, route, warnings: list[str]):
+        """Check the call's estimated cost against the budgets and apply the
+        policy: warn, block, route one tier down, or defer to the batch queue."""
+        if not self.budget.enabled:
+            return decision
+        verdict = self.budget.verdict(self.tenant, self.estimate_cost(params, decision.model))
+        if verdict.action == "warn":
+            warnings.append(verdict.message)
+        elif verdict.action == "block":
+            raise BudgetExceeded(verdict.message)
+        elif verdict.action == "defer":
+            raise BudgetDeferred(verdict.message)
+        elif verdict.action == "downgrade":
+            if not decision.downgraded:
+                decision = route(1.0)
+            again = self.budget.verdict(self.tenant, self.estimate_cost(params, decision.model),
+                                        policy="block", record=False)
+            if again.action == "block":
+                raise BudgetExceeded(again.message + " (even one tier down)")
+            warnings.append(verdict.message)
+        return decision
 
     def estimate_cost(self, params: dict, model: str) -> float:
         """Estimated cost of a call before it is made (input estimate + max output)."""

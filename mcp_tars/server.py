@@ -177,7 +177,7 @@ def open_state(config: Config | None = None, db_path: str | None = None) -> AppS
             path = store.path.parent / path
         metrics = MetricsLog(path)
     engine = Engine(config, store, metrics=metrics)
-    return AppState(config, store, engine, DeferredQueue(engine))
+    return AppState(config, store, engine, engine.queue)
 
 
 def create_server(state_factory=open_state, *, run_worker: bool | None = None) -> MCPServer:

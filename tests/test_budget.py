@@ -308,7 +308,6 @@ async def test_work_already_submitted_counts_against_the_budget(engine_factory, 
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, reason=WIRING)
 async def test_defer_policy_queues_an_immediate_call_over_the_limit(engine_factory, api_env):
     from mcp_tars.engine import BudgetExceeded, CompletionRequest
     from mcp_tars.store import tasks as task_store
@@ -323,7 +322,6 @@ async def test_defer_policy_queues_an_immediate_call_over_the_limit(engine_facto
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, reason=WIRING)
 async def test_the_engine_records_budget_alerts_once(engine_factory, api_env):
     from mcp_tars.engine import BudgetExceeded, CompletionRequest
 
