@@ -23,8 +23,8 @@ Two layers, tried in order:
 
 The scorer is pluggable. ``LexicalScorer`` (default, no downloads) is a
 weighted Jaccard over the analysed terms. ``EmbeddingScorer`` (the
-``embeddings`` extra) is the cosine of MiniLM sentence embeddings; it may
-accept a single swapped content word ("fast" for "quickly") that the lexical
+``embeddings`` extra) adds the cosine of MiniLM sentence embeddings; it may
+accept a single swapped content word ("repair" for "fix") that the lexical
 scorer never accepts, and it sits behind the same guards.
 
 **Threshold direction:** a semantic match needs ``similarity >=
@@ -231,7 +231,11 @@ def _sha256(*parts: str) -> str:
 
 def request_key(params: dict, tenant: str) -> str:
     """The exact-layer key: sha256 hex of the tenant and the canonical request."""
-    return _sha256(KEY_VERSION, "exact", _check_tenant(tenant), _canonical_json(canonical_request(params)))
+    return _exact_key(canonical_request(params), tenant)
+
+
+def _exact_key(canon: dict, tenant: str) -> str:
+    return _sha256(KEY_VERSION, "exact", _check_tenant(tenant), _canonical_json(canon))
 
 
 def hash64(*parts: str) -> int:
@@ -254,7 +258,10 @@ _QUERY_SLOT = "\x00<query>\x00"
 def split_for_semantic(params: dict) -> SemanticSplit | None:
     """Cut the request for semantic matching, or None when it is not eligible:
     the last message must be the user's and plain text (a string or text blocks)."""
-    canon = canonical_request(params)
+    return _split(canonical_request(params))
+
+
+def _split(canon: dict) -> SemanticSplit | None:
     messages = canon.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
@@ -431,6 +438,24 @@ _CLOSED_CLASS = """
     english french german spanish italian portuguese dutch russian chinese mandarin cantonese japanese
     korean arabic hindi bengali urdu turkish polish swedish norwegian danish finnish greek hebrew latin
     thai vietnamese indonesian malay persian farsi swahili ukrainian czech romanian hungarian
+    afghanistan albania algeria andorra angola argentina armenia australia austria azerbaijan bahamas
+    bahrain bangladesh barbados belarus belgium belize benin bhutan bolivia bosnia botswana brazil
+    brunei bulgaria burundi cambodia cameroon canada chad chile china colombia congo croatia cuba
+    cyprus czechia denmark djibouti dominica ecuador egypt eritrea estonia eswatini ethiopia fiji
+    finland france gabon gambia georgia germany ghana greece grenada guatemala guinea guyana haiti
+    honduras hungary iceland india indonesia iran iraq ireland israel italy jamaica japan jordan
+    kazakhstan kenya kiribati korea kosovo kuwait kyrgyzstan laos latvia lebanon lesotho liberia libya
+    liechtenstein lithuania luxembourg madagascar malawi malaysia maldives mali malta mauritania
+    mauritius mexico micronesia moldova monaco mongolia montenegro morocco mozambique myanmar namibia
+    nauru nepal netherlands holland nicaragua niger nigeria norway oman pakistan palau palestine panama
+    paraguay peru philippines poland portugal qatar romania russia rwanda samoa senegal serbia
+    seychelles singapore slovakia slovenia somalia spain sudan suriname sweden switzerland syria taiwan
+    tajikistan tanzania thailand togo tonga tunisia turkey turkmenistan tuvalu uganda ukraine uae uk
+    usa us uruguay uzbekistan vanuatu vatican venezuela vietnam yemen zambia zimbabwe england scotland
+    wales europe asia africa america antarctica oceania alabama alaska arizona arkansas california
+    colorado connecticut delaware florida hawaii idaho illinois indiana iowa kansas kentucky louisiana
+    maine maryland massachusetts michigan minnesota mississippi missouri montana nebraska nevada ohio
+    oklahoma oregon pennsylvania tennessee texas utah vermont virginia washington wisconsin wyoming
 """
 CLOSED_CLASS_WORDS = _words(_CLOSED_CLASS)
 
@@ -1438,10 +1463,11 @@ def prepare_entry(
     now: float,
 ) -> PreparedEntry:
     """Build the row for one cacheable answer (pure; policy already checked)."""
-    key = request_key(params, tenant)
+    canon = canonical_request(params)
+    key = _exact_key(canon, tenant)
     content = list(response.get("content") or [])
     query_type = detect_query_type(request_text(params))
-    split = split_for_semantic(params) if settings.semantic else None
+    split = _split(canon) if settings.semantic else None
     ctx = sem_key = query = terms_text = None
     term_keys: tuple[int, ...] = ()
     if split is not None and len(split.query) <= settings.semantic_max_chars:
@@ -1517,14 +1543,14 @@ class ResponseCache:
             return None
         now = clock.now() if now is None else now
         tenant = self._tenant(tenant)
-        key = request_key(params, tenant)
+        canon = canonical_request(params)
         with self.store.read() as conn:
-            row = sql.find_exact(conn, key, now)
+            row = sql.find_exact(conn, _exact_key(canon, tenant), now)
         if row is not None:
             return self._hit(row, "exact", 1.0, now)
         if not self.settings.semantic:
             return None
-        split = split_for_semantic(params)
+        split = _split(canon)
         if split is None or len(split.query) > self.settings.semantic_max_chars:
             return None
         query = analyse(split.query)
@@ -1565,7 +1591,7 @@ class ResponseCache:
             p.saved_usd += row["baseline_cost_usd"]
             p.last_used_at = now
             hits = row["exact_hits"] + row["semantic_hits"] + p.exact + p.semantic
-        self._maybe_flush(now)
+        self._maybe_flush()
         return CacheHit(
             entry_id=row["id"],
             kind=kind,  # type: ignore[arg-type]
@@ -1582,8 +1608,10 @@ class ResponseCache:
             hits=hits,
         )
 
-    def _maybe_flush(self, now: float) -> None:
-        due = len(self._pending) >= self.MAX_PENDING_HITS or now - self._last_flush >= self.settings.hit_flush_seconds
+    def _maybe_flush(self) -> None:
+        # wall-clock batching of writes, independent of the request's `now`
+        due = (len(self._pending) >= self.MAX_PENDING_HITS
+               or clock.now() - self._last_flush >= self.settings.hit_flush_seconds)
         if due:
             self.flush()
 
