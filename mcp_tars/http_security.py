@@ -9,6 +9,22 @@ import os
 from mcp.server.transport_security import TransportSecuritySettings
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _local_names() -> list[str]:
+    """Host names and addresses a client on the network may use to reach this machine."""
+    import socket
+
+    names = {"127.0.0.1", "localhost", "[::1]"}
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name:
+            names.add(name)
+            try:
+                names.update(socket.gethostbyname_ex(name)[2])
+            except OSError:
+                pass
+    return sorted(names)
 
 
 class BearerTokenMiddleware:
@@ -47,8 +63,11 @@ def build_http_app(server, config, host: str, port: int):
         allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
         allowed_origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     else:
-        allowed_hosts = [f"{host}:*", f"{host}:{port}"]
-        allowed_origins = [f"http://{host}:*", f"https://{host}:*"]
+        # a wildcard bind (0.0.0.0, ::) is reached by this machine's names and
+        # addresses, never by "0.0.0.0" itself; the bearer token guards it
+        names = [host] if host not in WILDCARD_HOSTS else _local_names()
+        allowed_hosts = [f"{n}:*" for n in names] + [f"{n}:{port}" for n in names]
+        allowed_origins = [f"{scheme}://{n}:*" for n in names for scheme in ("http", "https")]
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
