@@ -47,9 +47,18 @@ Crash safety:
 - a canceled task's late answer is still entered in the ledger: it was billed.
 
 Budget: with ``budget.policy`` "block" or "defer", due work whose estimated
-batch cost would exceed a daily or monthly limit stays queued (the reason is
-shown by ``task_status``) until the budget allows it; nothing fails. With
-"downgrade", routing steps down at defer time as for immediate calls.
+batch cost, on top of the spend and of the work already sent but not billed
+yet, would exceed a daily or monthly limit stays queued (``task_status`` says
+why) until the budget allows it; nothing fails. With "downgrade", routing
+steps down at defer time as for immediate calls.
+
+Response cache: a deferred request whose answer is cached is answered at once,
+at no cost; batch answers are stored in the response cache like the engine's.
+
+Retries: an errored, expired or canceled result goes back to the queue until
+``batch.max_attempts`` submissions were made, then the task is ``failed`` with
+the API's error (an ``invalid_request_error`` fails at once: resending the
+same request cannot help).
 
 Test hooks (documented, for the crash tests only): the environment variable
 ``MCP_TARS_TEST_CRASH_AFTER_INGEST=N`` kills the process with SIGKILL once N
@@ -381,7 +390,9 @@ def settle_outcome(result_type: str, error_type: str | None, message: str | None
         return True, "expired: the batch reached the API's 24-hour limit before this request was processed"
     if result_type == "canceled":
         return True, "canceled: the batch was canceled before this request was processed"
-    return True, f"missing: the batch's results had no line for this task ({result_type})"
+    if result_type == "missing":
+        return True, "missing: the batch ended without a result for this task"
+    return True, f"unknown result type {result_type!r}: the task is sent again"
 
 
 # -- process identity (for orphaned claims) ------------------------------------------------
@@ -752,7 +763,11 @@ class DeferredQueue:
                         or now - claim["claimed_at"] > lease)
             if not orphaned:
                 continue  # another live process is creating this batch right now
-            batch_id = await self._find_created_batch(claim)
+            try:
+                batch_id = await self._find_created_batch(claim)
+            except anthropic.APIError as e:  # undecidable now; the claim waits for the next pass
+                report.details.append(f"could not list the API's batches to reconcile a claim: {e}")
+                continue
             if batch_id:
                 task_store.record_submission(self.store, tenant, token=claim["token"], batch_id=batch_id,
                                              priority=None, now=now, adopted=True)
@@ -879,9 +894,8 @@ class DeferredQueue:
 
         async def run(task: Pending) -> None:
             async with gate:
-                if not task_store.start_running(self.store, task.id):
+                if not task_store.start_running(self.store, task.id, self._owner):
                     return
-                task_store.set_running_owner(self.store, task.id, self._owner)
                 req = CompletionRequest(**payloads[task.id]["request"])
                 try:
                     await self._run_now(task.id, req)

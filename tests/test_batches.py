@@ -413,6 +413,8 @@ async def test_errored_results_are_retried_then_failed_with_the_api_error(queue_
     assert q.status(broken)["status"] == "failed" and q.status(broken)["error"] == "api_error: Internal failure 42"
     assert q.status(broken)["attempts"] == 2
 
+    history = task_store.submissions(q.store, flaky)
+    assert [h["attempt"] for h in history] == [1, 2] and history[0]["batch_id"] != history[1]["batch_id"]
     sent = [r["custom_id"] for post in batch_posts(sim) for r in post.body["requests"]]
     assert sent.count(flaky) == 2 and sent.count(broken) == 2 and sent.count(invalid) == 1
     rows = ledger_rows(q.store)

@@ -13,7 +13,6 @@ and between the API creating a batch and the server recording its id
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sqlite3
@@ -101,84 +100,74 @@ def assert_exactly_once(db: Path, sim: SimulatedAnthropic, task_ids: list[str]) 
     assert {tier for (tier,) in db_query(db, "SELECT DISTINCT service_tier FROM ledger")} == {"batch"}
 
 
-async def test_sigkill_after_submission_and_during_ingestion(tmp_path):
-    n = 30
+async def crash_during(server: Server, tool: str, args: dict) -> None:
+    """Call a tool under which the server's test hook kills it."""
+    with anyio.move_on_after(20):
+        try:
+            await server.client.call_tool(tool, args)
+        except Exception:  # noqa: BLE001 - the server dies under the call
+            pass
+    assert not server_processes(server.db), "the crash hook did not kill the server"
+
+
+async def test_sigkill_at_each_step_of_the_batch_lifecycle(tmp_path):
+    """Four server processes on one database, three of them killed:
+
+    A submits batch 1 and is killed (SIGKILL from the test) while it runs;
+    B defers more work and dies right after the API created batch 2, before
+    recording its id; C adopts batch 2, then dies after committing 10 results
+    of batch 1; D collects everything else. Every task ends succeeded once."""
+    n1, n2 = 30, 6
     with SimulatedAnthropic(batch_ready_after_polls=2) as sim:
         env = server_env(tmp_path, sim.base_url, make_config())
         db = tmp_path / "tars.db"
 
-        # 1. defer, submit, then SIGKILL while the batch runs
+        # A: defer and submit, then SIGKILL while the batch runs
         with anyio.fail_after(CALL_TIMEOUT):
-            async with Server(env, db) as server:
-                ids = [(await call(server.client, "defer_task", {"prompt": f"Rename variable number {i} to snake case."}))["task_id"]
-                       for i in range(n)]
-                out = await call(server.client, "process_deferred", {"force": True})
-                assert out["submitted_batches"] == 1 and out["submitted_tasks"] == n and out["collected"] == 0
-                server.kill()
-        (batch_id,) = sim.batches
-        assert sim.batches[batch_id].processing_status == "in_progress"
-        assert db_query(db, "SELECT COUNT(*) FROM tasks WHERE status = 'submitted' AND batch_id = ?", batch_id) == [(n,)]
+            async with Server(env, db) as a:
+                first = [(await call(a.client, "defer_task", {"prompt": f"Rename variable number {i} to snake case."}))["task_id"]
+                         for i in range(n1)]
+                out = await call(a.client, "process_deferred", {"force": True})
+                assert out["submitted_batches"] == 1 and out["submitted_tasks"] == n1 and out["collected"] == 0
+                a.kill()
+        (batch1,) = sim.batches
+        assert sim.batches[batch1].processing_status == "in_progress"
+        assert db_query(db, "SELECT COUNT(*) FROM tasks WHERE status = 'submitted' AND batch_id = ?", batch1) == [(n1,)]
 
-        # 2. restart; this one dies (SIGKILL) after committing 10 of the 30 results
-        crashing = {**env, "MCP_TARS_TEST_CRASH_AFTER_INGEST": "10"}
+        # B: dies between the API creating batch 2 and recording it
         with anyio.fail_after(CALL_TIMEOUT):
-            async with Server(crashing, db) as server:
-                with anyio.move_on_after(20):
-                    try:
-                        await server.client.call_tool("process_deferred", {})
-                    except Exception:  # noqa: BLE001 - the server dies under the call
-                        pass
-                assert not server_processes(db), "the crash hook did not kill the server"
-        assert sim.batches[batch_id].processing_status == "ended"
+            async with Server({**env, "MCP_TARS_TEST_CRASH_AFTER_CREATE": "1"}, db) as b:
+                second = [(await call(b.client, "defer_task", {"prompt": f"Sort the list {i}, 3, 1.", "priority": "high"}))["task_id"]
+                          for i in range(n2)]
+                await crash_during(b, "process_deferred", {})
+        (batch2,) = set(sim.batches) - {batch1}
+        assert db_query(db, "SELECT COUNT(*) FROM tasks WHERE status = 'claimed'") == [(n2,)]
+        assert db_query(db, "SELECT id FROM batches") == [(batch1,)]  # batch 2 is unknown locally
+
+        # C: adopts batch 2, then dies after committing 10 results of batch 1
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with Server({**env, "MCP_TARS_TEST_CRASH_AFTER_INGEST": "10"}, db) as c:
+                await crash_during(c, "process_deferred", {})
+        assert db_query(db, "SELECT adopted FROM batches WHERE id = ?", batch2) == [(1,)]
+        assert sim.batches[batch1].processing_status == "ended"
         assert db_query(db, "SELECT COUNT(*) FROM ledger") == [(10,)]
         assert db_query(db, "SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'") == [(10,)]
 
-        # 3. restart again: the rest is collected, nothing twice
+        # D: collects the rest; nothing is sent or counted twice
         with anyio.fail_after(CALL_TIMEOUT):
-            async with Server(env, db) as server:
-                out = await call(server.client, "process_deferred", {})
-                assert out["collected"] == n - 10 and out["pending_batches"] == 0 and out["queued"] == 0
-                again = await call(server.client, "process_deferred", {"force": True})
-                assert again["submitted_tasks"] == 0 and again["collected"] == 0
-                status = await call(server.client, "task_status", {"task_id": ids[3]})
-                assert status["status"] == "succeeded" and status["text"].startswith("Simulated answer")
-                assert status["batch_id"] == batch_id and status["attempts"] == 1
-
-        assert len(sim.batches) == 1
-        assert_exactly_once(db, sim, ids)
-
-
-async def test_sigkill_between_batch_creation_and_recording(tmp_path):
-    n = 8
-    with SimulatedAnthropic(batch_ready_after_polls=1) as sim:
-        env = server_env(tmp_path, sim.base_url, make_config())
-        db = tmp_path / "tars.db"
-
-        with anyio.fail_after(CALL_TIMEOUT):
-            async with Server({**env, "MCP_TARS_TEST_CRASH_AFTER_CREATE": "1"}, db) as server:
-                ids = [(await call(server.client, "defer_task", {"prompt": f"Sort the list {i}, 3, 1.", "priority": "high"}))["task_id"]
-                       for i in range(n)]
-                with anyio.move_on_after(20):
-                    try:
-                        await server.client.call_tool("process_deferred", {})
-                    except Exception:  # noqa: BLE001 - the server dies under the call
-                        pass
-                assert not server_processes(db), "the crash hook did not kill the server"
-        # the API has the batch; the database only has claimed tasks and no batch id
-        assert len(sim.batches) == 1
-        assert db_query(db, "SELECT COUNT(*) FROM tasks WHERE status = 'claimed'") == [(n,)]
-        assert db_query(db, "SELECT COUNT(*) FROM batches") == [(0,)]
-
-        with anyio.fail_after(CALL_TIMEOUT):
-            async with Server(env, db) as server:
-                out = await call(server.client, "process_deferred", {})
-                assert any("adopted" in d for d in out["details"]), out
-                for _ in range(3):
-                    if out["collected"] == n:
+            async with Server(env, db) as d:
+                collected = 0
+                for _ in range(4):
+                    out = await call(d.client, "process_deferred", {})
+                    collected += out["collected"]
+                    assert out["submitted_tasks"] == 0
+                    if out["pending_batches"] == 0:
                         break
-                    out = await call(server.client, "process_deferred", {})
-                assert (await call(server.client, "task_status", {"task_id": ids[0]}))["status"] == "succeeded"
+                assert collected == n1 - 10 + n2 and out["queued"] == 0
+                status = await call(d.client, "task_status", {"task_id": first[3]})
+                assert status["status"] == "succeeded" and status["text"].startswith("Simulated answer")
+                assert status["batch_id"] == batch1 and status["attempts"] == 1
+                assert (await call(d.client, "task_status", {"task_id": second[0]}))["batch_id"] == batch2
 
-        assert len(sim.batches) == 1
-        assert db_query(db, "SELECT adopted FROM batches") == [(1,)]
-        assert_exactly_once(db, sim, ids)
+        assert len(sim.batches) == 2
+        assert_exactly_once(db, sim, first + second)

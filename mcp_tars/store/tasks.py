@@ -4,12 +4,12 @@ The lifecycle lives in ``mcp_tars/batches.py``; this module only makes each
 transition one transaction, conditional on the state it leaves, so that two
 workers (or a restarted one) can never move a task twice:
 
-    queued ──claim──► claimed ──record_submission──► submitted ──ingest──► succeeded
-       ▲                 │  (the API's batch id and every task, one transaction)    │
-       │                 └─release (create failed) / adopt (found after a crash)    ├─► failed
-       └──────────── requeue_or_fail (errored / expired result, attempts left) ◄─────┘
-    queued ──cancel──► canceled            submitted ──cancel──► canceled (result still billed)
-    running (immediate run through the engine) ──► succeeded | failed
+    queued ──claim──► claimed ──record_submission──► submitted ──ingest_success──► succeeded
+      ▲                  │  (the API's batch id and its tasks: one transaction)  │
+      ├──release_claim───┘  (create refused; or, after a crash, not in the list) │
+      └──settle_unanswered (errored / expired / missing, attempts left) ◄────────┴──► failed
+    queued | submitted ──cancel_task──► canceled   (a submitted task's late answer is still billed)
+    running (run at once through the engine) ──finish_running──► succeeded | failed
 
 A ``claimed`` task belongs to one ``claim_token`` (one batch about to be
 created). Its owner is recorded so a restarted worker can tell an orphaned
@@ -26,7 +26,6 @@ from . import Store
 from . import ledger
 
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
-OPEN_STATUSES = ("queued", "claimed", "submitted", "running")
 FINISHED_STATUSES = ("succeeded", "failed", "canceled", "expired")
 
 # Columns cheap enough to read for every queued task on every pass (no request bodies).
@@ -366,20 +365,16 @@ def finish_running(store: Store, task_id: str, *, status: str, now: float, text:
             c.execute("UPDATE ledger SET task_id = ? WHERE response_id = ? AND task_id IS NULL", (task_id, response_id))
 
 
-def start_running(store: Store, task_id: str) -> bool:
+def start_running(store: Store, task_id: str, owner: str) -> bool:
     """A queued task is taken to run at once (its deadline is too near for a batch)."""
     with store.write() as c:
-        return c.execute("UPDATE tasks SET status = 'running' WHERE id = ? AND status = 'queued'", (task_id,)).rowcount == 1
+        return c.execute("UPDATE tasks SET status = 'running', claim_owner = ? WHERE id = ? AND status = 'queued'",
+                         (owner, task_id)).rowcount == 1
 
 
 def running_tasks(store: Store, tenant: str) -> list[dict]:
     with store.read() as c:
         return _rows(c.execute("SELECT id, claim_owner, created_at FROM tasks WHERE tenant = ? AND status = 'running'", (tenant,)))
-
-
-def set_running_owner(store: Store, task_id: str, owner: str) -> None:
-    with store.write() as c:
-        c.execute("UPDATE tasks SET claim_owner = ? WHERE id = ?", (owner, task_id))
 
 
 # -- listing ------------------------------------------------------------------------
