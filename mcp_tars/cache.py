@@ -511,7 +511,7 @@ _FRAMES_NEUTRAL = """
     meaning of|i want to know|i would like to know|i need to know|i want to understand|
     i would like to understand|let me know|what do you know about|what can you tell me about|
     what is meant by|information about|information on|info about|info on|some information about|
-    talk about|talk to me about|what about|so what is|in short|in brief|briefly tell me|
+    talk about|talk to me about|what about|so what is|
     thank you|thank you very much|thanks a lot|many thanks|cheers|much appreciated
 """
 _FRAMES_HOW = """
@@ -633,6 +633,7 @@ _TOKEN_RE = re.compile(
     r"""
       (?P<fence>```.*?(?:```|$))
     | (?P<code>`[^`\n]+`)
+    | (?P<quote>"[^"\n]{1,500}"|“[^”\n]{1,500}”|(?<!\w)'[^'\n]{1,500}'(?!\w))
     | (?P<deg>°\s?[cCfF]\b)
     | (?P<num>(?:(?<![\w.)\]])-)?[$€£¥₹]?\d+(?:,\d{3})*(?:\.\d+)?(?:°[cCfF]|[^\W\d_]+|%)?)
     | (?P<word>\.?[^\W_](?:\w|(?:[./\-]|::)(?=[^\W_])|_)*(?:\+\+|\#|\+(?!\w))?)
@@ -729,6 +730,11 @@ def _tokenize(text: str) -> list[_Tok]:
             inner = raw.strip("`")
             for w in re.findall(r"[^\W\d_][\w.]*|\d+(?:\.\d+)?|[^\w\s]", inner):
                 toks.append(_Tok("code", w, w, True))
+            sentence_start = False
+            continue
+        if kind == "quote":
+            # quoted text is the object of the task (translate it, correct it): every word counts
+            toks.append(_Tok("code", "“" + " ".join(raw[1:-1].split()) + "”", raw, True))
             sentence_start = False
             continue
         if kind == "punct":
