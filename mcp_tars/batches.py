@@ -505,7 +505,7 @@ class DeferredQueue:
         self.engine = engine
         self.store = engine.store
         self._owner = process_owner(uuid.uuid4().hex[:12])
-        self._budget = BudgetGuard(engine.store, engine.config.budget)
+        self._budget: BudgetGuard = engine.budget
         self._pass_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._committed_results = 0
@@ -807,8 +807,9 @@ class DeferredQueue:
         if not queued:
             return
         plan = plan_queue(queued, self.settings, now, force=force)
-        if plan.run_now:
-            await self._run_overdue(plan.run_now, report)
+        overdue = self._within_budget(plan.run_now, report, rate=1 / float(self.engine.prices.batch_multiplier))
+        if overdue:
+            await self._run_overdue(overdue, report)
         due = self._within_budget([t for t, _ in plan.submit], report)
         if not due:
             return
@@ -829,15 +830,16 @@ class DeferredQueue:
         if progress:
             await progress(total, total, f"submitted {report.submitted_tasks}/{total} task(s)")
 
-    def _within_budget(self, due: list[Pending], report: _Pass) -> list[Pending]:
+    def _within_budget(self, due: list[Pending], report: _Pass, *, rate: float = 1.0) -> list[Pending]:
         """With policy block or defer, keep back (in priority order) the due
-        tasks whose estimated batch cost, on top of what is spent and what is
-        sent but not billed yet, would exceed a limit."""
+        tasks whose estimated cost (at the batch rate, times ``rate``: 2 for
+        an immediate run), on top of what is spent and what is sent but not
+        billed yet, would exceed a limit."""
         cfg = self.engine.config
-        if cfg.budget.policy not in ("block", "defer") or not self._budget.enabled:
+        if not due or cfg.budget.policy not in ("block", "defer") or not self._budget.enabled:
             return due
         tenant = self.engine.tenant
-        admitted = self._budget.admissible(tenant, [t.estimated_cost_usd for t in due],
+        admitted = self._budget.admissible(tenant, [t.estimated_cost_usd * rate for t in due],
                                            committed_usd=task_store.committed_cost(self.store, tenant))
         keep, held = due[:admitted], due[admitted:]
         if held:

@@ -217,7 +217,7 @@ async def queue_factory(tmp_path, api_env):
 
     def make(db="tars.db", **sections) -> DeferredQueue:
         engine = Engine(make_config(**sections), Store(tmp_path / db))
-        queue = DeferredQueue(engine)
+        queue = engine.queue
         made.append(queue)
         return queue
 
@@ -380,8 +380,10 @@ async def test_queued_task_past_its_batch_deadline_runs_immediately(queue_factor
     task = (await defer(q, "Name a prime number.", max_wait_seconds=3 * 3600))["task_id"]
     await q.process(force=True)
     assert "waiting for budget" in q.status(task)["error"] and q.status(task)["status"] == "queued"
-    q.engine.config.budget.daily_usd = 100.0
     shifted_clock(t0 + 2.5 * 3600)  # the server was away: a batch would now miss the deadline
+    out = await q.process()
+    assert out["ran_immediately"] == 0 and q.status(task)["status"] == "queued"  # the budget still holds it
+    q.engine.config.budget.daily_usd = 100.0
     out = await q.process()
     assert out["ran_immediately"] == 1 and not batch_posts(sim)
     assert q.status(task)["status"] == "succeeded"
@@ -428,7 +430,7 @@ async def test_cancel_queued_and_submitted_tasks(tmp_path, monkeypatch):
     with SimulatedAnthropic(batch_ready_after_polls=5) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = DeferredQueue(Engine(make_config(), Store(tmp_path / "c.db")))
+        q = Engine(make_config(), Store(tmp_path / "c.db")).queue
         try:
             queued = (await defer(q, "Write a haiku about rain."))["task_id"]
             assert (await q.cancel(queued))["status"] == "canceled"
@@ -461,7 +463,7 @@ async def test_canceled_task_whose_batch_finishes_is_billed_not_answered(tmp_pat
     with SimulatedAnthropic(batch_ready_after_polls=2) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = DeferredQueue(Engine(make_config(), Store(tmp_path / "c.db")))
+        q = Engine(make_config(), Store(tmp_path / "c.db")).queue
         try:
             a = (await defer(q, "Name a red fruit.", priority="high"))["task_id"]
             b = (await defer(q, "Name a yellow fruit.", priority="high"))["task_id"]
