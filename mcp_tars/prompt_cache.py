@@ -83,9 +83,15 @@ class PromptCacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Add cache breakpoints to requests whose prefix is long enough to cache.")
-    strategy: Literal["explicit", "auto"] = Field(
+    strategy: Literal["explicit", "auto", "auto_5m"] = Field(
         "explicit",
-        description="How the moving breakpoint is set: 'explicit' marks the last block of the last user message; 'auto' uses the top-level automatic cache_control.",
+        description=(
+            "How breakpoints are set. 'explicit' (ours): the moving breakpoint on the last block of the last user "
+            "message, plus the stable-prefix and previous-turn anchors, with the TTL chosen per call. 'auto': the same, "
+            "but the moving breakpoint is the top-level automatic cache_control. 'auto_5m': plain 5-minute automatic "
+            "caching only (one top-level cache_control with ttl 5m, no anchors, no TTL choice), the way a client "
+            "without mcp-tars would do it; kept as a baseline for benchmarks."
+        ),
     )
     min_cacheable_tokens: dict[str, int] = Field(
         default_factory=_default_minimums,
@@ -356,6 +362,19 @@ def shape_request(
         running += estimate_message_tokens(message, model) if isinstance(message, dict) else 0
         cumulative.append(running)
     total = running
+
+    if settings.strategy == "auto_5m":
+        # The baseline a client gets without us: one automatic breakpoint, default TTL.
+        if params.get("cache_control") is not None:
+            return unchanged("caller set the top-level automatic cache_control", total)
+        if total < reach:
+            return unchanged(f"prompt ~{total:,} tokens: below the {minimum:,}-token cacheable minimum for {model}")
+        shaped = dict(params)
+        shaped["cache_control"] = {"type": "ephemeral", "ttl": TTL_5M}
+        return shaped, PromptCacheDecision(
+            True, TTL_5M, len(caller) + 1, "auto_5m: plain 5-minute automatic cache_control (no anchors, no TTL choice)",
+            total, 1, None, stable_hash,
+        )
 
     users = _user_indexes(messages)
     conversation = timing is not None or len(messages) > 1

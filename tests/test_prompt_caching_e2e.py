@@ -1,0 +1,154 @@
+"""Prompt caching end to end: agent sessions through the real MCP server
+(in-process, through the MCP client) against the simulated API, whose prompt
+cache and bill are the referee. The shared clock (MCP_TARS_CLOCK_FILE) moves
+the server and the simulator together through pauses of up to 35 minutes.
+
+Two sessions of 16 calls (one pinned to Sonnet, one routed), each with a
+system prompt of several thousand tokens, tools, tool_use / tool_result
+round trips, follow-ups, and four pauses longer than 5 minutes. After each
+session's first call, ours must bill at least 90% of input tokens as cache
+reads; plain 5-minute automatic caching reads clearly less and costs more.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from mcp import Client
+
+from conftest import in_process_server, make_config
+from mcp_tars import clock
+
+pytestmark = pytest.mark.anyio
+
+WORDS = ("request handler cache retry schema migration worker queue lock token budget ledger report "
+         "session model router prefix breakpoint timeout index replica shard").split()
+# Seconds before calls 2..16: tool runs of seconds, people reading, four pauses of 7-35 minutes.
+PAUSES = {
+    "a": [12, 40, 95, 420, 8, 30, 1500, 15, 60, 200, 25, 2100, 10, 45, 900],
+    "b": [30, 600, 20, 10, 150, 1250, 40, 9, 75, 2000, 18, 33, 420, 12, 70],
+}
+
+
+def system_prompt(topic: str, sentences: int) -> str:
+    lines = [f"You are an agent that maintains the {topic} service. Follow these rules exactly."]
+    for i in range(sentences):
+        a, b, c = WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)], WORDS[(i * 11 + 5) % len(WORDS)]
+        lines.append(f"Rule {i + 1}: never change the {a} of a {b} without checking its {c} first ({topic}).")
+    return "\n".join(lines)
+
+
+def tools_for(topic: str) -> list[dict]:
+    return [{"name": name, "description": f"{name.replace('_', ' ')} in the {topic} repository. " * 6,
+             "input_schema": {"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}}
+            for name in ("read_file", "run_tests", "grep", "edit_file")]
+
+
+def tool_output(session: str, call: int) -> str:
+    lines = 15 + (call * 37 + len(session) * 11) % 140  # 15-155 lines: small outputs and whole files
+    return "\n".join(f"{session}:{call}:{i} {WORDS[(call + i) % len(WORDS)]} ok in {i * 3} ms" for i in range(lines))
+
+
+async def replay(client: Client, session: str, model: str | None, system: str, tools: list[dict]) -> list[dict]:
+    messages: list[dict] = [{"role": "user", "content": f"Session {session}: the nightly job fails. Use the tools to find out why."}]
+    results = []
+    for call in range(16):
+        if call:
+            clock.advance(PAUSES[session][call - 1])
+        args = {"messages": messages, "system": system, "tools": tools, "max_tokens": 1024, "session_id": f"e2e-{session}"}
+        if model:
+            args["model"] = model
+        r = await client.call_tool("optimized_complete", args)
+        assert not r.is_error, r.content
+        result = r.structured_content
+        results.append(result)
+        content = result["content"]
+        messages = messages + [{"role": "assistant", "content": content}]
+        uses = [b for b in content if b["type"] == "tool_use"]
+        if uses:
+            messages.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": b["id"], "content": tool_output(session, call)} for b in uses]})
+        elif call % 3 == 2:
+            messages.append({"role": "user", "content": f"Explain in detail what you found so far (call {call})."})
+        else:
+            messages.append({"role": "user", "content": f"Good. Now use the run_tests tool on step {call}."})
+    return results
+
+
+def read_share(sim, results: list[dict]) -> float:
+    bill = {line.response_id: line.usage for line in sim.bill}
+    read = total = 0
+    for result in results[1:]:
+        usage = bill[result["response_id"]]
+        read += usage["cache_read_input_tokens"]
+        total += usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
+    return read / total
+
+
+async def run_mode(sim, tmp_path, mode: str, prompt_cache: dict) -> dict:
+    sim.reset()
+    clock.advance(3 * 3600)  # nothing of an earlier mode is alive, in any cache
+    db = tmp_path / f"{mode}.db"
+    server = in_process_server(make_config(prompt_cache=prompt_cache), str(db))
+    sessions = {"a": ("claude-sonnet-5-5", system_prompt("billing", 260)), "b": (None, system_prompt("search", 170))}
+    shares, results = {}, {}
+    async with Client(server) as client:
+        for session, (model, system) in sessions.items():
+            results[session] = await replay(client, session, model, system, tools_for(session))
+            shares[session] = read_share(sim, results[session])
+            clock.advance(2 * 3600)
+        report = (await client.call_tool("cost_report", {"period": "all", "group_by": "session", "format": "json"})).structured_content
+    later = [r for rs in results.values() for r in rs[1:]]
+    bill = {line.response_id: line.usage for line in sim.bill}
+    read = sum(bill[r["response_id"]]["cache_read_input_tokens"] for r in later)
+    total = sum(bill[r["response_id"]]["input_tokens"] + bill[r["response_id"]]["cache_read_input_tokens"]
+                + bill[r["response_id"]]["cache_creation_input_tokens"] for r in later)
+    return {"share": read / total, "sessions": shares, "cost": sim.bill_total_usd(), "db": db, "report": report,
+            "models": {s: [r["model"] for r in rs] for s, rs in results.items()},
+            "stop_reasons": [r["stop_reason"] for rs in results.values() for r in rs], "results": results}
+
+
+async def test_agent_sessions_read_at_least_90_percent_from_the_prompt_cache(tmp_path, api_env, monkeypatch):
+    monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(tmp_path / "clock"))
+    sim = api_env
+    none = await run_mode(sim, tmp_path, "none", {"enabled": False})
+    auto = await run_mode(sim, tmp_path, "auto_5m", {"strategy": "auto_5m"})
+    ours = await run_mode(sim, tmp_path, "ours", {})
+
+    # The workload is what it claims: tool round trips, long pauses, the same models in every mode.
+    assert ours["stop_reasons"].count("tool_use") >= 10
+    assert none["models"] == auto["models"] == ours["models"]
+    assert none["share"] == 0.0
+
+    assert ours["share"] >= 0.90, ours["sessions"]
+    assert all(share >= 0.88 for share in ours["sessions"].values()), ours["sessions"]
+    assert auto["share"] < ours["share"] - 0.05, (auto["share"], ours["share"])
+    assert ours["cost"] < auto["cost"] < none["cost"]
+
+    # Every call's routing and prompt-cache decisions are in the ledger, as the bill saw them.
+    bill = {line.response_id: line.usage for line in sim.bill}
+    with sqlite3.connect(ours["db"]) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM ledger ORDER BY ts").fetchall()
+    assert len(rows) == 32
+    ttls = []
+    for row in rows:
+        decision = json.loads(row["prompt_cache"])
+        assert decision["applied"] is True and decision["reason"], decision
+        assert decision["breakpoints"] >= 1 and decision["stable_prefix_hash"]
+        ttls.append(decision["ttl"])
+        assert row["routing_level"] and row["routing_reason"] and row["routing_score"] is not None
+        assert row["session_id"] in ("e2e-a", "e2e-b")
+        usage = bill[row["response_id"]]
+        assert row["cache_read_tokens"] == usage["cache_read_input_tokens"]
+        assert row["cache_write_1h_tokens"] == usage["cache_creation"]["ephemeral_1h_input_tokens"]
+    assert ttls.count("1h") >= 20  # long pauses: the conversation is written with the 1-hour TTL
+    with sqlite3.connect(auto["db"]) as conn:
+        auto_decisions = [json.loads(r[0]) for r in conn.execute("SELECT prompt_cache FROM ledger")]
+    assert {d["ttl"] for d in auto_decisions} == {"5m"} and all(d["breakpoints"] == 1 for d in auto_decisions)
+
+    # ... and visible in the report: both sessions, with what prompt caching saved.
+    assert ours["report"]["totals"]["calls"] == 32
+    assert json.dumps(ours["report"]).count("e2e-") >= 2
