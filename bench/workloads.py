@@ -119,3 +119,196 @@ def write_json(name: str, data: Any) -> Path:
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str), "utf-8")
     return path
+
+
+# -- the day's traffic ----------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One thing the agent does: an optimized_complete call or a deferred job."""
+
+    index: int
+    kind: str  # "question" | "near_miss" | "simple_task" | "hard_task" | "session" | "deferred"
+    at: float  # seconds after the start of the day
+    args: dict[str, Any]  # optimized_complete / defer_task arguments
+    accepted_tags: frozenset[str]  # q= tags of a correct answer
+    group: str | None = None  # paraphrase group, for questions
+
+    def api_request(self, model: str) -> dict[str, Any]:
+        """The same request as a plain Messages API call: the baseline sends
+        it on the default model, full context, no caching, standard rate."""
+        a = self.args
+        body: dict[str, Any] = {"model": model, "max_tokens": a.get("max_tokens", 1024),
+                                "messages": a["messages"] if "messages" in a else [{"role": "user", "content": a["prompt"]}]}
+        for key in ("system", "tools"):
+            if a.get(key) is not None:
+                body[key] = a[key]
+        return body
+
+
+@dataclass
+class Day:
+    calls: list[Call]
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    sessions: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.calls:
+            out[c.kind] = out.get(c.kind, 0) + 1
+        return out
+
+
+def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], list[str]]:
+    """Questions that mean the same thing, joined from the labelled "hit" pairs
+    (groups: name -> texts), and the near misses of the "miss" pairs (each its
+    own question). Pairs that depend on a system prompt or history are left out."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    near_misses: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        pairs = [json.loads(line) for line in f if line.strip()]
+    for p in pairs:
+        if p["category"].startswith("context_") or p.get("context"):
+            continue
+        if p["label"] == "hit":
+            parent[find(p["a"])] = find(p["b"])
+        else:
+            find(p["a"])
+            near_misses.append(p["b"])
+    groups: dict[str, list[str]] = {}
+    for text in list(parent):
+        groups.setdefault(find(text), []).append(text)
+    named = {f"g{i:03d}": sorted(texts) for i, (_, texts) in enumerate(sorted(groups.items()))}
+    known = {t for texts in named.values() for t in texts}
+    return named, sorted({t for t in near_misses if t not in known})
+
+
+def _routing_prompts(path: Path = ROUTING_PATH) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if "_meta" not in r]
+
+
+def _tag(text: str) -> frozenset[str]:
+    return frozenset({answer_tag(text)})
+
+
+_TOOL_SCHEMAS = {
+    "read_file": ("Read a file of the repository", {"path": {"type": "string"}}),
+    "bash": ("Run a shell command", {"command": {"type": "string"}}),
+    "str_replace": ("Replace a unique string in a file", {"path": {"type": "string"}, "old": {"type": "string"}, "new": {"type": "string"}}),
+    "grep": ("Search the repository", {"pattern": {"type": "string"}}),
+    "write_file": ("Write a file", {"path": {"type": "string"}, "content": {"type": "string"}}),
+    "run_tests": ("Run the test suite", {"args": {"type": "string"}}),
+}
+
+
+def _session_tools(messages: list[dict]) -> list[dict]:
+    names = sorted({b["name"] for m in messages if isinstance(m["content"], list) for b in m["content"]
+                    if b.get("type") == "tool_use"} | {"read_file", "bash", "str_replace", "grep"})
+    tools = []
+    for name in names:
+        description, props = _TOOL_SCHEMAS.get(name, (f"The {name} tool", {"input": {"type": "string"}}))
+        tools.append({"name": name, "description": description,
+                      "input_schema": {"type": "object", "properties": props, "required": [next(iter(props))]}})
+    return tools
+
+
+_LOG_LEVELS = ("INFO", "INFO", "INFO", "WARN", "ERROR", "DEBUG")
+_LOG_EVENTS = ("request served", "cache miss for key", "retrying upstream call", "queue depth", "slow query",
+               "connection reset by peer", "job finished", "token refreshed", "disk usage", "health check ok")
+
+
+def _job_document(rng: random.Random, job: int) -> str:
+    lines = []
+    for i in range(rng.randint(60, 220)):
+        lines.append(f"2026-11-{rng.randint(1, 25):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+                     f"{rng.randint(0, 59):02d}Z {rng.choice(_LOG_LEVELS)} svc-{job % 7} {rng.choice(_LOG_EVENTS)} "
+                     f"id={rng.randrange(10**6)} ms={rng.randint(1, 4000)}")
+    return "\n".join(lines)
+
+
+_JOB_ASKS = (
+    "Summarise this service log for the weekly operations report: the main incidents, their likely causes, and what to watch next week.",
+    "Read this log and list every distinct error with a count and a one-line explanation, for tomorrow's triage meeting.",
+    "Write release notes from this log of the week's deploy pipeline: what changed, what failed, what was rolled back.",
+)
+
+
+def build_day(*, quick: bool = False, seed: int = 2026) -> Day:
+    """A day of one agent's traffic, sorted by time (see the module docstring)."""
+    rng = random.Random(seed)
+    scale = 0.3 if quick else 1.0
+    groups, near_misses = paraphrase_groups()
+    calls: list[Call] = []
+
+    def add(kind: str, at: float, args: dict, tags: frozenset[str], group: str | None = None) -> None:
+        calls.append(Call(len(calls), kind, at, args, tags, group))
+
+    work_day = (8 * 3600, 20 * 3600)
+
+    # questions: a few popular ones asked many times, a long tail asked once or twice
+    names = sorted(groups)
+    rng.shuffle(names)
+    popularity = [1 / (rank + 1) ** 0.9 for rank in range(len(names))]
+    for _ in range(int(700 * scale)):
+        name = rng.choices(names, popularity)[0]
+        text = rng.choice(groups[name])
+        add("question", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400},
+            frozenset(answer_tag(t) for t in groups[name]), name)
+    for text in rng.sample(near_misses, k=min(len(near_misses), int(250 * scale))):
+        add("near_miss", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400}, _tag(text))
+
+    # one-shot tasks, simple to expert; some asked again later in the day
+    tasks = _routing_prompts()
+    rng.shuffle(tasks)
+    for row in tasks[: int(len(tasks) * (0.35 if quick else 1.0))]:
+        kind = "hard_task" if row["level"] in ("complex", "expert") else "simple_task"
+        if "messages" in row:
+            args = {"messages": row["messages"], "max_tokens": 1024}
+            for key in ("system", "tools"):
+                if row.get(key):
+                    args[key] = row[key]
+            tags = _tag(question_text(row["messages"]))
+        else:
+            args = {"prompt": row["prompt"], "max_tokens": 1024}
+            tags = _tag(row["prompt"])
+        for _ in range(2 if rng.random() < 0.2 else 1):
+            add(kind, rng.uniform(*work_day), args, tags)
+
+    # long agent sessions with tool use: every turn re-sends the conversation so far
+    from bench.conversations import generate_session
+
+    n_sessions = 2 if quick else 6
+    for s in range(n_sessions):
+        session = generate_session(seed + s, target_tokens=rng.randint(45_000, 70_000) if not quick else 45_000,
+                                   output_scale=0.5)
+        tools = _session_tools(session.messages)
+        at = rng.uniform(8.5 * 3600, 16 * 3600)
+        for i, message in enumerate(session.messages):
+            if message["role"] != "user":
+                continue
+            history = session.messages[: i + 1]
+            add("session", at, {"messages": history, "system": session.system, "tools": tools, "max_tokens": 1024,
+                                "session_id": f"session-{s}"}, _tag(question_text(history)))
+            pause = rng.random()
+            at += rng.uniform(8, 60) if pause < 0.9 else rng.uniform(360, 1200) if pause < 0.98 else rng.uniform(3600, 5400)
+
+    # deferrable jobs: reports and summaries that can wait for the batch API
+    for j in range(int(60 * scale)):
+        prompt = f"{rng.choice(_JOB_ASKS)}\n\n{_job_document(rng, j)}"
+        add("deferred", rng.uniform(*work_day), {"prompt": prompt, "max_tokens": 600,
+                                                 "priority": rng.choice(("normal", "low"))}, _tag(prompt))
+    calls.sort(key=lambda c: c.at)
+    for i, c in enumerate(calls):
+        c.index = i
+    return Day(calls, groups, n_sessions)
