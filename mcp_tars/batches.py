@@ -93,7 +93,7 @@ from .engine import (
     CompletionResult,
     Engine,
     InputError,
-    _check_scalars,
+    check_scalars,
     build_messages,
     response_text,
 )
@@ -523,7 +523,7 @@ class DeferredQueue:
         if not isinstance(max_wait_seconds, int) or isinstance(max_wait_seconds, bool) or not 1 <= max_wait_seconds <= MAX_WAIT_SECONDS:
             raise InputError(f"`max_wait_seconds` must be a whole number of seconds from 1 to {MAX_WAIT_SECONDS} "
                              f"(got {max_wait_seconds!r})")
-        _check_scalars(req, engine.prices)
+        check_scalars(req, engine.prices)
         messages = build_messages(req, cfg)
         now = clock.now()
         deadline = now + max_wait_seconds
@@ -549,7 +549,7 @@ class DeferredQueue:
                 category="immediate", key=None, params={"messages": messages}, decisions=None,
                 now=now, deadline=deadline, owner=self._owner))
             if hit is not None:
-                result = engine._record_cache_hit(hit, req, complexity, time.perf_counter())
+                result = engine.record_cache_hit(hit, req, complexity, time.perf_counter())
                 self._finish_immediate(task_id, result)
             else:
                 result = await self._run_now(task_id, req)
@@ -580,7 +580,7 @@ class DeferredQueue:
         the threshold, exactly as the engine does for an immediate call."""
         engine, cfg = self.engine, self.engine.config
         warnings: list[str] = []
-        share, budget_warning = engine._budget_share()
+        share, budget_warning = engine.budget_share()
         if budget_warning:
             warnings.append(budget_warning)
         decision = routing.choose_model(
@@ -1000,7 +1000,7 @@ class DeferredQueue:
                                      batch=True, pruned_away_tokens=pruned_away, when=_utc(now))
         routing_decision = RoutingDecision(**decisions["routing"]) if decisions.get("routing") else None
         request = payload.get("request") or {}
-        row = engine._ledger_row(
+        row = engine.ledger_row(
             response_id=f"batch:{batch_id}:{task_id}", request_id=None, ts=now, session_id=request.get("session_id"),
             source="batch", model=message.model, requested_model=request.get("model"), usage=usage,
             attribution=attribution, routing_decision=routing_decision,

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"mcp-tars: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mcp-tars report | head`
+        sys.stderr.close()
+        return 0
 
 
 def _open(config):
@@ -118,21 +121,25 @@ def _report(args, config) -> int:
     from rich.console import Console
 
     from . import reports
-    from .store import Store
+    from .budget import BudgetGuard
     from .engine import tenant_of
+    from .store import Store
 
     store = Store()
     tenant = tenant_of(os.environ.get("ANTHROPIC_API_KEY"), config.tenant_namespace) if _tenant_scoped() else None
+    budget = BudgetGuard(store, config.budget).status(tenant) if tenant else None
     if args.html:
-        Path(args.html).write_text(reports.render_html(store, tenant=tenant, period=args.period if not args.since else "all"), "utf-8")
+        html = reports.render_html(store, tenant=tenant, period=args.period, since=args.since, until=args.until,
+                                   budget=budget)
+        Path(args.html).write_text(html, "utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
         return 0
     data = reports.build_report(store, tenant=tenant, period=args.period, group_by=args.group_by,
-                                since=args.since, until=args.until)
+                                since=args.since, until=args.until, budget=budget, settings=config.reports)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     elif args.markdown or not sys.stdout.isatty():
-        print(reports.render_markdown(data))
+        print(reports.render_markdown(data, settings=config.reports))
     else:
         reports.render_terminal(data, Console())
     return 0
@@ -179,7 +186,10 @@ def _export(args, config) -> int:
     from . import export
     from .store import Store
 
-    data = export.costs_json(Store())
+    from .engine import tenant_of
+
+    tenant = tenant_of(os.environ.get("ANTHROPIC_API_KEY"), config.tenant_namespace) if _tenant_scoped() else None
+    data = export.costs_json(Store(), tenant=tenant)
     Path(args.output).write_text(json.dumps(data, indent=2), "utf-8")
     print(f"wrote {args.output} ({len(data)} day(s))", file=sys.stderr)
     return 0

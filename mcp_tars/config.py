@@ -17,8 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .cache import CacheSettings
+from .heartbeat import HeartbeatSettings
 from .prompt_cache import PromptCacheSettings
 from .pruning import PruningSettings
+from .reports import ReportSettings
 from .routing import RoutingSettings
 
 PRICE_FIELD_NAMES = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
@@ -88,6 +90,8 @@ class Config(_Section):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+    heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per-model price fields (USD per million tokens) that win over the packaged price table.")
 
     @model_validator(mode="after")

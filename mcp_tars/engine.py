@@ -32,7 +32,7 @@ from .cache import ResponseCache
 from .config import Config
 from .metrics import MetricsLog
 from .pricing import Attribution, PriceTable, Usage, attribute_cache_hit, attribute_call
-from .store import Store
+from .store import Store, StoreError
 from .store import ledger
 
 log = logging.getLogger("mcp_tars.engine")
@@ -156,7 +156,7 @@ def build_messages(req: CompletionRequest, cfg: Config) -> list[dict]:
     return messages
 
 
-def _check_scalars(req: CompletionRequest, prices: PriceTable) -> None:
+def check_scalars(req: CompletionRequest, prices: PriceTable) -> None:
     if not isinstance(req.max_tokens, int) or isinstance(req.max_tokens, bool) or req.max_tokens < 1:
         raise InputError(f"`max_tokens` must be a positive integer (got {req.max_tokens!r})")
     if req.max_tokens > 128_000:
@@ -283,7 +283,7 @@ class Engine:
         started = time.perf_counter()
         started_ts = clock.now()  # session gaps are measured start to start (prompt-cache TTL choice)
         cfg = self.config
-        _check_scalars(req, self.prices)
+        check_scalars(req, self.prices)
         messages = build_messages(req, cfg)
         warnings: list[str] = []
 
@@ -301,11 +301,11 @@ class Engine:
         if self.cache is not None and req.use_cache:
             hit = self.cache.lookup(cache_params, self.tenant)
             if hit is not None:
-                return self._record_cache_hit(hit, req, complexity, started)
+                return self.record_cache_hit(hit, req, complexity, started)
 
         # 2. routing (sticky per session; one tier down under budget pressure), 3. budget
         session = ledger.get_session(self.store, self.tenant, req.session_id) if req.session_id else None
-        budget_share, _ = self._budget_share()
+        budget_share, _ = self.budget_share()
         session_route = (routing.SessionRoute(session["level"], session["model"])
                          if session and session.get("level") and session.get("model") else None)
 
@@ -367,25 +367,31 @@ class Engine:
         now = clock.now()
         latency_ms = (time.perf_counter() - started) * 1000
         pc_dict = pc_decision.__dict__ if hasattr(pc_decision, "__dict__") else dict(pc_decision)
-        row = self._ledger_row(
+        row = self.ledger_row(
             response_id=message.id, request_id=request_id, ts=now, session_id=req.session_id, source="api",
             model=billed_model, requested_model=req.model, usage=usage, attribution=attribution,
             routing_decision=decision, prompt_cache=pc_dict, prune_info=prune_info,
             stop_reason=message.stop_reason, latency_ms=latency_ms, attempts=attempts,
         )
-        ledger.insert(self.store, row)
+        self._record_row(row, warnings)
         if req.session_id:
-            ledger.touch_session(self.store, self.tenant, req.session_id, ts=started_ts,
-                                 level=None if decision.pinned else decision.level,
-                                 model=None if decision.pinned else model_used)
+            try:
+                ledger.touch_session(self.store, self.tenant, req.session_id, ts=started_ts,
+                                     level=None if decision.pinned else decision.level,
+                                     model=None if decision.pinned else model_used)
+            except StoreError as e:
+                warnings.append(f"the session's routing state was not saved: {e}")
 
         # 8. response cache store
         response_dict = {"content": content, "model": billed_model, "stop_reason": message.stop_reason,
                          "usage": usage.as_api_dict()}
         if self.cache is not None and req.use_cache and attribution.cost_usd is not None:
-            self.cache.put(cache_params, self.tenant, response_dict, cost_usd=attribution.cost_usd,
-                           baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                           savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+            try:
+                self.cache.put(cache_params, self.tenant, response_dict, cost_usd=attribution.cost_usd,
+                               baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
+                               savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+            except StoreError as e:
+                warnings.append(f"the answer was not added to the response cache: {e}")
 
         result = CompletionResult(
             text=response_text(content), content=content, model=billed_model, source="api",
@@ -403,21 +409,24 @@ class Engine:
 
     # -- pieces of the pipeline ---------------------------------------------
 
-    def _record_cache_hit(self, hit, req: CompletionRequest, complexity, started: float) -> CompletionResult:
+    def record_cache_hit(self, hit, req: CompletionRequest, complexity, started: float) -> CompletionResult:
         attribution: Attribution = attribute_cache_hit(hit.cost_usd, hit.baseline_cost_usd, hit.savings)
         response_id = "hit_" + uuid.uuid4().hex
         latency_ms = (time.perf_counter() - started) * 1000
         usage = Usage()
         routing_info = {"level": complexity.level, "score": complexity.score, "reason": complexity.reason,
                         "pinned": req.model is not None, "sticky": False, "downgraded": False}
-        row = self._ledger_row(
+        row = self.ledger_row(
             response_id=response_id, request_id=None, ts=clock.now(), session_id=req.session_id, source="cache",
             model=hit.model, requested_model=req.model, usage=usage, attribution=attribution,
             routing_decision=None, routing_info=routing_info, prompt_cache=None, prune_info=None,
             stop_reason="end_turn", latency_ms=latency_ms, attempts=0, cache_kind=hit.kind,
             cache_similarity=hit.similarity,
         )
-        ledger.insert(self.store, row)
+        replaced = Usage.from_api(hit.usage) if hit.usage else Usage()
+        row["decisions"] = {"cache": {"entry_id": hit.entry_id, "replaced_tokens": replaced.total_input_tokens + replaced.output_tokens}}
+        hit_warnings: list[str] = []
+        self._record_row(row, hit_warnings)
         result = CompletionResult(
             text=hit.text, content=hit.content, model=hit.model, source="cache", stop_reason="end_turn",
             usage=_usage_dict(usage), cost_usd=0.0, baseline_cost_usd=attribution.baseline_cost_usd,
@@ -425,12 +434,39 @@ class Engine:
             pricing_source=attribution.pricing_source,
             cache={"kind": hit.kind, "similarity": round(hit.similarity, 4)},
             routing=routing_info, pruning=None, prompt_cache=None, request_id=None, response_id=response_id,
-            session_id=req.session_id, latency_ms=latency_ms, attempts=0,
+            session_id=req.session_id, latency_ms=latency_ms, attempts=0, warnings=hit_warnings,
         )
         self._log_metrics(result)
         return result
 
-    def _ledger_row(self, *, response_id, request_id, ts, session_id, source, model, requested_model, usage: Usage,
+    def _record_row(self, row: dict, warnings: list[str]) -> None:
+        """Write one ledger row. The answer is already paid for, so a database
+        failure loses neither: the row goes to the recovery spool beside the
+        database (added to the ledger on the next start) and the caller is told."""
+        try:
+            ledger.insert(self.store, row)
+        except StoreError as e:
+            try:
+                path = ledger.spool(self.store, row)
+            except OSError as spool_error:
+                log.error("ledger row NOT recorded (database: %s; recovery file: %s): %s",
+                          e, spool_error, json.dumps(row, sort_keys=True, default=str))
+                warnings.append(f"this call is NOT in the ledger: {e} Saving it to the recovery file failed too "
+                                f"({spool_error}); its row is in the server log.")
+                return
+            self._spooled = True
+            log.error("ledger write failed; row %s saved to %s: %s", row.get("response_id"), path, e)
+            warnings.append(f"the ledger could not be written: {e} This call's row was saved to {path} "
+                            "and is added to the ledger when the database works again (at the latest on the next start).")
+            return
+        if getattr(self, "_spooled", False):  # the database works again: bring the spooled rows in
+            try:
+                ledger.replay_spool(self.store)
+                self._spooled = False
+            except (StoreError, OSError) as e:
+                log.warning("ledger recovery spool not replayed yet: %s", e)
+
+    def ledger_row(self, *, response_id, request_id, ts, session_id, source, model, requested_model, usage: Usage,
                     attribution: Attribution, routing_decision=None, routing_info=None, prompt_cache=None,
                     prune_info=None, stop_reason=None, latency_ms=None, attempts=1, cache_kind=None,
                     cache_similarity=None, task_id=None, batch=False) -> dict:
@@ -470,7 +506,7 @@ class Engine:
         """Spend against the configured daily and monthly limits (UTC)."""
         return self.budget.status(self.tenant)
 
-    def _budget_share(self) -> tuple[float | None, str | None]:
+    def budget_share(self) -> tuple[float | None, str | None]:
         """The largest share of a budget spent so far, and its warning if any."""
         if not self.budget.enabled:
             return None, None

@@ -117,6 +117,13 @@ class TaskStatus(BaseModel):
     model: str | None = None
     cost_usd: float | None = None
     error: str | None = None
+    estimated_ready_at: str | None = None
+    deadline_at: str | None = None
+    note: str | None = None
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskStatus]
 
 
 class ProcessResult(BaseModel):
@@ -276,6 +283,23 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             raise ToolError(str(e.args[0] if e.args else e)) from e
 
     @server.tool(annotations=CALLS_API)
+    async def cancel_task(ctx: Context, task_id: Annotated[str, Field(description="The id defer_task returned.")]) -> TaskStatus:
+        """Cancel a deferred task. A task already inside a submitted batch is marked canceled and its answer, if it still arrives, is not returned."""
+        try:
+            return TaskStatus.model_validate(await state_of(ctx).queue.cancel(task_id))
+        except (KeyError, ValueError) as e:
+            raise ToolError(str(e.args[0] if e.args else e)) from e
+
+    @server.tool(annotations=READ_ONLY)
+    async def deferred_results(
+        ctx: Context,
+        status: Annotated[Literal["queued", "submitted", "succeeded", "failed", "expired", "canceled"] | None, Field(description="Only tasks in this state.")] = None,
+        limit: Annotated[int, Field(ge=1, le=500, description="Most tasks to list, newest first.")] = 50,
+    ) -> TaskList:
+        """List deferred tasks and their answers, newest first."""
+        return TaskList(tasks=[TaskStatus.model_validate(t) for t in state_of(ctx).queue.results(limit=limit, status=status)])
+
+    @server.tool(annotations=CALLS_API)
     async def process_deferred(
         ctx: Context,
         force: Annotated[bool, Field(description="Submit all queued work now, ignoring batch size, timeout and off-peak rules.")] = False,
@@ -302,11 +326,12 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         state = state_of(ctx)
         try:
             data = reports.build_report(state.store, tenant=state.engine.tenant, period=period, group_by=group_by,
-                                        since=since, until=until, budget=state.engine.budget_status())
+                                        since=since, until=until, budget=state.engine.budget_status(),
+                                        settings=state.config.reports)
         except ValueError as e:
             raise ToolError(str(e)) from e
         if format == "markdown":
-            data["report"] = reports.render_markdown(data)
+            data["report"] = reports.render_markdown(data, settings=state.config.reports)
         return ReportResult.model_validate(data)
 
     @server.tool(annotations=READ_ONLY)

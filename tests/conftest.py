@@ -24,7 +24,7 @@ def anyio_backend():
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     """Never touch the user's own ledger, config or SDK profile."""
-    config_dir = tmp_path / "anthropic-config"
+    config_dir = tmp_path / "sdk-profile"
     config_dir.mkdir()
     monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("MCP_TARS_DB", str(tmp_path / "tars.db"))

@@ -12,6 +12,7 @@ one process's threads from interleaving on the shared connection.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ import sqlite_utils
 
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # MCP_TARS_BUSY_TIMEOUT_MS overrides it (tests use a short one)
 
 
 class StoreError(RuntimeError):
@@ -52,16 +53,17 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None, *, migrate: bool = True):
         self.path = Path(path) if path is not None else default_db_path()
         self._lock = threading.RLock()
+        self.busy_timeout_ms = int(os.environ.get("MCP_TARS_BUSY_TIMEOUT_MS") or BUSY_TIMEOUT_MS)
         try:
             if str(self.path) != ":memory:":
                 _create_private_file(self.path)
             conn = sqlite3.connect(
                 str(self.path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=self.busy_timeout_ms / 1000,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,
             )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL across process crashes
             conn.execute("PRAGMA foreign_keys = ON")
@@ -73,6 +75,13 @@ class Store:
         self.journal_mode = mode
         if migrate:
             self.migrate()
+            from .ledger import replay_spool
+
+            try:  # rows saved while the database could not take them
+                self.replayed_rows = replay_spool(self)
+            except StoreError as e:  # still failing: keep the spool for the next start
+                logging.getLogger("mcp_tars.store").error("ledger recovery spool not replayed yet: %s", e)
+                self.replayed_rows = 0
 
     # -- transactions -------------------------------------------------------
 
@@ -80,19 +89,50 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. Everything inside commits together or not at all."""
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:  # locked, read-only, damaged...
+                raise self._failure("written", e) from e
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException as e:
+                if self.conn.in_transaction:  # a failed COMMIT (disk full) leaves it open
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                    raise self._failure("written", e) from e
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            yield self.conn
+            try:
+                yield self.conn
+            except sqlite3.DatabaseError as e:
+                if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                    raise self._failure("read", e) from e
+                raise
+
+    def _failure(self, done: str, e: sqlite3.DatabaseError) -> "StoreError":
+        """Storage faults (full disk, lock held too long, read-only, damage) as a
+        StoreError that says what to do; constraint errors stay what they are."""
+        text = str(e).lower()
+        if "full" in text:
+            advice = "the disk is full (or the file reached its size limit): free some space"
+        elif "locked" in text or "busy" in text:
+            advice = (f"another process held the database lock for more than {self.busy_timeout_ms / 1000:g} s: "
+                      "stop the process that holds it (a long-running sqlite3 shell, a backup) and retry")
+        elif "readonly" in text or "read-only" in text:
+            advice = "the file or its directory is read-only: check permissions and the mount"
+        elif "malformed" in text or "not a database" in text or "corrupt" in text:
+            advice = ("the file is damaged: move it aside (mcp-tars then creates a new one) and keep the old "
+                      "copy for recovery (sqlite3 FILE .recover)")
+        else:
+            advice = "check the path (MCP_TARS_DB), its permissions and free disk space"
+        return StoreError(f"the database {self.path} cannot be {done}: {e}. {advice}.")
 
     def close(self) -> None:
         with self._lock:

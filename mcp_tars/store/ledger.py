@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Mapping
 
 from . import Store
@@ -127,3 +129,65 @@ def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, leve
             "last_ts = ?, gaps = ? WHERE tenant = ? AND session_id = ?",
             (level, model, ts, json.dumps(gaps), tenant, session_id),
         )
+
+
+# -- the recovery spool ---------------------------------------------------------
+# When the database cannot take a row after the API has already answered (and
+# billed), the row goes to a JSON-lines file beside the database (mode 0600) and
+# is added to the ledger the next time the store opens. Rows are keyed by
+# response_id, so replaying twice never counts a response twice.
+
+
+def spool_path(store: Store) -> Path:
+    return store.path.with_name(store.path.name + ".ledger-spool.jsonl")
+
+
+def spool(store: Store, row: Mapping[str, Any]) -> Path:
+    """Append one ledger row to the recovery spool (fsync'd); raises OSError if even that fails."""
+    path = spool_path(store)
+    line = (json.dumps(dict(row), sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def replay_spool(store: Store) -> int:
+    """Add spooled rows to the ledger, then remove the spool; returns rows added.
+    A torn last line (a crash mid-write) is skipped."""
+    path = spool_path(store)
+    if str(store.path) == ":memory:" or not path.exists():
+        return 0
+    # take the file away first: rows spooled from now on start a new one
+    taken = path.with_name(f"{path.name}.{os.getpid()}.replaying")
+    try:
+        os.replace(path, taken)
+    except FileNotFoundError:
+        return 0  # another process took it
+    rows = []
+    for line in taken.read_text("utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    try:
+        added = insert_many(store, rows) if rows else 0
+    except BaseException:
+        os.replace(taken, path) if not path.exists() else _append(path, taken)
+        raise
+    taken.unlink()
+    return added
+
+
+def _append(path: Path, taken: Path) -> None:
+    """Put back rows that could not be replayed, beside rows spooled meanwhile."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, taken.read_bytes())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    taken.unlink()
