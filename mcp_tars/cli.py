@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=("clear", "stats", "purge-expired"))
 
     cfg = sub.add_parser("config", help="check or print the configuration")
-    cfg.add_argument("action", choices=("check", "show", "path"))
+    cfg.add_argument("action", choices=("check", "show", "path", "reference"),
+                     help="reference prints the Markdown table of every field (the README's)")
     return p
 
 
@@ -212,6 +213,10 @@ def _cache(args, config) -> int:
 def _config(args, config) -> int:
     if args.action == "path":
         print(config_path())
+    elif args.action == "reference":
+        from .config import config_reference_markdown
+
+        print(config_reference_markdown())
     elif args.action == "show":
         print(json.dumps(config.model_dump(mode="json"), indent=2))
     else:

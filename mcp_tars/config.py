@@ -154,3 +154,27 @@ def _strip_comments(value):
 def default_config_json() -> str:
     """The documented default configuration (what ships as performance-config.json)."""
     return json.dumps(Config().model_dump(mode="json"), indent=2)
+
+
+def config_reference_rows(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(field path, default, description) for every knob, for the README."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(config_reference_rows(annotation, f"{path}."))
+            continue
+        default = field.get_default(call_default_factory=True)
+        shown = json.dumps(default.model_dump(mode="json") if isinstance(default, BaseModel) else default, default=str)
+        rows.append((path, shown, (field.description or "").replace("|", "\\|")))
+    return rows
+
+
+def config_reference_markdown() -> str:
+    lines = ["| field | default | meaning |", "|---|---|---|"]
+    for path, default, description in config_reference_rows():
+        if len(default) > 60:
+            default = default[:57] + "..."
+        lines.append(f"| `{path}` | `{default}` | {description} |")
+    return "\n".join(lines)
