@@ -120,6 +120,7 @@ class SessionSpec:
     tools: list[dict]
     calls: int
     seed: int
+    output_scale: float = 1.0  # tool outputs x this (long sessions cross the pruning threshold)
     system_tokens: int = 0
     tools_tokens: int = 0
 
@@ -156,7 +157,7 @@ def make_tools(rng: random.Random, agent: dict, count: int) -> list[dict]:
     return tools
 
 
-def build_sessions(count: int = 6, seed: int = 0) -> list[SessionSpec]:
+def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0) -> list[SessionSpec]:
     """Varied agent sessions; every other one lets routing choose the model."""
     pinned = ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"]
     sessions = []
@@ -169,7 +170,7 @@ def build_sessions(count: int = 6, seed: int = 0) -> list[SessionSpec]:
         spec = SessionSpec(
             name=f"s{i + 1}-{agent['tools'][0].split('_')[0]}", session_id=f"bench-pc-{seed}-{i}",
             agent=agent["role"], model=model, system=system, tools=tools, calls=rng.randint(15, 25),
-            seed=rng.randrange(1 << 30),
+            seed=rng.randrange(1 << 30), output_scale=output_scale,
         )
         spec.system_tokens = estimate_text_tokens(system, "claude-sonnet-5-5")
         spec.tools_tokens = estimate_text_tokens(json.dumps(tools), "claude-sonnet-5-5")
@@ -196,9 +197,9 @@ def _lines(rng: random.Random, agent: dict, target_tokens: int, style: str) -> s
     return "\n".join(out)
 
 
-def tool_result_text(rng: random.Random, agent: dict) -> str:
+def tool_result_text(rng: random.Random, agent: dict, scale: float = 1.0) -> str:
     """A tool's output: mostly a few hundred tokens, sometimes a whole file or log."""
-    size = int(min(3000, max(40, rng.lognormvariate(math.log(350), 0.9))))
+    size = int(scale * min(3000, max(40, rng.lognormvariate(math.log(350), 0.9))))
     return _lines(rng, agent, size, rng.choice(["file", "log", "json", "search"]))
 
 
@@ -244,6 +245,7 @@ class CallRecord:
     stop_reason: str | None
     ttl: str | None
     prompt_cache_reason: str | None
+    pruned: bool = False  # the server pruned this request (above pruning.auto_threshold_tokens)
     usage: dict = field(default_factory=dict)
     cost_usd: float = 0.0
 
@@ -280,7 +282,7 @@ async def replay_session(client, spec: SessionSpec, clock_file: str) -> list[tup
         tool_uses = [b for b in content if b.get("type") == "tool_use"]
         if tool_uses:
             messages.append({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": b["id"], "content": tool_result_text(rng, agent)}
+                {"type": "tool_result", "tool_use_id": b["id"], "content": tool_result_text(rng, agent, spec.output_scale)}
                 for b in tool_uses]})
         else:
             messages.append({"role": "user", "content": follow_up(rng, agent, spec.tools, call + 1)})
@@ -316,7 +318,8 @@ async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path) -> dic
                     for i, (pause, result) in enumerate(await replay_session(client, spec, clock_file)):
                         pc = result.get("prompt_cache") or {}
                         records.append(CallRecord(spec.name, i + 1, pause, result["response_id"], result["model"],
-                                                  result["stop_reason"], pc.get("ttl"), pc.get("reason")))
+                                                  result["stop_reason"], pc.get("ttl"), pc.get("reason"),
+                                                  result.get("pruning") is not None))
                     clock.advance(SESSION_SEPARATION_SECONDS, clock_file)
             bill = {line.response_id: line for line in sim.bill}
             total_bill = sim.bill_total_usd()
@@ -357,6 +360,7 @@ def summarise(mode: str, sessions: list[SessionSpec], records: list[CallRecord],
             "models": [r.model for r in rows],
             "ttl_1h_calls": sum(r.ttl == "1h" for r in rows), "ttl_5m_calls": sum(r.ttl == "5m" for r in rows),
             "long_pauses": sum(r.pause_before_s > 300 for r in rows),
+            "pruned_calls": sum(r.pruned for r in rows),
             "tokens": {k: sum(r.usage[k] for r in rows) for k in ("input", "cache_read", "write_5m", "write_1h", "output")},
         })
     return {"mode": mode, "label": MODE_LABELS[mode], "total_cost_usd": total_bill,
@@ -396,9 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=6, help="number of agent sessions (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    parser.add_argument("--output-scale", type=float, default=1.0,
+                        help="multiply tool output sizes (e.g. 4: sessions grow past the 30K-token pruning threshold)")
     args = parser.parse_args(argv)
 
-    sessions = build_sessions(args.sessions, args.seed)
+    sessions = build_sessions(args.sessions, args.seed, args.output_scale)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-caching-") as tmp:
         for mode in MODES:

@@ -31,7 +31,13 @@ string message becomes a one-block list, the same way every time), so the
 prefix stays byte-stable across turns apart from where the markers sit; cache
 keys ignore ``cache_control`` itself. Nothing time-varying is ever injected.
 
-Which TTL: see ``choose_ttl`` for the economics.
+Which TTL: see ``choose_ttl`` for the economics. When ``SessionTiming`` shows
+that the previous turn's entries are gone (another model, a pause beyond every
+TTL), this call writes everything and is priced like a session's first call.
+
+``strategy="auto_5m"`` is the baseline without us: one top-level automatic
+breakpoint with the default 5-minute TTL, nothing else (benchmarks compare
+against it; ``enabled=False`` is the other baseline).
 """
 
 from __future__ import annotations
@@ -139,9 +145,24 @@ class PromptCacheSettings(BaseModel):
 
 @dataclass
 class SessionTiming:
-    """Observed gaps (seconds) between consecutive calls of this session, oldest first."""
+    """What the session has shown so far.
+
+    ``gaps_seconds``: gaps between consecutive earlier calls, oldest first.
+    Optional, when the caller knows them: ``seconds_since_previous_call`` (the
+    pause that just ended, counted as one more observed gap) and
+    ``previous_model`` (the model of the session's previous call). Either can
+    show that nothing of the conversation is in the cache any more (another
+    model, or a pause beyond every TTL): this call then writes everything,
+    which changes the TTL economics."""
 
     gaps_seconds: list[float] = field(default_factory=list)
+    seconds_since_previous_call: float | None = None
+    previous_model: str | None = None
+
+    def observed_gaps(self) -> list[float]:
+        if self.seconds_since_previous_call is None:
+            return list(self.gaps_seconds)
+        return [*self.gaps_seconds, self.seconds_since_previous_call]
 
 
 @dataclass(frozen=True)
@@ -273,7 +294,7 @@ def long_gap_share(timing: SessionTiming | None, settings: PromptCacheSettings, 
     """Estimated chance that the next gap outlives a 5-minute entry but not a
     1-hour one: the prior, updated with the gaps this session has shown."""
     prior = settings.long_gap_prior_agent if agent else settings.long_gap_prior_chat
-    gaps = timing.gaps_seconds if timing else []
+    gaps = timing.observed_gaps() if timing else []
     if not gaps:
         return prior
     long_gaps = sum(1 for g in gaps if settings.ttl_1h_min_gap_seconds < g <= settings.ttl_1h_max_gap_seconds)
@@ -424,10 +445,14 @@ def shape_request(
             return unchanged(f"caller's {len(caller)} breakpoint(s) already cover the prefix", _covered_tokens(caller, cumulative, stable_tokens, total))
         return unchanged(f"stable prefix ~{stable_tokens:,} tokens below the {minimum:,}-token minimum and no conversation to cache")
 
-    # TTL for what this request writes.
-    new_tokens = total - (cumulative[users[-2]] if conversation and len(users) >= 2 else 0)
+    # TTL for what this request writes: what is new since the previous turn,
+    # or everything when the previous turn's entries cannot be read any more.
+    lost = _conversation_cache_lost(timing, model, settings)
+    new_tokens = total - (cumulative[users[-2]] if conversation and len(users) >= 2 and not lost else 0)
     share = long_gap_share(timing, settings, agent=agent) if timing is not None else 0.0
     ttl, ttl_reason = choose_ttl(new_tokens, total, share, settings) if timing is not None else (TTL_5M, "ttl 5m: no session to time")
+    if lost:
+        ttl_reason = f"{lost}: this call rewrites the cache; {ttl_reason}"
 
     shaped = dict(params)  # only the containers we change are copied below
     messages_copied = False
@@ -479,6 +504,18 @@ def shape_request(
     )
     assert decision.breakpoints <= MAX_BREAKPOINTS
     return shaped, decision
+
+
+def _conversation_cache_lost(timing: SessionTiming | None, model: str, settings: PromptCacheSettings) -> str | None:
+    """Why the previous turn's cache entries are certainly gone, if they are."""
+    if timing is None:
+        return None
+    if timing.previous_model and timing.previous_model != model:
+        return f"model changed from {timing.previous_model}"
+    pause = timing.seconds_since_previous_call
+    if pause is not None and pause > settings.ttl_1h_max_gap_seconds:
+        return f"{pause / 60:.0f} min since the previous call"
+    return None
 
 
 def _covered_tokens(markers: list[_Marker], cumulative: list[int], stable_tokens: int, total: int) -> int:

@@ -20,6 +20,7 @@ from mcp import Client
 
 from conftest import in_process_server, make_config
 from mcp_tars import clock
+from mcp_tars.prompt_cache import PromptCacheSettings, SessionTiming, shape_request
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +153,43 @@ async def test_agent_sessions_read_at_least_90_percent_from_the_prompt_cache(tmp
     # ... and visible in the report: both sessions, with what prompt caching saved.
     assert ours["report"]["totals"]["calls"] == 32
     assert json.dumps(ours["report"]).count("e2e-") >= 2
+
+
+# --------------------------------------------------------------------------- the pure pieces the benchmark modes rely on
+
+SONNET = "claude-sonnet-5-5"
+
+
+def _agent_request(turns: int) -> dict:
+    messages: list[dict] = [{"role": "user", "content": "Find out why the nightly job fails; use the tools."}]
+    for i in range(turns - 1):
+        messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}", "name": "grep", "input": {"target": "x"}}]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": tool_output("p", i)}]})
+    return {"model": SONNET, "max_tokens": 100, "system": system_prompt("billing", 200), "tools": tools_for("p"), "messages": messages}
+
+
+def test_auto_5m_is_one_top_level_5_minute_marker_and_nothing_else():
+    params = _agent_request(6)
+    before = json.dumps(params, sort_keys=True)
+    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(strategy="auto_5m"), SessionTiming([700.0] * 5))
+    assert json.dumps(params, sort_keys=True) == before  # the caller's dict is not mutated
+    assert shaped["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
+    assert "cache_control" not in json.dumps({k: v for k, v in shaped.items() if k != "cache_control"})
+    assert decision.applied and decision.ttl == "5m" and decision.breakpoints == 1
+    own = dict(params, cache_control={"type": "ephemeral", "ttl": "1h"})  # the caller's own automatic marker stays
+    shaped, decision = shape_request(own, SONNET, PromptCacheSettings(strategy="auto_5m"), None)
+    assert shaped["cache_control"] == {"type": "ephemeral", "ttl": "1h"} and not decision.applied
+
+
+def test_a_lost_conversation_cache_is_rewritten_with_first_call_economics():
+    params = _agent_request(10)
+    gaps = [30.0, 900.0, 20.0, 1500.0, 40.0, 15.0, 600.0, 25.0]
+    _, kept = shape_request(params, SONNET, PromptCacheSettings(), SessionTiming(gaps, previous_model=SONNET))
+    assert kept.ttl == "1h"  # only the last turn is new: 1h is cheap insurance
+    _, switched = shape_request(params, SONNET, PromptCacheSettings(), SessionTiming(gaps, previous_model="claude-opus-5-5"))
+    assert switched.ttl == "5m" and "model changed" in switched.reason  # everything is written again
+    _, stale = shape_request(params, SONNET, PromptCacheSettings(), SessionTiming(gaps, seconds_since_previous_call=5400))
+    assert stale.ttl == "5m" and "since the previous call" in stale.reason
+    quick = SessionTiming([10.0] * 6)
+    _, with_pause = shape_request(params, SONNET, PromptCacheSettings(), SessionTiming([10.0] * 6, seconds_since_previous_call=1200))
+    assert with_pause.long_gap_share_estimate > shape_request(params, SONNET, PromptCacheSettings(), quick)[1].long_gap_share_estimate
