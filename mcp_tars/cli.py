@@ -102,7 +102,11 @@ def _open(config):
 
 def _serve(args, config) -> int:
     from .server import create_server
+    from .store import Store
 
+    # open (and migrate) the database before serving: a damaged, locked or newer
+    # file stops here with its message, not as a traceback inside the transport
+    Store().close()
     server = create_server(lambda: _open(config))
     if args.transport == "stdio":
         server.run()

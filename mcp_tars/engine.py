@@ -12,7 +12,6 @@ used to decide and to estimate baselines.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import anthropic
@@ -174,6 +172,18 @@ def check_scalars(req: CompletionRequest, prices: PriceTable) -> None:
         raise InputError("`system` blocks must be objects of type 'text'")
 
 
+def request_params(req: CompletionRequest, messages: list[dict]) -> dict[str, Any]:
+    """The Messages API params of a request, other than the model."""
+    params: dict[str, Any] = {"messages": messages, "max_tokens": req.max_tokens}
+    if req.system is not None:
+        params["system"] = req.system
+    for key in ("temperature", "top_p", "stop_sequences", "tools", "tool_choice"):
+        value = getattr(req, key)
+        if value is not None:
+            params[key] = value
+    return params
+
+
 def tenant_of(api_key: str | None, namespace: str | None) -> str:
     """A stable, non-reversible tenant id: the configured namespace, or a hash of the API key."""
     if namespace:
@@ -288,13 +298,7 @@ class Engine:
         warnings: list[str] = []
 
         complexity = routing.classify(messages, req.system, req.tools, settings=cfg.routing)
-        params: dict[str, Any] = {"messages": messages, "max_tokens": req.max_tokens}
-        if req.system is not None:
-            params["system"] = req.system
-        for key in ("temperature", "top_p", "stop_sequences", "tools", "tool_choice"):
-            value = getattr(req, key)
-            if value is not None:
-                params[key] = value
+        params = request_params(req, messages)
 
         # 1. response cache: keyed on the pinned model, or on the routing tier
         cache_params = {**params, "model": req.model or f"tier:{complexity.level}"}
@@ -322,27 +326,14 @@ class Engine:
                                  "its answer once the budget allows it).") from None
         model = decision.model
 
-        # 4. pruning of long contexts, after the caller's cached prefix
-        prune_info = None
-        estimated_input = tokens.estimate_request_tokens(messages, req.system, req.tools, model)
-        if estimated_input > cfg.pruning.auto_threshold_tokens:
-            protected = prompt_cache.cache_prefix_end(params)
-            if session and cfg.prompt_cache.enabled and session.get("last_ts") is not None \
-                    and started_ts - session["last_ts"] < 3600:
-                # the previous turn's prefix is probably still in the prompt cache:
-                # pruning inside it would throw the cache away
-                protected = max(protected, prompt_cache.conversation_prefix_end(messages))
-            result = pruning.prune_messages(
-                messages, system=req.system, max_tokens=cfg.pruning.auto_threshold_tokens, level="auto",
-                settings=cfg.pruning, model=model, protected_prefix=protected, budget_used_share=budget_share,
-            )
-            if result.tokens_after < result.tokens_before:
-                params["messages"] = result.messages
-                prune_info = {
-                    "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
-                    "level": result.level, "reduction_pct": result.reduction_pct, "notes": result.notes,
-                    "removed": result.removed[:20],
-                }
+        # 4. pruning of long contexts, after the part already in the prompt cache
+        protected = prompt_cache.cache_prefix_end(params)
+        if session and cfg.prompt_cache.enabled and session.get("last_ts") is not None \
+                and started_ts - session["last_ts"] < 3600:
+            # the previous turn's prefix is probably still in the prompt cache:
+            # pruning inside it would throw the cache away
+            protected = max(protected, prompt_cache.conversation_prefix_end(messages))
+        prune_info = self.auto_prune(params, model, protected_prefix=protected, budget_share=budget_share)
 
         # 5. prompt caching
         timing = prompt_cache.SessionTiming(session["gaps"]) if session else None
@@ -499,6 +490,26 @@ class Engine:
     def _log_metrics(self, result: CompletionResult) -> None:
         if self.metrics is not None:
             self.metrics.write(result)
+
+    def auto_prune(self, params: dict, model: str, *, protected_prefix: int, budget_share: float | None) -> dict | None:
+        """Prune ``params["messages"]`` in place when the context passes the
+        configured threshold; returns what was done, or None."""
+        cfg = self.config.pruning
+        messages = params["messages"]
+        if tokens.estimate_request_tokens(messages, params.get("system"), params.get("tools"), model) <= cfg.auto_threshold_tokens:
+            return None
+        result = pruning.prune_messages(
+            messages, system=params.get("system"), max_tokens=cfg.auto_threshold_tokens, level="auto",
+            settings=cfg, model=model, protected_prefix=protected_prefix, budget_used_share=budget_share,
+        )
+        if result.tokens_after >= result.tokens_before:
+            return None
+        params["messages"] = result.messages
+        return {
+            "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
+            "level": result.level, "reduction_pct": result.reduction_pct, "notes": result.notes,
+            "removed": result.removed[:20],
+        }
 
     # -- budget ---------------------------------------------------------------
 

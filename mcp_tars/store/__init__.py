@@ -67,7 +67,9 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL across process crashes
             conn.execute("PRAGMA foreign_keys = ON")
-        except (sqlite3.DatabaseError, OSError) as e:
+        except sqlite3.DatabaseError as e:
+            raise self._failure("opened", e) from e
+        except OSError as e:
             raise StoreError(f"cannot open the database {self.path}: {e}. "
                              "Check the path (MCP_TARS_DB), its permissions and free disk space.") from e
         self.conn = conn
