@@ -85,7 +85,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import anthropic
 
-from . import clock, prompt_cache, pruning, routing, tokens
+from . import clock, prompt_cache, routing, tokens
 from .budget import BudgetGuard
 from .config import BatchSettings
 from .engine import (
@@ -93,8 +93,9 @@ from .engine import (
     CompletionResult,
     Engine,
     InputError,
-    check_scalars,
     build_messages,
+    check_scalars,
+    request_params,
     response_text,
 )
 from .pricing import Usage, attribute_call
@@ -477,21 +478,10 @@ def _new_task_id() -> str:
     return "task_" + uuid.uuid4().hex
 
 
-def _base_params(req: CompletionRequest, messages: list[dict]) -> dict:
-    """The request's Messages API params other than the model, as the engine builds them."""
-    params: dict[str, Any] = {"messages": messages, "max_tokens": req.max_tokens}
-    if req.system is not None:
-        params["system"] = req.system
-    for key in ("temperature", "top_p", "stop_sequences", "tools", "tool_choice"):
-        if getattr(req, key) is not None:
-            params[key] = getattr(req, key)
-    return params
-
-
 def _cache_params(req: CompletionRequest, messages: list[dict], tier: str) -> dict:
     """The response-cache key params, exactly as the engine forms them: the
     caller's request (before pruning) on the pinned model or the routing tier."""
-    return {**_base_params(req, messages), "model": req.model or f"tier:{tier}"}
+    return {**request_params(req, messages), "model": req.model or f"tier:{tier}"}
 
 
 def _request_dict(req: CompletionRequest) -> dict:
@@ -588,23 +578,9 @@ class DeferredQueue:
             budget_used_share=share if (share is not None and cfg.budget.policy == "downgrade") else None,
         )
         model = decision.model
-        params = {"model": model, **_base_params(req, messages)}
-
-        prune_info = None
-        estimated = tokens.estimate_request_tokens(messages, req.system, req.tools, model)
-        if estimated > cfg.pruning.auto_threshold_tokens:
-            result = pruning.prune_messages(
-                messages, system=req.system, max_tokens=cfg.pruning.auto_threshold_tokens, level="auto",
-                settings=cfg.pruning, model=model, protected_prefix=prompt_cache.cache_prefix_end(params),
-                budget_used_share=share,
-            )
-            if result.tokens_after < result.tokens_before:
-                params["messages"] = result.messages
-                prune_info = {
-                    "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
-                    "level": result.level, "reduction_pct": result.reduction_pct, "notes": result.notes,
-                    "removed": result.removed[:20],
-                }
+        params = {"model": model, **request_params(req, messages)}
+        prune_info = engine.auto_prune(params, model, protected_prefix=prompt_cache.cache_prefix_end(params),
+                                       budget_share=share)
         estimate = engine.estimate_cost(params, model) * float(engine.prices.batch_multiplier)
         decisions = {"routing": {k: getattr(decision, k) for k in ("model", "level", "score", "reason", "pinned",
                                                                      "sticky", "downgraded")},
