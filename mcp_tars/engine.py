@@ -192,6 +192,28 @@ def tenant_of(api_key: str | None, namespace: str | None) -> str:
     return "key:" + digest[:16]
 
 
+_CLASSIFY_MEMO_MAX_CHARS = 4000
+_CLASSIFY_MEMO_ENTRIES = 4096
+_classify_memo: dict[tuple, routing.Complexity] = {}
+
+
+def _classify(req: CompletionRequest, messages: list[dict], settings) -> routing.Complexity:
+    """routing.classify, remembered for short plain prompts: a question asked
+    again (the usual cache hit) skips the regex work. classify is pure, so the
+    memo is keyed on everything it reads (prompt, string system, settings)."""
+    if (req.prompt is None or req.tools is not None or len(req.prompt) > _CLASSIFY_MEMO_MAX_CHARS
+            or not (req.system is None or (isinstance(req.system, str) and len(req.system) <= _CLASSIFY_MEMO_MAX_CHARS))):
+        return routing.classify(messages, req.system, req.tools, settings=settings)
+    key = (req.prompt, req.system, id(settings))
+    found = _classify_memo.get(key)
+    if found is None:
+        found = routing.classify(messages, req.system, None, settings=settings)
+        if len(_classify_memo) >= _CLASSIFY_MEMO_ENTRIES:
+            _classify_memo.clear()  # bounded; refilling costs one classify per question
+        _classify_memo[key] = found
+    return found
+
+
 def response_text(content: list[dict]) -> str:
     return "".join(b.get("text", "") for b in content if b.get("type") == "text")
 
@@ -297,7 +319,7 @@ class Engine:
         messages = build_messages(req, cfg)
         warnings: list[str] = []
 
-        complexity = routing.classify(messages, req.system, req.tools, settings=cfg.routing)
+        complexity = _classify(req, messages, cfg.routing)
         params = request_params(req, messages)
 
         # 1. response cache: keyed on the pinned model, or on the routing tier
