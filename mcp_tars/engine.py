@@ -194,7 +194,8 @@ def tenant_of(api_key: str | None, namespace: str | None) -> str:
 
 _CLASSIFY_MEMO_MAX_CHARS = 4000
 _CLASSIFY_MEMO_ENTRIES = 4096
-_classify_memo: dict[tuple, routing.Complexity] = {}
+# values hold the settings object itself, so its id() in the key cannot be reused while remembered
+_classify_memo: dict[tuple, tuple[Any, routing.Complexity]] = {}
 
 
 def _classify(req: CompletionRequest, messages: list[dict], settings) -> routing.Complexity:
@@ -207,11 +208,11 @@ def _classify(req: CompletionRequest, messages: list[dict], settings) -> routing
     key = (req.prompt, req.system, id(settings))
     found = _classify_memo.get(key)
     if found is None:
-        found = routing.classify(messages, req.system, None, settings=settings)
+        found = (settings, routing.classify(messages, req.system, None, settings=settings))
         if len(_classify_memo) >= _CLASSIFY_MEMO_ENTRIES:
             _classify_memo.clear()  # bounded; refilling costs one classify per question
         _classify_memo[key] = found
-    return found
+    return found[1]
 
 
 def response_text(content: list[dict]) -> str:
