@@ -137,20 +137,56 @@ _CONSTANT = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
 _CREDENTIAL_MENTION = re.compile(r"(?i)passw|passphrase|secret|token|api[ _-]?key|credential|private[ _-]?key|access[ _-]?key")
 
 
+# Frequent English letter pairs: words and identifiers are made of them, random strings much less.
+_COMMON_BIGRAMS = frozenset(
+    """th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi
+    ri ro ic ne ea ra ce li ch ll be ma si om ur ca el ta la ns di fo ho pe ec pr no ct us ac ot il tr ly nc et
+    ut ss so rs un lo wi ge ie wh ee wa em ad ol rt po we na ul ni ts mo ow pa im mi ai sh ir su id os iv ia am
+    fi ci vi pl ig tu ev ld ry mp fe bl ab gh ty op wo sa ay ex ke fr oo av ag if ap gr od bo sp rd do uc bu ei
+    ov by rm ep tt oc fa ef cu rn sc gi da yo cr cl du ga qu ue ff ba ey ls va um pp ua up lu go ht ru ug ds lt
+    pi rc rr eg au ck ew mu br bi pt ak pu ui rg ib tl ny ki rk ys ob mm fu ph og ms ye ud mb ip ub oi rl gu dr
+    hr cc tw ft wn nu af hu nn eo vo rv nf xp gn sm fl iz ok nl my gl aw sy oa tn dl dd cy jo""".split()
+)
+
+
+def _wordlike(token: str) -> float:
+    """Share of adjacent letter pairs that are common in English (about 0.8 for
+    words and identifiers, well under 0.5 for most random strings)."""
+    lowered = token.lower()
+    pairs = [lowered[i : i + 2] for i in range(len(lowered) - 1) if lowered[i].isalpha() and lowered[i + 1].isalpha()]
+    return sum(p in _COMMON_BIGRAMS for p in pairs) / len(pairs) if pairs else 0.0
+
+
+def _class_switches(token: str) -> float:
+    classes = ["u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "p" for c in token]
+    return sum(1 for a, b in zip(classes, classes[1:]) if a != b) / max(1, len(token))
+
+
 def _looks_generated(token: str, min_length: int = 20) -> bool:
-    """A token mixing cases and digits (or symbols) with frequent switches
+    """A long token mixing cases and digits (or symbols) with frequent switches
     between character classes: a random secret, not a CamelCase identifier."""
     body = token.split("-", 1)[-1] if len(token.split("-", 1)[-1]) >= min_length else token
     if len(body) < min_length:
         return False
     upper = sum(c.isupper() for c in body)
     lower = sum(c.islower() for c in body)
-    other = len(body) - upper - lower  # digits and symbols
-    if upper < 2 or lower < 2 or other < 2:
+    if upper < 2 or lower < 2 or len(body) - upper - lower < 2:
         return False
-    classes = ["u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "p" for c in body]
-    switches = sum(1 for a, b in zip(classes, classes[1:]) if a != b)
-    return switches >= len(body) * 0.35
+    return _class_switches(body) >= 0.35
+
+
+def _looks_like_a_value(token: str) -> bool:
+    """Next to a credential's name, a shorter token is its value when it looks
+    random: mixed character classes, frequent switches or unusual letter pairs."""
+    if len(token) < 8:
+        return False
+    upper = sum(c.isupper() for c in token)
+    lower = sum(c.islower() for c in token)
+    other = len(token) - upper - lower
+    if (upper > 0) + (lower > 0) + (other > 0) < 2:
+        return False
+    switches, wordlike = _class_switches(token), _wordlike(token)
+    return (switches >= 0.5 and wordlike < 0.7) or (other >= 1 and wordlike < 0.5 and switches >= 0.2) or (switches >= 0.35 and wordlike < 0.6)
 
 
 def _redact_assignments(text: str, note) -> str:
@@ -185,7 +221,7 @@ def _redact_near_mentions(text: str, note) -> str:
             named = [n for n in _CONSTANT.findall(line) if is_credential_name(n)]
 
             def token(m: re.Match) -> str:
-                if not _looks_generated(m.group(0), min_length=8) or m.group(0) in named:
+                if m.group(0) in named or not _looks_like_a_value(m.group(0)):
                     return m.group(0)
                 note(named[0] if named else "credential value")
                 return REDACTED

@@ -62,14 +62,15 @@ class PruningLevel(BaseModel):
     summarize: bool = Field(True, description="Replace dropped messages by a summary of their facts; false leaves only a one-line marker saying how much was dropped.")
     summary_max_tokens: int = Field(2000, ge=0, le=100_000, description="Largest summary, in tokens.")
     summary_max_share: float = Field(0.3, gt=0, le=1, description="Largest summary as a share of the tokens it replaces, so that pruning a short history still saves.")
+    summary_min_tokens: int = Field(400, ge=0, le=100_000, description="The summary may always use this many tokens, whatever summary_max_share allows (a short history can be dense in facts).")
 
 
 class PruningLevels(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    light: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=20, summary_max_tokens=2000, summary_max_share=0.2), description="Interactive sessions: keep the last 20 messages.")
-    medium: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=10, summary_max_tokens=3000, summary_max_share=0.2), description="Long-running tasks: keep the last 10 messages plus a summary.")
-    aggressive: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=3, summary_max_tokens=1500, summary_max_share=0.15), description="Batch work: a summary plus the last 3 messages.")
+    light: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=20, summary_max_tokens=3000, summary_max_share=0.2), description="Interactive sessions: keep the last 20 messages.")
+    medium: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=10, summary_max_tokens=5000, summary_max_share=0.2), description="Long-running tasks: keep the last 10 messages plus a summary.")
+    aggressive: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=3, summary_max_tokens=2000, summary_max_share=0.15), description="Batch work: a summary plus the last 3 messages.")
 
     def get(self, name: str) -> PruningLevel:
         return getattr(self, name)
@@ -477,10 +478,23 @@ class _Pruner:
                     if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("id"):
                         self.tool_names[b["id"]] = str(b.get("name", "tool"))
                         self.tool_inputs[b["id"]] = b.get("input") if isinstance(b.get("input"), dict) else {}
+        # Characters each message could lose to waste removal at most: lets auto
+        # skip a waste-only attempt that cannot reach the target.
+        keep_chars = (s.head_tokens + s.tail_tokens) * CHARS_PER_TOKEN
+        tool_limit_chars = s.oversized_tool_result_tokens * CHARS_PER_TOKEN / 2
+        text_limit_chars = s.oversized_text_tokens * CHARS_PER_TOKEN / 2
+        self.waste_chars = [0] * self.n
+
+        def oversized(length: int, limit_chars: float) -> float:
+            return max(0.0, length - keep_chars) if length > limit_chars else 0.0
+
         later_text: dict[str, str] = {}  # text -> description of the later copy
         later_files: set[str] = set()
         for i in range(self.n - 1, -1, -1):
             content = self.messages[i].get("content")
+            waste = 0.0
+            if isinstance(content, str):
+                waste += oversized(len(content), text_limit_chars)
             for j in range(len(_blocks(content)) - 1, -1, -1):
                 block = content[j]
                 if not isinstance(block, dict):
@@ -500,21 +514,40 @@ class _Pruner:
                         if path in later_files and len(text) >= sup_chars:
                             self.superseded[(i, j)] = path
                         later_files.add(path)
+                    waste += len(text) if (i, j) in self.duplicate_of or (i, j) in self.superseded else oversized(len(text), tool_limit_chars)
+                    waste += _image_count([block]) * tok.IMAGE_TOKENS * CHARS_PER_TOKEN
                 elif kind == "tool_use":
                     tool_input = block.get("input") if isinstance(block.get("input"), dict) else {}
                     name = str(block.get("name", "tool"))
                     written = _write_field(name, tool_input)
                     for key, value in tool_input.items():
-                        if not isinstance(value, str) or len(value) < dup_chars:
+                        if not isinstance(value, str):
+                            continue
+                        waste += oversized(len(value), tool_limit_chars)
+                        if len(value) < dup_chars:
                             continue
                         if value in later_text:
                             self.duplicate_of[(i, j, key)] = later_text[value]
+                            waste += len(value)
                         elif written and key == written[1] and written[0] in later_files:
                             self.superseded[(i, j, key)] = written[0]
+                            waste += len(value)
                         else:
                             later_text[value] = f"the later {key} of {name} ({block.get('id')})"
                     if written:
                         later_files.add(written[0])
+                elif kind == "text":
+                    waste += oversized(len(str(block.get("text", ""))), text_limit_chars)
+                elif kind in ("image", "document"):
+                    waste += tok.IMAGE_TOKENS * CHARS_PER_TOKEN
+                elif kind in ("thinking", "redacted_thinking"):
+                    waste += len(str(block.get("thinking", block.get("data", ""))))
+            self.waste_chars[i] = int(waste)
+
+    def waste_bound_tokens(self, prefix: int) -> int:
+        """At most how many tokens waste removal can save after the prefix (generous)."""
+        chars = sum(self.waste_chars[prefix : self.tail_start])
+        return int(chars * tok.family_factor(self.model) / 2)  # 2 characters per cl100k token: a safe upper bound
 
     # -- trimming a kept message
 
@@ -678,7 +711,7 @@ class _Pruner:
                     rendered = value if isinstance(value, str) else json.dumps(value)
                     (long if len(rendered) > 200 else short).append((key, rendered))
                 if short:
-                    call = f"{name}(" + ", ".join(f"{k}={v}" for k, v in short) + ")"
+                    call = f"{name}: " + (short[0][1] if len(short) == 1 else ", ".join(f"{k}: {v}" for k, v in short))
                     weight = READ_CALL_WEIGHT if _READ_ONLY_TOOL.search(name) else TOOL_CALL_WEIGHT
                     out.append(Fragment(call, f"{name} call", weight, order, False))
                 for key, value in long:
@@ -735,16 +768,26 @@ class _Pruner:
         if credential_names:
             credentials = "Credentials mentioned (values withheld): " + ", ".join(credential_names[:20])
             budget_chars -= len(credentials) + 1
-        for _ in range(3):  # the chars-per-token guess can be off for unusual text: check and shrink
-            chosen = select_units(units, max(0.0, budget_chars), covered)
+        def render(chosen: list) -> str:
             lines = body + format_units(chosen) + ([credentials] if credentials else [])
-            text = header + "; facts kept from them, oldest first:\n" + "\n".join(lines) + "\n]" if lines else bare
-            tokens = tok.estimate_text_tokens(text, self.model)
-            if tokens <= budget or not chosen:
-                break
-            budget_chars -= (tokens - budget) * self.chars_per_token + 20
-        else:
-            text = header + "; facts kept from them, oldest first:\n" + "\n".join(body + ([credentials] if credentials else [])) + "\n]" if body or credentials else bare
+            return header + "; facts kept from them, oldest first:\n" + "\n".join(lines) + "\n]" if lines else bare
+
+        # Characters per token vary with the text: select, count exactly, and
+        # rescale the character budget (down when over, up when well under).
+        text = render([])
+        if tok.estimate_text_tokens(text, self.model) > budget:
+            text = bare
+        chosen_count = -1
+        for _ in range(4):
+            chosen = select_units(units, max(0.0, budget_chars), covered)
+            candidate = render(chosen)
+            tokens = tok.estimate_text_tokens(candidate, self.model)
+            if tokens <= budget:
+                text = candidate
+                if tokens >= 0.9 * budget or len(chosen) == chosen_count:
+                    break  # full, or more room would not add anything
+                chosen_count = len(chosen)
+            budget_chars *= min(2.0, 0.95 * budget / max(1, tokens))
         self._summary_cache[cache_key] = text
         return text, notes
 
@@ -793,7 +836,7 @@ class _Pruner:
             cap = level_settings.summary_max_tokens
             if target is not None:  # auto: a summary may use the room the target leaves
                 cap = max(cap, int(s.auto_summary_target_share * target))
-            budget = min(cap, int(replaced * level_settings.summary_max_share))
+            budget = min(cap, max(level_settings.summary_min_tokens, int(replaced * level_settings.summary_max_share)))
             if summary_cap is not None:
                 budget = min(budget, summary_cap)
             kept_tokens = sum(self._tokens_of(m, i) for i, m in zip(range(k, self.n), kept))
@@ -932,7 +975,8 @@ class _Pruner:
             return draft
         start = choose_level(tokens_before, target, budget_used_share, self.settings)
         under_pressure = budget_used_share is not None and budget_used_share >= self.settings.budget_escalate_share
-        if start == "light" and not under_pressure:
+        if not under_pressure and tokens_before - self.waste_bound_tokens(prefix) <= target:
+            # Before dropping anything, see whether removing waste is enough.
             draft = self.assemble(prefix, prefix, "light", target)
             if draft.tokens <= target:
                 draft.notes.append("waste removal alone reached the target; no message was dropped")

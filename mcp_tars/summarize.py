@@ -74,7 +74,8 @@ _VALUE = re.compile(
 |(?P<qty>\b\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|us|ns|s|sec|secs|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?
       |[KMGTP]i?B|[KMGT]i|[kKMG]b?ps|%|x|rps|qps|req/s|cores?|vCPUs?|CPUs?|GPUs?|USD|EUR|tokens?|users?|requests?
       |rows?|records?|replicas?|nodes?|pods?|shards?|workers?|threads?|connections?|retries|attempts?|items?|files?|lines?)\b)
-|(?P<port>\bport\s*[:=]?\s*\d{2,5}\b|:\d{4,5}\b)
+|(?P<port>(?i:port)\s*[:=]?\s*\d{2,5}\b|:\d{4,5}\b)
+|(?P<kv>\b[A-Za-z][\w.-]*=(?!=)[^\s,;&"')\]}]+)
 |(?P<ticket>\b[A-Z][A-Z0-9]{1,9}-\d{1,6}\b|\#\d{2,7}\b)
 |(?P<hex>\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b)
 |(?P<host>\b[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+\b)
@@ -185,6 +186,9 @@ def _value_weight(kind: str, value: str, prose: bool) -> float:
         if kind == "hex" and prose:
             return 2.5  # a commit sha someone mentions is a fact
         return _KIND_WEIGHT[kind]
+    if kind == "kv":  # key=value inside a line: a setting, worth what its key says
+        key = value.split("=", 1)[0]
+        return 2.5 if _IMPORTANT_KEY.search(key) else 0.5
     if kind == "date":
         return 1.5 if prose else (0.1 if len(value) > 10 else 0.5)
     if kind == "host":

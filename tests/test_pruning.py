@@ -1,0 +1,452 @@
+"""Unit tests of context pruning (mcp_tars.pruning, summarize, credentials)."""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+
+import pytest
+
+from mcp_tars import tokens as tok
+from mcp_tars.credentials import REDACTED, redact_credentials
+from mcp_tars.pruning import (
+    PruningSettings,
+    choose_level,
+    prune_messages,
+    validate_conversation,
+)
+
+SETTINGS = PruningSettings()
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def tool_call(tool_id, name, tool_input, text=None, thinking=None):
+    blocks = []
+    if thinking:
+        blocks.append({"type": "thinking", "thinking": thinking, "signature": "sig-" + tool_id})
+    if text:
+        blocks.append({"type": "text", "text": text})
+    blocks.append({"type": "tool_use", "id": tool_id, "name": name, "input": tool_input})
+    return {"role": "assistant", "content": blocks}
+
+
+def tool_result(tool_id, content, is_error=False):
+    block = {"type": "tool_result", "tool_use_id": tool_id, "content": content}
+    if is_error:
+        block["is_error"] = True
+    return {"role": "user", "content": [block]}
+
+
+def chatter(n, start=0):
+    """n alternating user/assistant messages of plain talk (n even)."""
+    out = []
+    for i in range(start, start + n // 2):
+        out.append(user(f"Step {i}: please tidy up the module number {i} and report back."))
+        out.append(assistant(f"Done with step {i}. I renamed two helpers and re-ran the tests, all green."))
+    return out
+
+
+def text_of(messages) -> str:
+    return "\n".join(tok.content_text(m["content"]) for m in messages)
+
+
+def log_output(lines, seed=0, marker=None):
+    rng = random.Random(seed)
+    out = [
+        f"2026-11-2{rng.randint(0, 9)}T14:{rng.randint(10, 59)}:{rng.randint(10, 59)}Z INFO req={rng.getrandbits(48):012x} "
+        f"GET /api/v1/items status=200 dur={rng.randint(2, 900)}ms"
+        for _ in range(lines)
+    ]
+    if marker:
+        out.insert(lines // 2, marker)
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- basics
+
+
+def test_under_target_is_returned_unchanged():
+    messages = chatter(6) + [user("What next?")]
+    result = prune_messages(messages, max_tokens=100_000, settings=SETTINGS)
+    assert result.level == "none"
+    assert result.messages == messages
+    assert result.tokens_before == result.tokens_after == tok.estimate_request_tokens(messages)
+    assert result.reduction_pct == 0.0
+
+
+@pytest.mark.parametrize("level, kept", [("light", 20), ("medium", 10), ("aggressive", 3)])
+def test_explicit_levels_keep_the_last_messages_and_summarise_the_rest(level, kept):
+    messages = chatter(60) + [user("Summarise where we are.")]
+    result = prune_messages(messages, max_tokens=100, level=level, settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.level == level
+    # The kept part is the input's tail (the first kept user turn also carries the
+    # summary); it opens on a user turn, so an even count keeps one more.
+    if messages[-kept]["role"] == "assistant":
+        kept += 1
+    tail = messages[-kept:]
+    assert result.messages[1:] == tail[1:]
+    assert result.messages[0]["content"][0]["text"].startswith("[Summary of ")
+    assert result.messages[0]["content"][-1] == {"type": "text", "text": tail[0]["content"]}
+    dropped = [r for r in result.removed if r["action"] == "dropped"]
+    assert dropped == [{"action": "dropped", "first_index": 0, "last_index": len(messages) - kept - 1,
+                        "count": len(messages) - kept, "tokens": dropped[0]["tokens"]}]
+    assert result.tokens_after < result.tokens_before
+
+
+def test_an_even_keep_count_opens_on_the_user_turn_before():
+    messages = chatter(30) + [user("Go on.")]
+    # The last 10 messages start with an assistant message: one more is kept.
+    result = prune_messages(messages, max_tokens=100, level="medium", settings=SETTINGS)
+    assert len(result.messages) == 11
+    assert result.messages[0]["role"] == "user"
+
+
+def test_input_is_never_modified():
+    messages = _agent_session()
+    snapshot = copy.deepcopy(messages)
+    for level in ("auto", "light", "medium", "aggressive"):
+        result = prune_messages(messages, max_tokens=500, level=level, settings=SETTINGS)
+        # Mutating the result must not reach the input either.
+        for message in result.messages[1:]:
+            if isinstance(message["content"], list):
+                message["content"].append({"type": "text", "text": "mutated"})
+    assert messages == snapshot
+
+
+def test_bad_arguments_raise_value_errors_that_say_what_to_fix():
+    with pytest.raises(ValueError, match="non-empty list"):
+        prune_messages([], settings=SETTINGS)
+    with pytest.raises(ValueError, match="level must be one of"):
+        prune_messages([user("hi")], level="extreme", settings=SETTINGS)
+    with pytest.raises(ValueError, match="max_tokens"):
+        prune_messages([user("hi")], max_tokens=0, settings=SETTINGS)
+    with pytest.raises(ValueError, match="protected_prefix"):
+        prune_messages([user("hi")], protected_prefix=5, settings=SETTINGS)
+
+
+# ---------------------------------------------------------------- tool pairs, thinking, images
+
+
+def _agent_session():
+    messages = [user("Deploy target is prod-eu-west-3; the admin port is 8443. Fix the flaky tests.")]
+    for i in range(12):
+        messages.append(tool_call(f"toolu_{i:02d}", "bash", {"command": f"pytest -q tests/test_{i}.py"}, text=f"Running batch {i}.", thinking=f"Batch {i} next."))
+        messages.append(tool_result(f"toolu_{i:02d}", f"collected {i + 3} items\n{i + 3} passed in 0.{i}s"))
+    messages.append(assistant("All batches pass."))
+    messages.append(user("Which port was the admin one?"))
+    return messages
+
+
+def test_a_cut_inside_a_tool_loop_turns_orphaned_results_into_text():
+    messages = [user("Start.")]
+    for i in range(8):
+        messages.append(tool_call(f"t{i}", "bash", {"command": f"step {i}"}))
+        messages.append(tool_result(f"t{i}", f"output of step {i}"))
+    result = prune_messages(messages, max_tokens=50, level="aggressive", settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    first = result.messages[0]
+    assert first["role"] == "user"
+    assert all(b["type"] == "text" for b in first["content"])  # no tool_result without its tool_use
+    assert "[result of an earlier bash call]\noutput of step 6" in first["content"][1]["text"]
+    # The final pair stays intact.
+    assert result.messages[-2:] == messages[-2:]
+    assert any(r["action"] == "tool_results_inlined" for r in result.removed)
+
+
+def test_thinking_of_the_final_tool_loop_stays_and_older_thinking_goes():
+    messages = [user("Investigate.")]
+    for i in range(5):
+        messages.append(tool_call(f"t{i}", "bash", {"command": f"probe {i}"}, thinking=f"I should probe {i}."))
+        messages.append(tool_result(f"t{i}", f"probe {i} ok"))
+    result = prune_messages(messages, max_tokens=10, level="light", settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.messages[-2] == messages[-2]  # untouched, signature and all
+    kinds = [b["type"] for m in result.messages[:-2] if m["role"] == "assistant" for b in m["content"]]
+    assert "thinking" not in kinds
+    assert sum(r["action"] == "thinking_removed" for r in result.removed) == 4
+
+
+def test_old_images_become_markers_and_recent_ones_stay():
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    messages = [{"role": "user", "content": [image, {"type": "text", "text": "Here is the old screenshot."}]}]
+    messages += chatter(10)
+    messages.append({"role": "user", "content": [image, {"type": "text", "text": "And the new one: what changed?"}]})
+    result = prune_messages(messages, max_tokens=10, level="light", settings=SETTINGS)
+    assert result.messages[0]["content"][0] == {"type": "text", "text": "[image removed by context pruning: image/png]"}
+    assert result.messages[-1] == messages[-1]
+    assert [r["action"] for r in result.removed].count("image_removed") == 1
+
+
+# ---------------------------------------------------------------- waste removal
+
+
+def test_repeated_tool_output_keeps_only_the_latest_copy():
+    output = log_output(40, seed=1)
+    messages = [user("Check the service.")]
+    for i in range(3):
+        messages.append(tool_call(f"t{i}", "bash", {"command": "kubectl logs deploy/api"}))
+        messages.append(tool_result(f"t{i}", output))
+    messages += [assistant("Same logs each time."), user("ok")]
+    result = prune_messages(messages, max_tokens=10, level="light", settings=SETTINGS)
+    results = [b for m in result.messages for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    assert results[2]["content"] == output
+    for block in results[:2]:
+        assert block["content"] == "[Duplicate output removed by context pruning: identical to the later result of bash (t2).]"
+    dedup = [r for r in result.removed if r["action"] == "deduplicated"]
+    assert [r["tool_use_id"] for r in dedup] == ["t0", "t1"]
+    assert all(r["tokens_removed"] > 100 for r in dedup)
+
+
+def test_oversized_tool_result_keeps_head_and_tail_with_a_marker_that_counts_the_cut():
+    lines = [f"line {i:04d}: value={i * 7}" for i in range(2000)]
+    output = "\n".join(lines)
+    messages = [user("Dump the table."), tool_call("t0", "bash", {"command": "dump"}), tool_result("t0", output), assistant("Dumped."), user("Thanks.")]
+    result = prune_messages(messages, max_tokens=10, level="light", settings=SETTINGS)
+    shortened = result.messages[2]["content"][0]["content"]
+    assert shortened.startswith("line 0000: value=0\nline 0001")
+    assert shortened.endswith("line 1999: value=13993")
+    marker = re.search(r"\[\.\.\. ([\d,]+) characters \(~([\d,]+) tokens, ([\d,]+) lines\) cut from the middle of this tool result by context pruning \.\.\.\]", shortened)
+    assert marker, shortened[:3000]
+    cut_chars = int(marker.group(1).replace(",", ""))
+    kept_chars = len(shortened) - len(marker.group(0)) - 2  # the marker's own line breaks
+    assert cut_chars + kept_chars == len(output)
+    assert int(marker.group(3).replace(",", "")) > 1000
+    assert tok.estimate_text_tokens(shortened) < SETTINGS.head_tokens + SETTINGS.tail_tokens + 100
+    truncated = [r for r in result.removed if r["action"] == "truncated"]
+    assert truncated and truncated[0]["index"] == 2 and truncated[0]["tokens_removed"] > 10_000
+
+
+def test_older_full_versions_of_a_file_are_superseded_but_partial_reads_are_not():
+    v1 = "\n".join(f"def handler_{i}():\n    return {i}" for i in range(60))
+    v2 = v1 + "\n\ndef added():\n    return 'new'"
+    messages = [
+        user("Refactor src/app.py."),
+        tool_call("r1", "read_file", {"path": "src/app.py"}), tool_result("r1", v1),
+        tool_call("p1", "read_file", {"path": "src/app.py", "offset": 10, "limit": 5}), tool_result("p1", "\n".join(v1.splitlines()[10:15]) * 20),
+        tool_call("w1", "write_file", {"path": "src/app.py", "content": v2}), tool_result("w1", "written"),
+        tool_call("r2", "read_file", {"path": "./src/app.py"}), tool_result("r2", v2 + "\n# formatted"),
+        assistant("Refactored."), user("Good."),
+    ]
+    result = prune_messages(messages, max_tokens=10, level="light", settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    superseded = {(r["index"], r.get("field")) for r in result.removed if r["action"] == "superseded"}
+    assert superseded == {(2, None), (5, "content")}
+    assert result.messages[2]["content"][0]["content"] == "[Older version of src/app.py removed by context pruning: a newer version appears later.]"
+    assert result.messages[5]["content"][-1]["input"]["content"].startswith("[Older version of src/app.py")
+    assert result.messages[4] == messages[4]  # a partial read is no version of the file
+    assert result.messages[8] == messages[8]  # the latest version stays
+
+
+def test_waste_removal_alone_is_used_when_it_reaches_the_target():
+    output = log_output(300, seed=2)
+    messages = [user("Look at the logs.")] + [m for i in range(2) for m in (tool_call(f"t{i}", "bash", {"command": "logs"}), tool_result(f"t{i}", output))]
+    messages += [assistant("Looked."), user("And?")]
+    target = tok.estimate_request_tokens(messages) // 2 + 200
+    result = prune_messages(messages, max_tokens=target, level="auto", settings=SETTINGS)
+    assert result.level == "light"
+    assert "waste removal alone reached the target; no message was dropped" in result.notes
+    assert len(result.messages) == len(messages)
+    assert result.tokens_after <= target
+
+
+# ---------------------------------------------------------------- summaries and credentials
+
+
+def test_summary_keeps_the_facts_an_agent_needs_later():
+    messages = [
+        user("We're releasing billing v2. Deploy target is prod-eu-west-3 and the admin port is 8443."),
+        assistant("Noted. I'll ask Priya Raman for the approval, she owns billing."),
+        user("Decision: we use Redis Streams instead of Kafka. Runbook: https://wiki.acme.io/page/k7/billing-rollout"),
+        tool_call("t1", "read_file", {"path": "config/billing.yaml"}),
+        tool_result("t1", "replicas: 3\nmemory_limit: 24 GiB\ndb_host: billing-db-07.acme-corp.internal\nlog_level: info"),
+        assistant("The override file is /etc/acme/billing/limits.yaml; I pinned the SDK to 2.14.3 (OPS-4821)."),
+        user("Open question: should the cut-over on 2027-03-14 wait for the audit?"),
+    ] + chatter(40) + [user("Remind me of everything we settled before the release.")]
+    result = prune_messages(messages, max_tokens=100, level="aggressive", settings=SETTINGS)
+    summary = result.summary or ""
+    for fact in ("prod-eu-west-3", "8443", "Priya Raman", "Redis Streams", "https://wiki.acme.io/page/k7/billing-rollout",
+                 "24 GiB", "billing-db-07.acme-corp.internal", "/etc/acme/billing/limits.yaml", "2.14.3", "OPS-4821", "2027-03-14"):
+        assert fact in summary, fact
+    assert summary in text_of(result.messages)
+
+
+def test_credential_values_never_reach_the_output_but_their_names_do():
+    secrets = {
+        "sk_live_51HxQ2eKp9Zr8TuVw3YbN7mAc": "export STRIPE_SECRET_KEY=sk_live_51HxQ2eKp9Zr8TuVw3YbN7mAc",
+        "hunter2-Tr0ub4dor": "DB_PASSWORD=hunter2-Tr0ub4dor",
+        "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5": "GITHUB_TOKEN: ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5",
+        "AKIAIOSFODNN7EXAMPLE": "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+        "s3cr3tpw": "postgres://app:s3cr3tpw@db.internal:5432/app",
+        "zaWbVwvrQ7f2bD": "The client reads SENTRY_AUTH_TOKEN (currently zaWbVwvrQ7f2bD).",
+    }
+    messages = [user("Here is the env:\n" + "\n".join(secrets.values()))]
+    messages += [tool_call("t0", "bash", {"command": "cat .env"}), tool_result("t0", "\n".join(secrets.values())), assistant("Read it.")]
+    messages += chatter(12)
+    messages += [tool_call("t1", "bash", {"command": "env | grep KEY"}), tool_result("t1", secrets["sk_live_51HxQ2eKp9Zr8TuVw3YbN7mAc"]), assistant("Checked.")]
+    messages += [user("Which variables hold credentials?")]
+    for level in ("light", "medium", "aggressive"):
+        result = prune_messages(messages, max_tokens=100, level=level, settings=SETTINGS)
+        out = str(result.messages)
+        for value in secrets:
+            assert value not in out, (level, value)
+        assert "STRIPE_SECRET_KEY" in out and "DB_PASSWORD" in out and "GITHUB_TOKEN" in out
+        assert "db.internal:5432" in out  # the host in a URL survives its password
+    # The kept (light) window had the credential redacted in place, and says so.
+    light = prune_messages(messages, max_tokens=100, level="light", settings=SETTINGS)
+    assert any(r["action"] == "credentials_redacted" and r["names"] == ["STRIPE_SECRET_KEY"] for r in light.removed)
+
+
+@pytest.mark.parametrize("text, names", [
+    ("DB_PASSWORD=hunter22 PORT=5432", ["DB_PASSWORD"]),
+    ('"api_key": "abc123def456ghi789"', ["api_key"]),
+    ("--token=abc123xyz", ["token"]),
+    ("the password is Tr0ub4dor&3", ["password"]),
+    ("Authorization: Bearer abcdefghijklmnop1234567890", ["Bearer token"]),
+    ("key sk-ant-api03-abcdefghijklmnopqrstuv", ["Anthropic API key"]),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----", ["private key"]),
+])
+def test_credential_detection(text, names):
+    redacted, found = redact_credentials(text)
+    assert found == names
+    assert REDACTED in redacted
+
+
+@pytest.mark.parametrize("text", [
+    "max_tokens: 1024", "input_tokens=523 output_tokens=12", "SORT_KEY=created_at", "ssh_key_path=/home/u/.ssh/id_rsa",
+    "    token = parser.get('metric', 258)", "password: ${DB_PASSWORD}", "the token budget is 4000 tokens",
+    "commit 9f3c2ab1 deployed", "getUserAccountBalanceForId2 is slow", "prod-eu-west-3-canary-cluster-2",
+])
+def test_ordinary_text_is_not_mistaken_for_credentials(text):
+    assert redact_credentials(text) == (text, [])
+
+
+def test_summarizer_hook_gets_redacted_history_and_falls_back_when_it_fails():
+    messages = [user("STRIPE_SECRET_KEY=sk_live_51HxQ2eKp9Zr8TuVw3YbN7mAc and deploy to prod-eu-west-3.")] + chatter(30) + [user("Go.")]
+    seen = []
+
+    def summarizer(history):
+        seen.append(history)
+        return "The user shared a Stripe key and wants a deploy to prod-eu-west-3."
+
+    result = prune_messages(messages, max_tokens=100, level="medium", settings=SETTINGS, summarizer=summarizer)
+    assert len(seen) == 1 and "sk_live_" not in str(seen[0]) and "STRIPE_SECRET_KEY" in str(seen[0])
+    assert "wants a deploy to prod-eu-west-3" in result.summary
+    assert "summary: abstractive, completed with extracted facts" in result.notes
+
+    def broken(history):
+        raise RuntimeError("API down")
+
+    result = prune_messages(messages, max_tokens=100, level="medium", settings=SETTINGS, summarizer=broken)
+    assert "prod-eu-west-3" in result.summary
+    assert any(n.startswith("abstractive summary failed (RuntimeError: API down)") for n in result.notes)
+
+
+# ---------------------------------------------------------------- cached prefix
+
+
+def test_the_cached_prefix_is_never_modified():
+    messages = chatter(20) + [tool_call("t0", "bash", {"command": "logs"}), tool_result("t0", log_output(600)), assistant("Done.")]
+    messages += chatter(30, start=100) + [user("Next?")]
+    prefix = 8
+    result = prune_messages(messages, max_tokens=2000, level="aggressive", protected_prefix=prefix, settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.protected_prefix_messages == prefix
+    assert all(a is b for a, b in zip(result.messages[:prefix], messages[:prefix]))
+    assert result.messages[prefix]["content"][0]["text"].startswith("[Summary of ")
+    assert any(n.startswith(f"kept the cached prefix of {prefix} messages") for n in result.notes)
+    assert result.tokens_after < result.tokens_before
+
+
+def test_the_breakpoint_moves_when_pruning_inside_the_prefix_is_cheaper():
+    big = log_output(3000, seed=5)
+    messages = [user("Analyse."), tool_call("t0", "bash", {"command": "logs"}), tool_result("t0", big), assistant("Analysed.")]
+    messages += chatter(6) + [user("Now what?")]
+    result = prune_messages(messages, max_tokens=3000, level="auto", protected_prefix=4, settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.protected_prefix_messages == 0
+    note = next(n for n in result.notes if n.startswith("moved the cache breakpoint"))
+    assert "cached prefix of 4 messages" in note
+    assert result.tokens_after <= 3000
+    # With moving disabled, the prefix stays and the target is reported unreachable.
+    pinned = prune_messages(messages, max_tokens=3000, level="auto", protected_prefix=4,
+                            settings=PruningSettings(allow_cache_breakpoint_move=False))
+    assert pinned.messages[:4] == messages[:4]
+    assert any("not reachable" in n for n in pinned.notes)
+
+
+# ---------------------------------------------------------------- levels and size
+
+
+def test_choose_level_by_size_and_budget():
+    assert choose_level(900, 1000, None) == "none"
+    assert choose_level(1400, 1000, None) == "light"
+    assert choose_level(2500, 1000, None) == "medium"
+    assert choose_level(50_000, 1000, None) == "aggressive"
+    assert choose_level(1400, 1000, 0.85) == "medium"
+    assert choose_level(2500, 1000, 0.85) == "aggressive"
+    assert choose_level(1400, 1000, 0.97) == "aggressive"
+
+
+def test_auto_escalates_until_the_target_is_met():
+    messages = chatter(80) + [user("Continue.")]
+    size = tok.estimate_request_tokens(messages)
+    result = prune_messages(messages, max_tokens=int(size / 1.3), level="auto", settings=SETTINGS)
+    assert result.level == "light" and result.tokens_after <= size / 1.3
+    result = prune_messages(messages, max_tokens=300, level="auto", settings=SETTINGS)
+    assert result.tokens_after <= 300
+    assert validate_conversation(result.messages) == []
+
+
+def test_a_500k_token_conversation_is_pruned_to_10k_with_its_facts():
+    rng = random.Random(11)
+    messages = [user("Project kickoff. Deploy target is prod-ap-south-1-b2, the queue is acme-prod-ledger-events-v7, Lars Eriksen approves.")]
+    while tok.estimate_request_tokens(messages) < 510_000:
+        i = len(messages)
+        messages.append(tool_call(f"t{i}", "bash", {"command": f"kubectl logs deploy/ledger-{i % 7}"}, text="Checking the logs."))
+        messages.append(tool_result(f"t{i}", log_output(rng.randint(2, 30), seed=i)))
+        messages.append(assistant(f"Batch {i} looks healthy; p99 latency {rng.randint(100, 900)} ms."))
+        messages.append(user(rng.choice(["continue", "next one", "ok, keep going"])))
+    assert len(messages) > 2000
+    result = prune_messages(messages, max_tokens=10_000, level="auto", settings=SETTINGS)
+    assert result.tokens_before >= 500_000
+    assert result.tokens_after <= 10_000
+    assert result.reduction_pct >= 95.0
+    assert validate_conversation(result.messages) == []
+    out = text_of(result.messages)
+    for fact in ("prod-ap-south-1-b2", "acme-prod-ledger-events-v7", "Lars Eriksen"):
+        assert fact in out
+
+
+# ---------------------------------------------------------------- validator
+
+
+@pytest.mark.parametrize("messages, problem", [
+    ([], "non-empty list"),
+    ([assistant("hi")], "first message must come from the user"),
+    ([user("a"), user("b")], "roles must alternate"),
+    ([user("   ")], "content is empty"),
+    ([{"role": "user", "content": []}], "empty list"),
+    ([user("a"), tool_call("t1", "bash", {}), user("no result")], "not answered by a tool_result"),
+    ([user("a"), tool_call("t1", "bash", {}), tool_result("t2", "x")], "does not answer a tool_use"),
+    ([user("a"), tool_call("t1", "bash", {}), {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "tool_result", "tool_use_id": "t1", "content": "x"}]}], "must come before any other block"),
+    ([user("a"), tool_call("t1", "bash", {}), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}] * 2}], "answered twice"),
+    ([{"role": "user", "content": [{"type": "tool_use", "id": "x", "name": "n", "input": {}}]}], "belong to assistant messages"),
+    ([{"role": "system", "content": "x"}], "role must be"),
+])
+def test_validator_reports_what_the_api_would_reject(messages, problem):
+    problems = validate_conversation(messages)
+    assert any(problem in p for p in problems), problems
+
+
+def test_validator_accepts_a_final_assistant_prefill_and_tool_loops():
+    assert validate_conversation([user("a"), {"role": "assistant", "content": ""}]) == []
+    assert validate_conversation(_agent_session()) == []
