@@ -70,11 +70,12 @@ def _growth(values: list[float]) -> str:
 
 def table(cache_rows: list[dict], reports: dict[int, dict[str, float]]) -> str:
     lines = ["Response cache, ms per operation (p50 / p99; file database; growth of p50 per 10x entries)",
-             f"{'operation':<22}" + "".join(f"{f'{r['entries']:,} entries':>20}" for r in cache_rows) + "   growth (p50)"]
+             f"{'operation':<22}" + "".join(f"{str(format(r['entries'], ',')) + ' entries':>20}" for r in cache_rows)
+             + "   growth (p50)"]
     for label, key in (("lookup, exact hit", "exact"), ("lookup, semantic hit", "semantic"),
                        ("lookup, miss", "miss"), ("insert", "insert")):
         p50 = [r[f"{key}_p50_ms"] for r in cache_rows]
-        cells = "".join(f"{f'{r[f'{key}_p50_ms']:.3f} / {r[f'{key}_p99_ms']:.3f}':>20}" for r in cache_rows)
+        cells = "".join(f"{'%.3f / %.3f' % (r[key + '_p50_ms'], r[key + '_p99_ms']):>20}" for r in cache_rows)
         lines.append(f"{label:<22}{cells}   {_growth(p50)}")
     correct = ", ".join(f"{r['entries']:,}: exact {r['exact_correct']}, semantic {r['semantic_correct']}, "
                         f"miss {r['miss_correct']}" for r in cache_rows)
@@ -82,7 +83,7 @@ def table(cache_rows: list[dict], reports: dict[int, dict[str, float]]) -> str:
     sizes = sorted(reports)
     lines.append("")
     lines.append("Reports over the ledger, seconds (median; growth per 10x rows)")
-    lines.append(f"{'report':<34}" + "".join(f"{f'{s:,} rows':>14}" for s in sizes) + "   growth")
+    lines.append(f"{'report':<34}" + "".join(f"{format(s, ',') + ' rows':>14}" for s in sizes) + "   growth")
     for name in reports[sizes[0]]:
         values = [reports[s][name] for s in sizes]
         if name.startswith("(insert"):
