@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import random
 import string
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -291,7 +290,7 @@ def _log_lines(rng: random.Random, p: Project, count: int) -> list[str]:
 
 def _pytest_output(rng: random.Random, p: Project) -> str:
     tests = [f"{rng.choice(p.files[-5:])}::test_{_slug(rng, 2)}" for _ in range(rng.randint(15, 45))]
-    lines = [f"============================= test session starts ==============================", f"platform linux -- Python 3.11.{rng.randint(2, 9)}, pytest-8.{rng.randint(0, 3)}.{rng.randint(0, 5)}, pluggy-1.5.0", f"rootdir: /home/dev/{p.repo}", f"collected {len(tests)} items", ""]
+    lines = ["============================= test session starts ==============================", f"platform linux -- Python 3.11.{rng.randint(2, 9)}, pytest-8.{rng.randint(0, 3)}.{rng.randint(0, 5)}, pluggy-1.5.0", f"rootdir: /home/dev/{p.repo}", f"collected {len(tests)} items", ""]
     failed = rng.sample(tests, k=rng.randint(0, 3))
     for t in tests:
         lines.append(f"{t} {'FAILED' if t in failed else 'PASSED'}")
@@ -324,7 +323,7 @@ def _git_log(rng: random.Random, p: Project, count: int, planted: tuple[str, str
 
 
 def _yaml_config(rng: random.Random, p: Project, planted: list[tuple[str, str]]) -> str:
-    lines = [f"service: {p.service}", f"environment: {rng.choice(ENVS)}", "server:", f"  host: 0.0.0.0", f"  port: {rng.choice([8000, 8080, 9000])}", f"  workers: {rng.randint(2, 16)}", "database:", f"  pool_size: {rng.randint(5, 50)}", f"  statement_timeout_ms: {rng.randint(1000, 30000)}", "cache:", f"  backend: redis", f"  ttl_seconds: {rng.randint(60, 86400)}", "features:"]
+    lines = [f"service: {p.service}", f"environment: {rng.choice(ENVS)}", "server:", "  host: 0.0.0.0", f"  port: {rng.choice([8000, 8080, 9000])}", f"  workers: {rng.randint(2, 16)}", "database:", f"  pool_size: {rng.randint(5, 50)}", f"  statement_timeout_ms: {rng.randint(1000, 30000)}", "cache:", "  backend: redis", f"  ttl_seconds: {rng.randint(60, 86400)}", "features:"]
     for _ in range(rng.randint(4, 12)):
         lines.append(f"  {_slug(rng, 2)}: {rng.choice(['true', 'false'])}")
     lines.append("limits:")
@@ -481,7 +480,8 @@ def _plant(b: _Builder, fact: PlantedFact, carrier: str, pool: str, alt: str) ->
     elif carrier == "config":
         b.user_request()
         key = rng.choice(_CONFIG_KEYS[fact.kind])
-        path = f"config/{rng.choice(ENVS)}-{_slug(rng, 1)}.yaml"
+        # A distinct file per planted config: re-reading a file shows its newer version, not another file.
+        path = f"config/{rng.choice(ENVS)}-{_slug(rng, 1)}-{len(b.messages)}.yaml"
         _, fact.message_index = b.tool_step("Let me read the configuration.", [("read_file", {"path": path}, _yaml_config(rng, p, [(key, v)]), False)])
         b.assistant_or_continue()
     elif carrier == "env":

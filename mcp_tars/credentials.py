@@ -53,7 +53,7 @@ _HARMLESS_LAST_PARTS = frozenset(
 
 # name <sep> value, where sep is = or : and the value may be quoted.
 _ASSIGNMENT = re.compile(
-    r"""(?P<name>(?<![\w-])--?[A-Za-z][\w-]*|\b[A-Za-z_][\w.-]*)["']?(?P<sp1>[ \t]*)(?P<sep>:=|=|:)(?P<sp2>[ \t]*)"""
+    r"""(?P<name>(?<![\w-])--?[A-Za-z][\w-]*|\b[A-Za-z_][\w.-]*)["']?(?P<sp1>[ \t]*)(?P<sep>:=|=(?!=)|:)(?P<sp2>[ \t]*)"""
     r"""(?:"(?P<vq>[^"\n]+)"|'(?P<vs>[^'\n]+)'|(?P<vu>[^\s"',;}\]]+))"""
 )
 # "the password is hunter2", "token was abc123..."
@@ -101,9 +101,12 @@ def _is_weak_name(name: str) -> bool:
     return not strong
 
 
+_VERSION_LIKE = re.compile(r"^[=<>~^!]*v?\d+(?:\.\d+)+(?:[-+.][\w.]+)?$")
+
+
 def _looks_random(value: str) -> bool:
-    """A value that looks generated: long, mixing letters and digits, not a word or a path."""
-    if len(value) < 12 or "/" in value or " " in value:
+    """A value that looks generated: long, mixing letters and digits, not a word, a path or a version."""
+    if len(value) < 12 or "/" in value or " " in value or _VERSION_LIKE.match(value):
         return False
     has_digit = any(c.isdigit() for c in value)
     has_alpha = any(c.isalpha() for c in value)

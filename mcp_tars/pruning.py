@@ -29,12 +29,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import tokens as tok
-from .credentials import REDACTED, redact_credentials
+from .credentials import redact_credentials
 from .summarize import Fragment, FragmentUnits, format_units, fragment_units, select_units, values_in
 
 LEVEL_NAMES = ("light", "medium", "aggressive")
@@ -433,7 +433,6 @@ class _Draft:
     removed: list[dict]
     notes: list[str]
     protected_prefix: int
-    dropped: int
 
 
 class _Pruner:
@@ -809,7 +808,7 @@ class _Pruner:
             return k - 1 if k - 1 > prefix or self.messages[k - 1].get("role") == "user" else k
         return k
 
-    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None, tail_trim: bool = False, summary_cap: int | None = None) -> _Draft:
+    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None, tail_trim: bool = False) -> _Draft:
         """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1."""
         s = self.settings
         messages = self.messages
@@ -837,14 +836,15 @@ class _Pruner:
             if target is not None:  # auto: a summary may use the room the target leaves
                 cap = max(cap, int(s.auto_summary_target_share * target))
             budget = min(cap, max(level_settings.summary_min_tokens, int(replaced * level_settings.summary_max_share)))
-            if summary_cap is not None:
-                budget = min(budget, summary_cap)
             kept_tokens = sum(self._tokens_of(m, i) for i, m in zip(range(k, self.n), kept))
             if target is not None:
                 budget = min(budget, target - prefix_tokens - kept_tokens - 30)
+            # Values the kept conversation already states need no room in the summary.
             covered_text = "\n".join(tok.content_text(m.get("content", "")) for m in kept)
-            if prefix and sum(len(tok.content_text(m.get("content", ""))) for m in messages[:prefix]) < 200_000:
-                covered_text += "\n".join(tok.content_text(m.get("content", "")) for m in messages[:prefix])
+            if prefix:
+                prefix_text = "\n".join(tok.content_text(m.get("content", "")) for m in messages[:prefix])
+                if len(prefix_text) < 200_000:  # scanning a huge cached prefix would cost more than it saves
+                    covered_text += "\n" + prefix_text
             if dropped > 0 or budget >= 40:
                 summary_text, summary_notes = self._summary(prefix, k, cut, budget, covered_text, level)
                 notes.extend(summary_notes)
@@ -853,7 +853,7 @@ class _Pruner:
         out.extend(self._bridge(prefix, k, kept, summary_text, removed, notes))
         index_of = {id(messages[i]): i for i in range(k, self.n)}
         tokens = prefix_tokens + sum(self._tokens_of(m, index_of.get(id(m), -1)) for m in out[prefix:])
-        return _Draft(out, tokens, level, summary_text, removed, notes, prefix, dropped)
+        return _Draft(out, tokens, level, summary_text, removed, notes, prefix)
 
     def _tokens_of(self, message: dict, i: int) -> int:
         """Tokens of ``message``; free when it is input message ``i`` or a trimmed copy already counted."""
@@ -913,9 +913,6 @@ class _Pruner:
             merged = {**first, "content": blocks}
             return [merged] + rest
         return [{"role": "user", "content": blocks}] + kept
-
-
-
 
     # -- strategies
 
@@ -1042,6 +1039,8 @@ def prune_messages(
         draft = _maybe_move_breakpoint(pruner, draft, level, max_tokens, budget_used_share, before)
 
     notes = list(draft.notes)
+    if pruner.meter.estimated_messages:
+        notes.append(f"tokens of the {pruner.meter.estimated_messages:,} oldest messages were estimated from a sample of their neighbours")
     if input_problems:
         notes.append(f"the input is not a valid conversation ({input_problems[0]}); validity of the output is not guaranteed")
     elif problems := validate_conversation(draft.messages):

@@ -6,11 +6,13 @@ approves, what was decided, what is still open. So the summary is built from
 *units* (sentences of prose, lines of tool output), each scored by the
 fact-like values it carries (URLs, paths, hosts, versions, quantities,
 identifiers, names...), by who wrote it (the user's words weigh most) and by
-cue words (decisions, constraints, questions). Units are picked greedily by
-new value per token (values already present in the kept conversation count
-as covered), then printed in their original order so that later statements
-read as later. Credential values never pass: every unit is redacted first and
-only the credential's name is listed.
+cue words (decisions, constraints, questions); in long tool outputs, lines
+whose template is rare stand out and routine ones are not even scored. Units
+are picked greedily by new value per character (values already present in
+the kept conversation count as covered), then printed in their original
+order so that later statements read as later. Credential values never pass:
+any unit that may hold one is redacted first, and only the credential's name
+is listed.
 """
 
 from __future__ import annotations
@@ -221,10 +223,10 @@ def unit_values(text: str, prose: bool) -> tuple[tuple[str, float], ...]:
     for m in _VALUE.finditer(text):
         kind = m.lastgroup or ""
         value = m.group(0).rstrip(".,:;")
-        if kind == "name":  # also credit the parts: "Priya Raman" answers "Priya"
+        if kind == "name":  # the parts count too: once "Priya Raman" is in, "Priya" is known
             for word in value.split():
                 if word not in _COMMON_CAPS:
-                    found.setdefault(word, 0.0)
+                    found.setdefault(word, 0.3)
         weight = _value_weight(kind, value, prose)
         if weight > found.get(value, 0.0):
             found[value] = weight

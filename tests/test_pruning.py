@@ -324,6 +324,7 @@ def test_credential_detection(text, names):
     "max_tokens: 1024", "input_tokens=523 output_tokens=12", "SORT_KEY=created_at", "ssh_key_path=/home/u/.ssh/id_rsa",
     "    token = parser.get('metric', 258)", "password: ${DB_PASSWORD}", "the token budget is 4000 tokens",
     "commit 9f3c2ab1 deployed", "getUserAccountBalanceForId2 is slow", "prod-eu-west-3-canary-cluster-2",
+    "pip install auth-sdk==7.12.19-hotfix1", "The token parser uses JetStream2 and getUserById",
 ])
 def test_ordinary_text_is_not_mistaken_for_credentials(text):
     assert redact_credentials(text) == (text, [])
