@@ -305,7 +305,7 @@ FILLERS = _words("""
 # Function words dropped from the terms (they carry no meaning a guard needs).
 STOPWORDS = _words("""
     a an the is are am be been being do does doing of at as that this these those there here it its
-    what so such let lets has have having
+    what which so such let lets has have having
 """)
 
 # Kept in the word order (they make direction), never terms themselves.
@@ -335,7 +335,7 @@ SOFT_TERMS = {
 }
 
 QUESTION_WORDS = {"how": "how", "why": "why", "when": "when", "where": "where", "who": "who",
-                  "whom": "who", "whose": "whose", "which": "which"}
+                  "whom": "who", "whose": "whose"}  # "which" asks like "what": dropped with it
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
@@ -522,7 +522,10 @@ _FRAMES_HOW = """
     what is the proper way to|what is the recommended way to|what is a good way to|
     what is the way to|the best way to|best way to|the right way to|the correct way to|
     the proper way to|is there a way to|show me how to|explain how to|tell me how to|
-    teach me how to|teach me to|what are the steps to|the steps to|steps to|in what way can i
+    teach me how to|teach me to|what are the steps to|the steps to|steps to|in what way can i|
+    is there any way to|what are the best ways to|what are some ways to|what are some good ways to|
+    what are good ways to|what are the ways to|what should i do to|what can i do to|what do i do to|
+    what is the best way for me to|how would i go about
 """
 _FRAMES_WHY = "how come|for what reason|what is the reason|what is the reason that"
 FRAMES: dict[tuple[str, ...], str | None] = {}
@@ -555,7 +558,9 @@ _STEM_EXCEPTIONS = _words("""
     string thing spring bring during nothing something anything everything morning evening king ring
     sing wing swing sting ceiling wedding pudding red bed need feed seed speed indeed hundred used
     class glass less unless process success access address express across boss loss cross
-""")
+    glasses goods arms manners customs savings earnings clothes spirits ashes quarters remains premises
+    grounds odds looks outskirts regards belongings surroundings closed
+""")  # plurals with a sense of their own (glasses != glass), "closed" != "close" (near)
 _STEM_IRREGULAR = {"used": "use", "using": "use", "uses": "use", "children": "child", "men": "man",
                    "women": "woman", "people": "person", "mice": "mouse", "feet": "foot", "teeth": "tooth",
                    "geese": "goose", "data": "data", "went": "go", "ran": "run", "wrote": "write",
@@ -1025,7 +1030,7 @@ class _Analyser:
         self._add(term)
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=4096)
 def analyse(text: str) -> QueryAnalysis:
     """Analyse one question (pure, cached)."""
     an = _Analyser()
@@ -1188,15 +1193,14 @@ def _lookalike(a: str, b: str) -> bool:
 
 
 def _order_compatible(a: QueryAnalysis, b: QueryAnalysis) -> bool:
-    """Same word order, segment by segment. A topic tag may be written either
-    way ("reverse a list in python" = "python: reverse a list"): an edge
-    segment labelled "in X" on one side may stand for a bare "X" segment of
-    the other, on one side at a time (so "python in java" != "java in python")."""
+    """Same words in the same order, segment by segment. The one freedom: a
+    topic segment at one end may move to the other end, and "in X" may stand
+    for a bare "X" there ("how do I reverse a list in python" = "python:
+    reverse a list, how?"). Swapping inner segments is a different question
+    ("python for web, java for mobile" != "java for web, python for mobile")."""
     common = Counter(_seq_elements(a)) & Counter(_seq_elements(b))
     va, vb = _order_view(a, common), _order_view(b, common)
-    if Counter(va) == Counter(vb):
-        return True
-    return Counter(_relax_topic(va, vb)) == Counter(vb) or Counter(va) == Counter(_relax_topic(vb, va))
+    return va == vb or vb in _edge_moves(va) or va in _edge_moves(vb)
 
 
 def _order_view(x: QueryAnalysis, common: Counter) -> list[tuple[str | None, tuple[str, ...]]]:
@@ -1208,14 +1212,17 @@ def _order_view(x: QueryAnalysis, common: Counter) -> list[tuple[str | None, tup
     return segs
 
 
-def _relax_topic(segs: list, other: list) -> list:
-    """Drop the preposition of an edge topic segment when the other side has the same words as a bare segment."""
-    bare = {seq for label, seq in other if label is None}
-    out = list(segs)
-    for i in {0, len(out) - 1} if len(out) >= 2 else ():
-        label, seq = out[i]
-        if label in TOPIC_PREPOSITIONS and seq in bare:
-            out[i] = (None, seq)
+def _edge_moves(segs: list) -> list[list]:
+    """``segs`` with its first segment moved to the end or its last to the
+    front, the moved segment's topic preposition kept or dropped."""
+    if len(segs) < 2:
+        return []
+    out = []
+    for moved, rest, to_front in ((segs[0], segs[1:], False), (segs[-1], segs[:-1], True)):
+        labels = {moved[0], None} if moved[0] in TOPIC_PREPOSITIONS else {moved[0]}
+        for label in labels:
+            seg = (label, moved[1])
+            out.append([seg, *rest] if to_front else [*rest, seg])
     return out
 
 
