@@ -26,6 +26,7 @@ the cache again; that choice is explained in ``notes``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ class PruneResult:
     removed: list[dict]
     protected_prefix_messages: int
     notes: list[str] = field(default_factory=list)
+    input_messages: int = 0  # how many messages the pruned input had
+    input_fingerprint: str = ""  # conversation_fingerprint of that input (see extend_pruned)
 
     @property
     def tokens_saved(self) -> int:
@@ -135,6 +138,8 @@ class PruneResult:
             "removed": self.removed,
             "protected_prefix_messages": self.protected_prefix_messages,
             "notes": self.notes,
+            "input_messages": self.input_messages,
+            "input_fingerprint": self.input_fingerprint,
         }
 
 
@@ -388,6 +393,7 @@ class _Meter:
         self.model = model
         self.system_tokens = tok.estimate_text_tokens(tok.content_text(system), model) if system else 0
         texts = [tok.content_text(m.get("content", "")) for m in messages]
+        self.fingerprint = _fingerprint(messages, texts)
         exact_from = len(messages)
         budget = exact_max_chars
         while exact_from > 0 and budget >= len(texts[exact_from - 1]):
@@ -1028,7 +1034,7 @@ def prune_messages(
     before = pruner.meter.total()
 
     def unchanged(notes: list[str]) -> PruneResult:
-        return PruneResult(list(messages), before, before, 0.0, "none", None, [], protected_prefix, notes)
+        return PruneResult(list(messages), before, before, 0.0, "none", None, [], protected_prefix, notes, len(messages), pruner.meter.fingerprint)
 
     if before <= max_tokens:
         return unchanged([f"already within the target ({before:,} <= {max_tokens:,} tokens)"])
@@ -1050,7 +1056,40 @@ def prune_messages(
     reduction = round(100.0 * (before - draft.tokens) / before, 1)
     # Copies after the prefix, so a caller adding cache_control to the result cannot touch its input.
     output = draft.messages[: draft.protected_prefix] + [_copy(m) for m in draft.messages[draft.protected_prefix :]]
-    return PruneResult(output, before, draft.tokens, reduction, draft.level, draft.summary, draft.removed, draft.protected_prefix, notes)
+    return PruneResult(output, before, draft.tokens, reduction, draft.level, draft.summary, draft.removed, draft.protected_prefix, notes, len(messages), pruner.meter.fingerprint)
+
+
+def conversation_fingerprint(messages: list[dict]) -> str:
+    """A digest of the roles and text of ``messages`` (what ``extend_pruned`` compares)."""
+    return _fingerprint(messages, [tok.content_text(m.get("content", "")) for m in messages])
+
+
+def _fingerprint(messages: list[dict], texts: list[str]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for message, text in zip(messages, texts):
+        digest.update(f"{message.get('role')}\x00{len(text)}\x00".encode())
+        digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def extend_pruned(previous: PruneResult, messages: list[dict]) -> list[dict] | None:
+    """The previous pruned conversation followed by what was added since, when
+    ``messages`` continues the conversation ``previous`` pruned; else None.
+
+    An agent resends its whole history every turn. Pruning it afresh each turn
+    moves the cut and rewrites the summary, so the prompt cache never hits.
+    Reusing the previous result keeps the pruned prefix byte-stable: send the
+    extension while it stays under the threshold, and when it outgrows it,
+    prune the *extension* with ``protected_prefix=len(previous.messages)``.
+    The extension is valid whenever the previous result was: the new messages
+    continue from the same last user turn.
+    """
+    n = previous.input_messages
+    if previous.level == "none" or n == 0 or len(messages) <= n:
+        return None
+    if conversation_fingerprint(messages[:n]) != previous.input_fingerprint:
+        return None
+    return list(previous.messages) + messages[n:]
 
 
 def _maybe_move_breakpoint(pruner: _Pruner, kept: _Draft, level: str, target: int, budget_used_share: float | None, before: int) -> _Draft:

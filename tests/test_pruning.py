@@ -13,6 +13,7 @@ from mcp_tars.credentials import REDACTED, redact_credentials
 from mcp_tars.pruning import (
     PruningSettings,
     choose_level,
+    extend_pruned,
     prune_messages,
     validate_conversation,
 )
@@ -451,3 +452,21 @@ def test_validator_reports_what_the_api_would_reject(messages, problem):
 def test_validator_accepts_a_final_assistant_prefill_and_tool_loops():
     assert validate_conversation([user("a"), {"role": "assistant", "content": ""}]) == []
     assert validate_conversation(_agent_session()) == []
+
+
+def test_a_previous_pruning_is_extended_so_the_pruned_prefix_stays_byte_stable():
+    turn1 = _agent_session()
+    first = prune_messages(turn1, max_tokens=300, level="aggressive", settings=SETTINGS)
+    turn2 = turn1 + [assistant("Port 8443."), user("And the deploy target?")]
+    extended = extend_pruned(first, turn2)
+    assert extended == first.messages + turn2[len(turn1):]
+    assert validate_conversation(extended) == []
+    # Pruning the extension later keeps the already-sent part as the cached prefix.
+    again = prune_messages(extended, max_tokens=200, level="aggressive", protected_prefix=len(first.messages),
+                           settings=PruningSettings(allow_cache_breakpoint_move=False))
+    assert again.messages[: len(first.messages)] == first.messages
+    # A conversation that does not continue the pruned one is not extended.
+    edited = copy.deepcopy(turn2)
+    edited[0]["content"] = "A different start."
+    assert extend_pruned(first, edited) is None
+    assert extend_pruned(first, turn1) is None
