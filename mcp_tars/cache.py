@@ -723,9 +723,11 @@ def _language_of(words: list[str]) -> str | None:
 
 def _tokenize(text: str) -> list[_Tok]:
     text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
-    text = _CHUNK.sub(_quote_compact_code, text)
-    for pattern, repl in _CONTRACTIONS:
-        text = pattern.sub(repl, text)
+    if _CODE_CHARS.search(text):
+        text = _CHUNK.sub(_quote_compact_code, text)
+    if "'" in text or "annot" in text.lower():
+        for pattern, repl in _CONTRACTIONS:
+            text = pattern.sub(repl, text)
     toks: list[_Tok] = []
     sentence_start = True
     for m in _TOKEN_RE.finditer(text):
@@ -794,6 +796,7 @@ def _tokenize(text: str) -> list[_Tok]:
     return toks
 
 
+_CODE_CHARS = re.compile(r"[\[\](){}=<>:`]")
 _CHUNK = re.compile(r"```.*?(?:```|$)|`[^`\n]+`|[^\s`]+", re.S)
 _SIMPLE_PARENTHESIS = re.compile(r"\([\w'-]+\)")
 
