@@ -12,6 +12,7 @@ used to decide and to estimate baselines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,6 +35,8 @@ from .store import Store, StoreError
 from .store import ledger
 
 log = logging.getLogger("mcp_tars.engine")
+
+MAX_PRUNED_SESSIONS = 512  # sessions whose pruned prefix is remembered (in memory, per process)
 
 
 class InputError(ValueError):
@@ -285,6 +288,7 @@ class Engine:
         self.cache = ResponseCache(store, config.cache) if cache_on else None
         self.metrics = metrics
         self.budget = BudgetGuard(store, config.budget)
+        self._pruned_sessions: dict[tuple[str, str], pruning.PruneResult] = {}  # insertion-ordered, bounded
         from .batches import DeferredQueue  # batches builds on the engine; import here to avoid a cycle
 
         self.queue = DeferredQueue(self)
@@ -356,7 +360,8 @@ class Engine:
             # the previous turn's prefix is probably still in the prompt cache:
             # pruning inside it would throw the cache away
             protected = max(protected, prompt_cache.conversation_prefix_end(messages))
-        prune_info = self.auto_prune(params, model, protected_prefix=protected, budget_share=budget_share)
+        prune_info = self.auto_prune(params, model, protected_prefix=protected, budget_share=budget_share,
+                                     session_key=(self.tenant, req.session_id) if req.session_id else None)
 
         # 5. prompt caching
         timing = prompt_cache.SessionTiming(session["gaps"]) if session else None
@@ -514,23 +519,55 @@ class Engine:
         if self.metrics is not None:
             self.metrics.write(result)
 
-    def auto_prune(self, params: dict, model: str, *, protected_prefix: int, budget_share: float | None) -> dict | None:
+    def auto_prune(self, params: dict, model: str, *, protected_prefix: int, budget_share: float | None,
+                   session_key: tuple[str, str] | None = None) -> dict | None:
         """Prune ``params["messages"]`` in place when the context passes the
-        configured threshold; returns what was done, or None."""
+        configured threshold; returns what was done, or None.
+
+        Agents resend their whole history every turn. Pruning it afresh each
+        turn would move the cut and rewrite the summary, so the prompt cache
+        would never hit. Within a session the previous pruned conversation is
+        kept and extended with the new turns while it stays under the
+        threshold; when it outgrows it, only the part after that stable,
+        cached prefix is pruned."""
         cfg = self.config.pruning
-        messages = params["messages"]
-        if tokens.estimate_request_tokens(messages, params.get("system"), params.get("tools"), model) <= cfg.auto_threshold_tokens:
+        if not cfg.enabled:
             return None
+        raw = params["messages"]
+        system, tools = params.get("system"), params.get("tools")
+        raw_tokens = tokens.estimate_request_tokens(raw, system, tools, model)
+        base, protected, continued = raw, protected_prefix, False
+        previous = self._pruned_sessions.get(session_key) if session_key else None
+        if previous is not None:
+            extended = pruning.extend_pruned(previous, raw)
+            if extended is not None:
+                base, protected, continued = extended, len(previous.messages), True
+        base_tokens = tokens.estimate_request_tokens(base, system, tools, model) if continued else raw_tokens
+        if base_tokens <= cfg.auto_threshold_tokens:
+            if not continued:
+                return None
+            params["messages"] = base
+            return {"tokens_before": raw_tokens, "tokens_after": base_tokens, "level": previous.level,
+                    "reduction_pct": round(100 * (1 - base_tokens / max(raw_tokens, 1)), 1),
+                    "notes": ["continued this session's earlier pruning: the pruned prefix stays byte-stable "
+                              "for the prompt cache"], "removed": []}
         result = pruning.prune_messages(
-            messages, system=params.get("system"), max_tokens=cfg.auto_threshold_tokens, level="auto",
-            settings=cfg, model=model, protected_prefix=protected_prefix, budget_used_share=budget_share,
+            base, system=system, max_tokens=cfg.auto_target_tokens, level="auto", settings=cfg, model=model,
+            protected_prefix=protected, budget_used_share=budget_share,
         )
-        if result.tokens_after >= result.tokens_before:
+        if result.tokens_after >= raw_tokens:
             return None
+        if session_key:
+            # remember it against the caller's raw history, which is what the next turn extends
+            self._pruned_sessions[session_key] = dataclasses.replace(
+                result, input_messages=len(raw), input_fingerprint=pruning.conversation_fingerprint(raw))
+            while len(self._pruned_sessions) > MAX_PRUNED_SESSIONS:
+                self._pruned_sessions.pop(next(iter(self._pruned_sessions)))
         params["messages"] = result.messages
         return {
-            "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
-            "level": result.level, "reduction_pct": result.reduction_pct, "notes": result.notes,
+            "tokens_before": raw_tokens, "tokens_after": result.tokens_after,
+            "level": result.level, "reduction_pct": round(100 * (1 - result.tokens_after / max(raw_tokens, 1)), 1),
+            "notes": result.notes + (["pruned after this session's earlier pruned prefix"] if continued else []),
             "removed": result.removed[:20],
         }
 

@@ -1,0 +1,69 @@
+"""Pruning against the simulated API: every pruned conversation is accepted, and
+automatic pruning inside a session keeps the prompt cache working."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from conftest import make_config
+from mcp_tars.engine import CompletionRequest, Engine
+from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
+from mcp_tars.store import Store
+from test_pruning_properties import cases
+
+
+@pytest.fixture(scope="module")
+def shared_sim():
+    from mcp_tars.sim import SimulatedAnthropic
+
+    with SimulatedAnthropic() as s:
+        yield s
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_the_simulated_api_accepts_every_pruned_conversation(case, shared_sim, tmp_path_factory):
+    result = prune_messages(case["messages"], system=case["system"], max_tokens=case["max_tokens"],
+                            level=case["level"], settings=PruningSettings(), protected_prefix=case["protected_prefix"],
+                            budget_used_share=case["budget_used_share"])
+    assert validate_conversation(result.messages) == []
+    client = anthropic.Anthropic(api_key="test", base_url=shared_sim.base_url, max_retries=0,
+                                 _strict_response_validation=True)
+    params = {"model": "claude-haiku-5-5", "max_tokens": 16, "messages": result.messages}
+    if case["system"] is not None:
+        params["system"] = case["system"]
+    try:
+        client.messages.create(**params)  # raises on the 400 the API would give an invalid conversation
+    finally:
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_session_pruning_keeps_the_pruned_prefix_cached(tmp_path, api_env):
+    from bench.conversations import generate_session
+
+    session = generate_session(seed=3, target_tokens=70_000)
+    user_turns = [i for i, m in enumerate(session.messages)
+                  if m["role"] == "user" and i > 0 and session.messages[i - 1]["role"] == "assistant"]
+    engine = Engine(make_config(pruning={"auto_threshold_tokens": 20_000, "auto_target_tokens": 8_000}),
+                    Store(tmp_path / "p.db"))
+    results = []
+    try:
+        for end in user_turns[-30:]:
+            r = await engine.complete(CompletionRequest(messages=session.messages[: end + 1], system=session.system,
+                                                        max_tokens=100, model="claude-sonnet-5-5",
+                                                        session_id="long", use_cache=False))
+            results.append(r)
+    finally:
+        await engine.aclose()
+    pruned = [r for r in results if r.pruning]
+    assert len(pruned) >= 10
+    assert all(r.pruning["tokens_after"] < r.pruning["tokens_before"] for r in pruned)
+    # after the first pruned turn, the pruned prefix is reused, so most input is read from the prompt cache
+    later = pruned[2:]
+    read = sum(r.usage["cache_read_input_tokens"] for r in later)
+    total = sum(r.usage["input_tokens"] + r.usage["cache_creation_input_tokens"] + r.usage["cache_read_input_tokens"]
+                for r in later)
+    assert read / total > 0.6, (read, total)
