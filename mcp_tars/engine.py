@@ -36,6 +36,13 @@ from .store import ledger
 
 log = logging.getLogger("mcp_tars.engine")
 
+SUMMARY_SYSTEM_PROMPT = (
+    "You summarise the earlier part of a conversation between a user and an AI agent so the agent can "
+    "continue without it. Keep every fact it may need later: names, numbers with units, identifiers, file "
+    "paths, URLs, versions, hosts and ports, decisions taken and why, open questions and next steps. "
+    "Never include secret values. Write terse bullet points, no preamble."
+)
+SUMMARY_MAX_OUTPUT_TOKENS = 1500  # pruning trims the summary to its level's budget anyway
 MAX_PRUNED_SESSIONS = 512  # sessions whose pruned prefix is remembered (in memory, per process)
 
 
@@ -289,6 +296,7 @@ class Engine:
         self.metrics = metrics
         self.budget = BudgetGuard(store, config.budget)
         self._pruned_sessions: dict[tuple[str, str], pruning.PruneResult] = {}  # insertion-ordered, bounded
+        self._sync_client: anthropic.Anthropic | None = None  # abstractive summaries only
         from .batches import DeferredQueue  # batches builds on the engine; import here to avoid a cycle
 
         self.queue = DeferredQueue(self)
@@ -313,6 +321,8 @@ class Engine:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._sync_client is not None:
+            self._sync_client.close()
 
     # -- the pipeline --------------------------------------------------------
 
@@ -554,6 +564,7 @@ class Engine:
         result = pruning.prune_messages(
             base, system=system, max_tokens=cfg.auto_target_tokens, level="auto", settings=cfg, model=model,
             protected_prefix=protected, budget_used_share=budget_share,
+            summarizer=self.summarize_history if cfg.abstractive else None,
         )
         if result.tokens_after >= raw_tokens:
             return None
@@ -570,6 +581,61 @@ class Engine:
             "notes": result.notes + (["pruned after this session's earlier pruned prefix"] if continued else []),
             "removed": result.removed[:20],
         }
+
+    # -- abstractive summaries for pruning --------------------------------------
+
+    def summarizer_model(self) -> str:
+        """The model of abstractive summaries: the configured one, or the
+        cheapest model among the routing tiers."""
+        chosen = self.config.pruning.summarizer_model
+        if chosen:
+            return chosen
+        tiers = set(self.config.routing.tier_models.values())
+        return min(tiers, key=lambda m: self.prices.price(m)[0].input if self.prices.is_known(m) else float("inf"))
+
+    def summarize_history(self, messages: list[dict]) -> str:
+        """An abstractive summary of dropped history (credentials already
+        removed by pruning). The call is billed like any other and recorded in
+        the ledger; the response cache makes sure the same history is
+        summarised once. Synchronous: pruning is, and this is opt-in."""
+        transcript = "\n\n".join(f"{m['role'].upper()}: {tokens.content_text(m.get('content'))}" for m in messages)
+        model = self.summarizer_model()
+        params = {
+            "model": model, "max_tokens": SUMMARY_MAX_OUTPUT_TOKENS,
+            "system": SUMMARY_SYSTEM_PROMPT,
+            "messages": [{"role": "user", "content": transcript[:400_000]}],
+        }
+        if self.cache is not None:
+            hit = self.cache.lookup(params, self.tenant)
+            if hit is not None:
+                return hit.text
+        if self._sync_client is None:
+            self._sync_client = anthropic.Anthropic(
+                api_key=self._api_key, max_retries=self.config.api.max_retries,
+                timeout=self.config.api.timeout_seconds,
+                _strict_response_validation=os.environ.get("MCP_TARS_STRICT_RESPONSES") == "1")
+        started = time.perf_counter()
+        raw = self._sync_client.messages.with_raw_response.create(**params)
+        message = raw.parse()
+        usage = Usage.from_api(message.usage)
+        attribution = attribute_call(self.prices, usage=usage, model=message.model or model,
+                                     default_model=self.config.default_model)
+        row = self.ledger_row(
+            response_id=message.id, request_id=raw.headers.get("request-id"), ts=clock.now(), session_id=None,
+            source="api", model=message.model or model, requested_model=model, usage=usage,
+            attribution=attribution, stop_reason=message.stop_reason,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        row["decisions"] = {"purpose": "pruning_summary", "messages_summarised": len(messages)}
+        self._record_row(row, [])
+        content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+        text = response_text(content)
+        if self.cache is not None and attribution.cost_usd is not None and message.stop_reason == "end_turn":
+            self.cache.put(params, self.tenant, {"content": content, "model": message.model or model,
+                                                 "stop_reason": message.stop_reason, "usage": usage.as_api_dict()},
+                           cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
+                           savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+        return text
 
     # -- budget ---------------------------------------------------------------
 

@@ -67,3 +67,31 @@ async def test_session_pruning_keeps_the_pruned_prefix_cached(tmp_path, api_env)
     total = sum(r.usage["input_tokens"] + r.usage["cache_creation_input_tokens"] + r.usage["cache_read_input_tokens"]
                 for r in later)
     assert read / total > 0.6, (read, total)
+
+
+@pytest.mark.anyio
+async def test_abstractive_summary_is_billed_once_and_cached(tmp_path, api_env):
+    from bench.conversations import generate_session
+    from mcp_tars.store import ledger
+
+    session = generate_session(seed=5, target_tokens=40_000)
+    messages = session.messages
+    if messages[-1]["role"] != "user":
+        messages = messages[:-1]
+    config = make_config(pruning={"auto_threshold_tokens": 10_000, "auto_target_tokens": 4_000, "abstractive": True})
+    engine = Engine(config, Store(tmp_path / "a.db"))
+    try:
+        first = await engine.complete(CompletionRequest(messages=messages, system=session.system, max_tokens=50,
+                                                        model="claude-sonnet-5-5", use_cache=False))
+        again = await engine.complete(CompletionRequest(messages=messages, system=session.system, max_tokens=50,
+                                                        model="claude-sonnet-5-5", use_cache=False))
+    finally:
+        await engine.aclose()
+    assert first.pruning and any(n.startswith("summary: abstractive") for n in first.pruning["notes"]), first.pruning["notes"]
+    rows = engine.store.conn.execute(
+        "SELECT model, cost_usd FROM ledger WHERE decisions LIKE '%pruning_summary%'").fetchall()
+    assert len(rows) == 1, engine.store.conn.execute("SELECT source, model, decisions FROM ledger").fetchall()  # summarised once
+    assert rows[0][0] == "claude-haiku-5-5" and rows[0][1] > 0  # the cheapest tier, billed like any call
+    assert again.pruning and ledger.count(engine.store) == 3  # two answers + one summary
+    total = engine.store.conn.execute("SELECT SUM(cost_usd) FROM ledger").fetchone()[0]
+    assert abs(total - api_env.bill_total_usd()) < 1e-9
