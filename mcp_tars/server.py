@@ -187,6 +187,28 @@ def open_state(config: Config | None = None, db_path: str | None = None) -> AppS
     return AppState(config, store, engine, engine.queue)
 
 
+CACHE_PURGE_INTERVAL_SECONDS = 3600
+
+
+async def _purge_cache_by_policy(state: AppState, stop: asyncio.Event) -> None:
+    """Delete cached prompts and answers past their TTL or older than
+    monitoring.retention_days: at start-up, then hourly."""
+    cache = state.engine.cache
+    if cache is None:
+        return
+    while not stop.is_set():
+        try:
+            removed = cache.purge_expired(retention_days=state.config.monitoring.retention_days)
+            if removed:
+                log.info("response cache: removed %d expired answer(s)", removed)
+        except StoreError as e:
+            log.warning("response cache purge failed: %s", e)
+        try:
+            await asyncio.wait_for(stop.wait(), CACHE_PURGE_INTERVAL_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+
+
 def create_server(state_factory=open_state, *, run_worker: bool | None = None) -> MCPServer:
     """Build the MCP server. ``state_factory`` opens the config, store and engine
     once per process (when the server starts)."""
@@ -203,10 +225,12 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         enabled = state.config.batch.worker_enabled if run_worker is None else run_worker
         if enabled:
             worker = asyncio.create_task(state.queue.run_worker(stop))
+        retention = asyncio.create_task(_purge_cache_by_policy(state, stop))
         try:
             yield state
         finally:
             stop.set()
+            retention.cancel()
             if worker is not None:
                 worker.cancel()
                 try:
@@ -328,7 +352,7 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             data = reports.build_report(state.store, tenant=state.engine.tenant, period=period, group_by=group_by,
                                         since=since, until=until, budget=state.engine.budget_status(),
                                         settings=state.config.reports)
-        except ValueError as e:
+        except (ValueError, StoreError) as e:
             raise ToolError(str(e)) from e
         if format == "markdown":
             data["report"] = reports.render_markdown(data, settings=state.config.reports)

@@ -42,15 +42,19 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def http_server(env: dict, *args: str, port: int | None = None):
+def http_server(env: dict, *args: str, port: int | None = None, log_path: Path | None = None):
+    """The server in a subprocess; its stderr goes to ``log_path`` (a file, so a
+    verbose log can never fill a pipe and stall the server)."""
     port = port or _free_port()
+    log_path = log_path or Path(env["MCP_TARS_DB"]).parent / f"server-{port}.stderr"
+    log_file = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mcp_tars", "serve", "--transport", "http", "--port", str(port), *args],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
     try:
         deadline = time.monotonic() + 30
         while not _listening(port):
             if proc.poll() is not None:
-                raise AssertionError(f"server exited {proc.returncode}: {proc.stderr.read().decode()}")
+                raise AssertionError(f"server exited {proc.returncode}: {log_path.read_text()}")
             assert time.monotonic() < deadline, "server did not listen within 30 s"
             time.sleep(0.05)
         yield proc, port
@@ -61,6 +65,7 @@ def http_server(env: dict, *args: str, port: int | None = None):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log_file.close()
 
 
 def _post(port: int, body: bytes | dict, headers: dict | None = None) -> httpx2.Response:
