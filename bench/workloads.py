@@ -162,8 +162,10 @@ class Day:
 
 def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], list[str]]:
     """Questions that mean the same thing, joined from the labelled "hit" pairs
-    (groups: name -> texts), and the near misses of the "miss" pairs (each its
-    own question). Pairs that depend on a system prompt or history are left out."""
+    (groups: name -> texts; every text of the file is in one), and the near
+    misses: the second question of each "miss" pair, which must not be answered
+    with the first one's answer. Pairs that depend on a system prompt or
+    history are left out."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -183,13 +185,22 @@ def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], li
             parent[find(p["a"])] = find(p["b"])
         else:
             find(p["a"])
+            find(p["b"])
             near_misses.append(p["b"])
+    # the same words in another case or spacing are the same question (the
+    # labelled "paraphrase_surface" pairs say so): join them across pairs too
+    by_surface: dict[str, str] = {}
+    for text in list(parent):
+        surface = re.sub(r"\s+", "", text.lower()).rstrip("?.!")
+        if surface in by_surface:
+            parent[find(text)] = find(by_surface[surface])
+        else:
+            by_surface[surface] = text
     groups: dict[str, list[str]] = {}
     for text in list(parent):
         groups.setdefault(find(text), []).append(text)
     named = {f"g{i:03d}": sorted(texts) for i, (_, texts) in enumerate(sorted(groups.items()))}
-    known = {t for texts in named.values() for t in texts}
-    return named, sorted({t for t in near_misses if t not in known})
+    return named, sorted(set(near_misses))
 
 
 def _routing_prompts(path: Path = ROUTING_PATH) -> list[dict]:
@@ -265,8 +276,11 @@ def build_day(*, quick: bool = False, seed: int = 2026) -> Day:
         text = rng.choice(groups[name])
         add("question", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400},
             frozenset(answer_tag(t) for t in groups[name]), name)
+    group_of = {t: name for name, texts in groups.items() for t in texts}
     for text in rng.sample(near_misses, k=min(len(near_misses), int(250 * scale))):
-        add("near_miss", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400}, _tag(text))
+        name = group_of[text]
+        add("near_miss", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400},
+            frozenset(answer_tag(t) for t in groups[name]), name)
 
     # one-shot tasks, simple to expert; some asked again later in the day
     tasks = _routing_prompts()
