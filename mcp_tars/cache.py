@@ -658,6 +658,8 @@ def _roman_value(numeral: str) -> int:
         v = _ROMAN_VALUES[ch]
         total += -v if i + 1 < len(numeral) and _ROMAN_VALUES[numeral[i + 1]] > v else v
     return total
+
+
 _SCRIPTS = (
     ("latin", re.compile(r"[A-Za-zÀ-ɏ]")), ("cyrillic", re.compile(r"[Ѐ-ӿ]")),
     ("greek", re.compile(r"[Ͱ-Ͽ]")), ("arabic", re.compile(r"[؀-ۿ]")),
@@ -669,7 +671,7 @@ _SCRIPTS = (
 
 @dataclass(frozen=True)
 class _Tok:
-    kind: str  # word | num | op | punct | code
+    kind: str  # word | num | unit | op | punct | code (code spans and quoted text, kept verbatim)
     value: str  # normalised
     raw: str
     entity: bool = False
@@ -680,8 +682,8 @@ class QueryAnalysis:
     """What a question means, as far as matching needs to know."""
 
     text: str
-    hard: tuple[str, ...]  # meaning-bearing terms (sorted): content, numbers, units, operators, question words
-    soft: tuple[str, ...]  # pronouns and modals (sorted): count half
+    hard: tuple[str, ...]  # meaning-bearing terms (sorted): content words, numbers, units, operators, code
+    soft: tuple[str, ...]  # pronouns and modals (sorted): they count less (SOFT_TERMS)
     numbers: tuple[str, ...]  # in order
     units: tuple[str, ...]  # in order
     operators: tuple[str, ...]  # in order
@@ -692,11 +694,6 @@ class QueryAnalysis:
     segments: tuple[tuple[str | None, tuple[str, ...]], ...]  # word order, for the order guard
     script: str | None
     language: str | None
-
-    @property
-    def normalized(self) -> str:
-        """A readable one-line form (for logs and the benchmark)."""
-        return " ".join(self.intents + self.hard)
 
 
 def _script_of(text: str) -> str | None:
@@ -1491,8 +1488,7 @@ def prepare_entry(
         ctx = context_key(split, tenant)
         sem_key = hash64(ctx, signature(analysis))
         query = split.query
-        uniq = sorted(set(analysis.hard) | {"?" + i for i in analysis.intents})
-        term_keys = tuple(sorted({hash64(ctx, t) for t in uniq}))
+        term_keys = tuple(sorted({hash64(ctx, t) for t in analysis.hard}))
         terms_text = " ".join(str(k) for k in term_keys)
     content_json = _canonical_json(content)
     text = response_text(content)
