@@ -250,9 +250,9 @@ class CallRecord:
     cost_usd: float = 0.0
 
 
-def _bench_config(mode: str) -> dict:
+def _bench_config(mode: str, ours_overrides: dict | None = None) -> dict:
     data = Config().model_dump(mode="json")
-    data["prompt_cache"] = {**data["prompt_cache"], **MODES[mode]}
+    data["prompt_cache"] = {**data["prompt_cache"], **MODES[mode], **((ours_overrides or {}) if mode == "ours" else {})}
     data["batch"] = {**data["batch"], "worker_enabled": False}
     data["monitoring"] = {**data["monitoring"], "metrics_log": None}
     data["api"] = {**data["api"], "backoff_initial_seconds": 0.0, "backoff_max_seconds": 0.01}
@@ -291,7 +291,7 @@ async def replay_session(client, spec: SessionSpec, clock_file: str) -> list[tup
     return results
 
 
-async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path) -> dict:
+async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path, ours_overrides: dict | None = None) -> dict:
     from mcp import Client, StdioServerParameters
 
     from mcp_tars.sim import SimulatedAnthropic
@@ -301,7 +301,7 @@ async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path) -> dic
     clock_file = str(mode_dir / "clock")
     Path(clock_file).write_text("0", "utf-8")
     config_path = mode_dir / "performance-config.json"
-    config_path.write_text(json.dumps(_bench_config(mode)), "utf-8")
+    config_path.write_text(json.dumps(_bench_config(mode, ours_overrides)), "utf-8")
     previous_clock = os.environ.get("MCP_TARS_CLOCK_FILE")
     os.environ["MCP_TARS_CLOCK_FILE"] = clock_file  # the in-process simulator reads the same clock
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
@@ -350,6 +350,40 @@ def read_share(records: list[CallRecord]) -> float:
     return read / total if total else 0.0
 
 
+LOSS_CAUSES = ("new_content", "model_switch", "pause_over_1h", "pause_after_5m_write", "pruning", "other")
+
+
+def uncached_by_cause(records: list[CallRecord]) -> dict[str, int]:
+    """Input tokens of calls 2..N not billed as cache reads, by the likeliest cause.
+
+    What the prompt grew by since the session's previous call is new content
+    (it has to be written once, whatever the strategy); anything beyond that
+    was in the cache and got lost: to a model switch, a pause longer than every
+    TTL, a pause after a call that wrote with the 5-minute TTL, or pruning
+    (the server pruned this or the previous request, so the bytes differ)."""
+    causes = dict.fromkeys(LOSS_CAUSES, 0)
+    previous: CallRecord | None = None
+    for record in records:
+        size = sum(record.usage[k] for k in ("input", "cache_read", "write_5m", "write_1h"))
+        if record.call > 1 and previous is not None:
+            uncached = size - record.usage["cache_read"]
+            growth = max(0, size - sum(previous.usage[k] for k in ("input", "cache_read", "write_5m", "write_1h")))
+            causes["new_content"] += min(growth, uncached)
+            lost = max(0, uncached - growth)
+            if record.model != previous.model:
+                causes["model_switch"] += lost
+            elif record.pause_before_s > 3600:
+                causes["pause_over_1h"] += lost
+            elif record.pruned or previous.pruned:
+                causes["pruning"] += lost
+            elif record.pause_before_s > 300 and previous.ttl != "1h":
+                causes["pause_after_5m_write"] += lost
+            else:
+                causes["other"] += lost
+        previous = record
+    return causes
+
+
 def summarise(mode: str, sessions: list[SessionSpec], records: list[CallRecord], total_bill: float, seconds: float) -> dict:
     per_session = []
     for spec in sessions:
@@ -363,8 +397,10 @@ def summarise(mode: str, sessions: list[SessionSpec], records: list[CallRecord],
             "pruned_calls": sum(r.pruned for r in rows),
             "tokens": {k: sum(r.usage[k] for r in rows) for k in ("input", "cache_read", "write_5m", "write_1h", "output")},
         })
+    later_input = sum(sum(r.usage[k] for k in ("input", "cache_read", "write_5m", "write_1h")) for r in records if r.call > 1)
     return {"mode": mode, "label": MODE_LABELS[mode], "total_cost_usd": total_bill,
             "read_share_after_first": read_share(records), "calls": len(records), "seconds": round(seconds, 1),
+            "not_read_share_by_cause": {k: v / later_input for k, v in uncached_by_cause(records).items()} if later_input else {},
             "sessions": per_session, "calls_detail": [asdict(r) for r in records]}
 
 
@@ -394,6 +430,12 @@ def print_tables(sessions: list[SessionSpec], results: dict[str, dict]) -> None:
     print(f"  ours vs no prompt caching: {1 - ours_total / none:.1%} cheaper; vs 5-min automatic: "
           f"{1 - ours_total / auto:.1%} cheaper")
     print(f"  ours chose ttl 1h on {ttl['1h']} calls and 5m on {ttl['5m']} calls")
+    print("  input after the first call NOT read from cache, by cause (share of that input):")
+    for m in results:
+        if m == "none":
+            continue
+        causes = results[m]["not_read_share_by_cause"]
+        print(f"    {MODE_LABELS[m]:<22} " + ", ".join(f"{k} {v:.1%}" for k, v in causes.items() if v >= 0.0005))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,13 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     parser.add_argument("--output-scale", type=float, default=1.0,
                         help="multiply tool output sizes (e.g. 4: sessions grow past the 30K-token pruning threshold)")
+    parser.add_argument("--ours", type=json.loads, default={}, metavar="JSON",
+                        help='prompt_cache settings changed for "ours" only, e.g. \'{"prior_weight_calls": 8}\'')
     args = parser.parse_args(argv)
 
     sessions = build_sessions(args.sessions, args.seed, args.output_scale)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-caching-") as tmp:
         for mode in MODES:
-            results[mode] = asyncio.run(run_mode(mode, sessions, Path(tmp)))
+            results[mode] = asyncio.run(run_mode(mode, sessions, Path(tmp), args.ours))
             print(f"[{mode}] {results[mode]['calls']} calls in {results[mode]['seconds']} s", file=sys.stderr)
 
     same_models = len({json.dumps([s["models"] for s in r["sessions"]]) for r in results.values()}) == 1
@@ -424,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "command": "python -m bench.prompt_caching " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
+        "output_scale": args.output_scale,
+        "ours_overrides": args.ours,
         "sessions": [{k: v for k, v in asdict(s).items() if k not in ("system", "tools")} for s in sessions],
         "modes": {m: {k: v for k, v in r.items() if k != "calls_detail"} for m, r in results.items()},
         "calls": {m: r["calls_detail"] for m, r in results.items()},

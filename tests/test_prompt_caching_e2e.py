@@ -3,7 +3,7 @@
 cache and bill are the referee. The shared clock (MCP_TARS_CLOCK_FILE) moves
 the server and the simulator together through pauses of up to 35 minutes.
 
-Two sessions of 16 calls (one pinned to Sonnet, one routed), each with a
+Two sessions of 16 calls (Sonnet and Opus), each with a
 system prompt of several thousand tokens, tools, tool_use / tool_result
 round trips, follow-ups, and four pauses longer than 5 minutes. After each
 session's first call, ours must bill at least 90% of input tokens as cache
@@ -93,7 +93,8 @@ async def run_mode(sim, tmp_path, mode: str, prompt_cache: dict) -> dict:
     clock.advance(3 * 3600)  # nothing of an earlier mode is alive, in any cache
     db = tmp_path / f"{mode}.db"
     server = in_process_server(make_config(prompt_cache=prompt_cache), str(db))
-    sessions = {"a": ("claude-sonnet-5-5", system_prompt("billing", 260)), "b": (None, system_prompt("search", 170))}
+    # Models are pinned: a routing change must not move this test (a mid-session model switch rewrites the cache).
+    sessions = {"a": ("claude-sonnet-5-5", system_prompt("billing", 260)), "b": ("claude-opus-5-5", system_prompt("search", 170))}
     shares, results = {}, {}
     async with Client(server) as client:
         for session, (model, system) in sessions.items():
