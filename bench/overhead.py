@@ -54,6 +54,7 @@ from bench.workloads import (
 TARGETS_MS = {"hit_p50": 1.0, "miss_p50": 2.0, "p99": 10.0}
 MODEL = "claude-haiku-5-5"  # where the router sends these simple questions
 MAX_TOKENS = 200
+SESSION_MODEL = "claude-sonnet-5-5"
 # about the length of the sim's answer to these questions
 CANNED_TEXT = ("Simulated answer (model=claude-haiku-5-5, q=0123456789): The short answer depends on the details you "
                "gave. Here is a careful walk through the main points. The result holds under the usual conditions.")
@@ -142,6 +143,21 @@ def noop_server():
         """Send the prompt to the API as it is; answer in optimized_complete's shape."""
         text, model = await forward(prompt, max_tokens)
         return _shaped(text, model, "api")
+
+    @server.tool()
+    async def passthrough_messages(
+        messages: Annotated[list[dict[str, Any]], Field(description="Messages API conversation.")],
+        system: Annotated[str | None, Field(description="System prompt.")] = None,
+        tools: Annotated[list[dict[str, Any]] | None, Field(description="Tool definitions.")] = None,
+        max_tokens: Annotated[int, Field(description="Most output tokens.")] = 1024,
+        session_id: Annotated[str | None, Field(description="Ignored.")] = None,
+    ) -> CompleteResult:
+        """Send the conversation to the API as it is; answer in optimized_complete's shape."""
+        if "client" not in clients:
+            clients["client"] = anthropic.AsyncAnthropic(max_retries=0)
+        extra = {k: v for k, v in (("system", system), ("tools", tools)) if v is not None}
+        m = await clients["client"].messages.create(model=SESSION_MODEL, max_tokens=max_tokens, messages=messages, **extra)
+        return _shaped("".join(b.text for b in m.content if b.type == "text"), m.model, "api")
 
     return server
 
@@ -270,6 +286,64 @@ def summarise(samples: dict[str, list[float]], problems: list[str]) -> dict:
             "verdict_vs_bare_floors": bare, "problems": problems[:10], "calls": len(samples["miss"])}
 
 
+async def measure_sessions(turns: int, seed: int = 9) -> dict:
+    """Long agent-session turns (the whole conversation re-sent each turn, with
+    tools): optimized_complete (pruning, prompt-cache shaping, routing) against a
+    floor tool that forwards the same conversation with the SDK, interleaved."""
+    from mcp import Client
+
+    from bench.conversations import generate_session
+    from bench.workloads import _session_tools
+
+    rng = random.Random(seed)
+    sim = start_sim()
+    wd = workdir("overhead-sessions")
+    env = server_env(wd, sim.base_url, bench_config())
+    samples: dict[str, list[float]] = {"session_floor": [], "session": [], "engine_session": [], "pruned": []}
+    try:
+        async with Client(stdio_params(env)) as tars, Client(noop_params(env)) as floor:
+            s = 0
+            while len(samples["session"]) < turns:
+                session = generate_session(seed + s, target_tokens=45_000, output_scale=0.5)
+                tools = _session_tools(session.messages)
+                for i, message in enumerate(session.messages):
+                    if message["role"] != "user" or len(samples["session"]) >= turns:
+                        continue
+                    args = {"messages": session.messages[: i + 1], "system": session.system, "tools": tools,
+                            "max_tokens": 1024, "session_id": f"overhead-{s}"}
+                    order = ["tars", "floor"]
+                    rng.shuffle(order)
+                    for who in order:
+                        if who == "floor":
+                            ms, r = await _timed(floor.call_tool("passthrough_messages", args))
+                            samples["session_floor"].append(ms)
+                        else:
+                            ms, r = await _timed(tars.call_tool("optimized_complete", args))
+                            samples["session"].append(ms)
+                            if not r.is_error:
+                                samples["engine_session"].append(r.structured_content["latency_ms"])
+                                samples["pruned"].append(1.0 if r.structured_content["pruning"] else 0.0)
+                s += 1
+    finally:
+        sim.stop()
+    rows = {k: {p: round(percentile(v, q), 3) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))} | {"n": len(v)}
+            for k, v in samples.items() if k != "pruned"}
+    over = {p: round(rows["session"][p] - rows["session_floor"][p], 3) for p in ("p50", "p95", "p99")}
+    return {"rows": rows, "overhead_ms": over, "pruned_share": statistics.fmean(samples["pruned"]) if samples["pruned"] else 0.0}
+
+
+def session_table(result: dict) -> str:
+    r, o = result["rows"], result["overhead_ms"]
+    lines = [f"Long agent-session turns (45K-token sessions re-sent every turn, with tools; "
+             f"{result['pruned_share']:.0%} of turns pruned), ms"]
+    for key, label in (("session_floor", "floor: tool forwarding the conversation"),
+                       ("session", "optimized_complete, session turn"),
+                       ("engine_session", "(engine time inside the server)")):
+        lines.append(f"{label:<44} {r[key]['p50']:>8.2f} {r[key]['p95']:>8.2f} {r[key]['p99']:>8.2f} {r[key]['n']:>6}")
+    lines.append(f"{'overhead of a session turn':<44} {o['p50']:>8.2f} {o['p95']:>8.2f} {o['p99']:>8.2f}   (informative: no target)")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     lines = ["Round trip per call over stdio, ms (all paths interleaved in one run)",
              f"{'path':<44} {'p50':>8} {'p95':>8} {'p99':>8} {'n':>6}"]
@@ -299,6 +373,8 @@ def run(quick: bool = False, calls: int | None = None) -> dict:
     calls = calls or (150 if quick else 1000)
     result = asyncio.run(measure(calls, warmup=10 if quick else 30))
     print(table(result), flush=True)
+    result["sessions"] = asyncio.run(measure_sessions(40 if quick else 150))
+    print(session_table(result["sessions"]), flush=True)
     path = write_json("overhead", result)
     print(f"wrote {path}")
     return result
