@@ -260,7 +260,7 @@ def _bench_config(mode: str, ours_overrides: dict | None = None) -> dict:
     return data
 
 
-async def replay_session(client, spec: SessionSpec, clock_file: str) -> list[tuple[float, dict]]:
+async def replay_session(client, spec: SessionSpec, clock_file: str, with_session_id: bool = True) -> list[tuple[float, dict]]:
     """Drive one session through ``optimized_complete``; returns (pause, structured result) per call."""
     rng = random.Random(spec.seed)
     agent = next(a for a in AGENTS if a["role"] == spec.agent)
@@ -268,8 +268,9 @@ async def replay_session(client, spec: SessionSpec, clock_file: str) -> list[tup
     results: list[tuple[float, dict]] = []
     pause = 0.0
     for call in range(spec.calls):
-        args: dict[str, Any] = {"messages": messages, "system": spec.system, "tools": spec.tools,
-                                "max_tokens": MAX_TOKENS, "session_id": spec.session_id}
+        args: dict[str, Any] = {"messages": messages, "system": spec.system, "tools": spec.tools, "max_tokens": MAX_TOKENS}
+        if with_session_id:
+            args["session_id"] = spec.session_id
         if spec.model:
             args["model"] = spec.model
         r = await client.call_tool("optimized_complete", args)
@@ -291,7 +292,8 @@ async def replay_session(client, spec: SessionSpec, clock_file: str) -> list[tup
     return results
 
 
-async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path, ours_overrides: dict | None = None) -> dict:
+async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path, ours_overrides: dict | None = None,
+                   with_session_id: bool = True) -> dict:
     from mcp import Client, StdioServerParameters
 
     from mcp_tars.sim import SimulatedAnthropic
@@ -315,7 +317,7 @@ async def run_mode(mode: str, sessions: list[SessionSpec], workdir: Path, ours_o
             params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_tars", "serve"], env=env)
             async with Client(params) as client:
                 for spec in sessions:
-                    for i, (pause, result) in enumerate(await replay_session(client, spec, clock_file)):
+                    for i, (pause, result) in enumerate(await replay_session(client, spec, clock_file, with_session_id)):
                         pc = result.get("prompt_cache") or {}
                         records.append(CallRecord(spec.name, i + 1, pause, result["response_id"], result["model"],
                                                   result["stop_reason"], pc.get("ttl"), pc.get("reason"),
@@ -446,13 +448,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="multiply tool output sizes (e.g. 4: sessions grow past the 30K-token pruning threshold)")
     parser.add_argument("--ours", type=json.loads, default={}, metavar="JSON",
                         help='prompt_cache settings changed for "ours" only, e.g. \'{"prior_weight_calls": 8}\'')
+    parser.add_argument("--no-session-id", action="store_true",
+                        help="send no session_id (a client that does not group its turns: no gaps observed, no sticky routing)")
     args = parser.parse_args(argv)
 
     sessions = build_sessions(args.sessions, args.seed, args.output_scale)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-caching-") as tmp:
         for mode in MODES:
-            results[mode] = asyncio.run(run_mode(mode, sessions, Path(tmp), args.ours))
+            results[mode] = asyncio.run(run_mode(mode, sessions, Path(tmp), args.ours, not args.no_session_id))
             print(f"[{mode}] {results[mode]['calls']} calls in {results[mode]['seconds']} s", file=sys.stderr)
 
     same_models = len({json.dumps([s["models"] for s in r["sessions"]]) for r in results.values()}) == 1
@@ -470,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "output_scale": args.output_scale,
         "ours_overrides": args.ours,
+        "session_ids_sent": not args.no_session_id,
         "sessions": [{k: v for k, v in asdict(s).items() if k not in ("system", "tools")} for s in sessions],
         "modes": {m: {k: v for k, v in r.items() if k != "calls_detail"} for m, r in results.items()},
         "calls": {m: r["calls_detail"] for m, r in results.items()},

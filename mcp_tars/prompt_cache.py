@@ -449,8 +449,16 @@ def shape_request(
     # or everything when the previous turn's entries cannot be read any more.
     lost = _conversation_cache_lost(timing, model, settings)
     new_tokens = total - (cumulative[users[-2]] if conversation and len(users) >= 2 and not lost else 0)
-    share = long_gap_share(timing, settings, agent=agent) if timing is not None else 0.0
-    ttl, ttl_reason = choose_ttl(new_tokens, total, share, settings) if timing is not None else (TTL_5M, "ttl 5m: no session to time")
+    # A conversation sent without a session (no session_id) still has turns
+    # and pauses: it gets the prior alone. Only a lone first message has no one to time.
+    timed = timing is not None or (conversation and len(users) >= 2)
+    share = long_gap_share(timing, settings, agent=agent) if timed else 0.0
+    if timed:
+        ttl, ttl_reason = choose_ttl(new_tokens, total, share, settings)
+        if timing is None:
+            ttl_reason += " (no session timing: prior only)"
+    else:
+        ttl, ttl_reason = TTL_5M, "ttl 5m: no session to time"
     if lost:
         ttl_reason = f"{lost}: this call rewrites the cache; {ttl_reason}"
 
@@ -500,7 +508,7 @@ def shape_request(
         reason += f"; ttl adjusted to the caller's markers ({effective_ttl})"
     decision = PromptCacheDecision(
         True, effective_ttl, len(caller) + len(placed), reason, cached, len(placed),
-        round(share, 4) if timing is not None else None, stable_hash,
+        round(share, 4) if timed else None, stable_hash,
     )
     assert decision.breakpoints <= MAX_BREAKPOINTS
     return shaped, decision

@@ -52,13 +52,16 @@ def tool_output(session: str, call: int) -> str:
     return "\n".join(f"{session}:{call}:{i} {WORDS[(call + i) % len(WORDS)]} ok in {i * 3} ms" for i in range(lines))
 
 
-async def replay(client: Client, session: str, model: str | None, system: str, tools: list[dict]) -> list[dict]:
+async def replay(client: Client, session: str, model: str | None, system: str, tools: list[dict],
+                 with_session_id: bool = True) -> list[dict]:
     messages: list[dict] = [{"role": "user", "content": f"Session {session}: the nightly job fails. Use the tools to find out why."}]
     results = []
     for call in range(16):
         if call:
             clock.advance(PAUSES[session][call - 1])
-        args = {"messages": messages, "system": system, "tools": tools, "max_tokens": 1024, "session_id": f"e2e-{session}"}
+        args = {"messages": messages, "system": system, "tools": tools, "max_tokens": 1024}
+        if with_session_id:
+            args["session_id"] = f"e2e-{session}"
         if model:
             args["model"] = model
         r = await client.call_tool("optimized_complete", args)
@@ -154,6 +157,18 @@ async def test_agent_sessions_read_at_least_90_percent_from_the_prompt_cache(tmp
     # ... and visible in the report: both sessions, with what prompt caching saved.
     assert ours["report"]["totals"]["calls"] == 32
     assert json.dumps(ours["report"]).count("e2e-") >= 2
+
+
+async def test_a_client_without_session_ids_still_reads_90_percent(tmp_path, api_env, monkeypatch):
+    """No session_id: no gaps observed, so the TTL comes from the prior alone."""
+    monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(tmp_path / "clock"))
+    server = in_process_server(make_config(), str(tmp_path / "nosession.db"))
+    async with Client(server) as client:
+        results = await replay(client, "a", "claude-sonnet-5-5", system_prompt("billing", 260), tools_for("a"),
+                               with_session_id=False)
+    assert read_share(api_env, results) >= 0.90
+    assert all(r["session_id"] is None for r in results)
+    assert "prior only" in results[-1]["prompt_cache"]["reason"]
 
 
 # --------------------------------------------------------------------------- the pure pieces the benchmark modes rely on
