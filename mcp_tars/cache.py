@@ -1221,6 +1221,8 @@ def _edge_moves(segs: list) -> list[list]:
     for moved, rest, to_front in ((segs[0], segs[1:], False), (segs[-1], segs[:-1], True)):
         labels = {moved[0], None} if moved[0] in TOPIC_PREPOSITIONS else {moved[0]}
         for label in labels:
+            if label is None and moved[0] is None and sum(len(seq) for _, seq in rest) < 2:
+                continue  # "Django: what is Python?" != "Python: what is Django?"
             seg = (label, moved[1])
             out.append([seg, *rest] if to_front else [*rest, seg])
     return out
