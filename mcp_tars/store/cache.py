@@ -183,7 +183,8 @@ def evict(conn: sqlite3.Connection, *, target_entries: int, target_bytes: int, n
     if entries <= target_entries and size <= target_bytes:
         return 0
     victims: list[tuple[int, str | None]] = []
-    batch = max(entries - target_entries, 64)
+    average = size / entries if entries else 1
+    batch = max(entries - target_entries, int((size - target_bytes) / average) + 1, 64) + 64
     offset = 0
     while entries > target_entries or size > target_bytes:
         rows = conn.execute(
