@@ -121,6 +121,7 @@ class SessionSpec:
     calls: int
     seed: int
     output_scale: float = 1.0  # tool outputs x this (long sessions cross the pruning threshold)
+    max_pause_seconds: float = math.inf  # e.g. 240: a workload without long pauses
     system_tokens: int = 0
     tools_tokens: int = 0
 
@@ -157,7 +158,8 @@ def make_tools(rng: random.Random, agent: dict, count: int) -> list[dict]:
     return tools
 
 
-def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0) -> list[SessionSpec]:
+def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0,
+                   max_pause_seconds: float = math.inf) -> list[SessionSpec]:
     """Varied agent sessions; every other one lets routing choose the model."""
     pinned = ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"]
     sessions = []
@@ -170,7 +172,7 @@ def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0) -> 
         spec = SessionSpec(
             name=f"s{i + 1}-{agent['tools'][0].split('_')[0]}", session_id=f"bench-pc-{seed}-{i}",
             agent=agent["role"], model=model, system=system, tools=tools, calls=rng.randint(15, 25),
-            seed=rng.randrange(1 << 30), output_scale=output_scale,
+            seed=rng.randrange(1 << 30), output_scale=output_scale, max_pause_seconds=max_pause_seconds,
         )
         spec.system_tokens = estimate_text_tokens(system, "claude-sonnet-5-5")
         spec.tools_tokens = estimate_text_tokens(json.dumps(tools), "claude-sonnet-5-5")
@@ -287,7 +289,7 @@ async def replay_session(client, spec: SessionSpec, clock_file: str, with_sessio
                 for b in tool_uses]})
         else:
             messages.append({"role": "user", "content": follow_up(rng, agent, spec.tools, call + 1)})
-        pause = pause_after(rng, result["stop_reason"])
+        pause = min(pause_after(rng, result["stop_reason"]), spec.max_pause_seconds)
         clock.advance(pause, clock_file)
     return results
 
@@ -448,11 +450,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="multiply tool output sizes (e.g. 4: sessions grow past the 30K-token pruning threshold)")
     parser.add_argument("--ours", type=json.loads, default={}, metavar="JSON",
                         help='prompt_cache settings changed for "ours" only, e.g. \'{"prior_weight_calls": 8}\'')
+    parser.add_argument("--max-pause", type=float, default=math.inf, metavar="SECONDS",
+                        help="cap every pause (e.g. 240: no pause outlives a 5-minute entry; shows what 1h costs when it is not needed)")
     parser.add_argument("--no-session-id", action="store_true",
                         help="send no session_id (a client that does not group its turns: no gaps observed, no sticky routing)")
     args = parser.parse_args(argv)
 
-    sessions = build_sessions(args.sessions, args.seed, args.output_scale)
+    sessions = build_sessions(args.sessions, args.seed, args.output_scale, args.max_pause)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-caching-") as tmp:
         for mode in MODES:
@@ -473,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.prompt_caching " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
         "output_scale": args.output_scale,
+        "max_pause_seconds": None if math.isinf(args.max_pause) else args.max_pause,
         "ours_overrides": args.ours,
         "session_ids_sent": not args.no_session_id,
         "sessions": [{k: v for k, v in asdict(s).items() if k not in ("system", "tools")} for s in sessions],
