@@ -240,6 +240,25 @@ def _usage_dict(u: Usage) -> dict:
     }
 
 
+def _sdk_call_params(params: dict) -> dict:
+    """Send request fields this SDK's ``messages.create`` has no argument for
+    (``temperature`` and ``top_p`` in anthropic 2.x) in ``extra_body``, where the
+    API still reads them, instead of failing with a TypeError."""
+    import inspect
+
+    global _SDK_CREATE_ARGS
+    if _SDK_CREATE_ARGS is None:
+        _SDK_CREATE_ARGS = frozenset(inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters)
+    extra = {k: v for k, v in params.items() if k not in _SDK_CREATE_ARGS}
+    if not extra:
+        return params
+    kept = {k: v for k, v in params.items() if k in _SDK_CREATE_ARGS}
+    return {**kept, "extra_body": {**params.get("extra_body", {}), **extra}}
+
+
+_SDK_CREATE_ARGS: frozenset[str] | None = None
+
+
 def _retryable(e: Exception) -> bool:
     if isinstance(e, (anthropic.APIConnectionError, anthropic.APITimeoutError, anthropic.RateLimitError,
                       anthropic.InternalServerError)):
@@ -691,7 +710,7 @@ class Engine:
         errors: list[str] = []
         last_error: Exception | None = None
         for model in chain:
-            call_params = params if model == params["model"] else {**params, "model": model}
+            call_params = _sdk_call_params(params if model == params["model"] else {**params, "model": model})
             for attempt in range(api.max_retries + 1):
                 attempts += 1
                 try:

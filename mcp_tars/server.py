@@ -321,7 +321,11 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         limit: Annotated[int, Field(ge=1, le=500, description="Most tasks to list, newest first.")] = 50,
     ) -> TaskList:
         """List deferred tasks and their answers, newest first."""
-        return TaskList(tasks=[TaskStatus.model_validate(t) for t in state_of(ctx).queue.results(limit=limit, status=status)])
+        try:
+            tasks = state_of(ctx).queue.results(limit=limit, status=status)
+        except (ValueError, StoreError) as e:
+            raise ToolError(str(e)) from e
+        return TaskList(tasks=[TaskStatus.model_validate(t) for t in tasks])
 
     @server.tool(annotations=CALLS_API)
     async def process_deferred(
