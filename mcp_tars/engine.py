@@ -338,6 +338,11 @@ class Engine:
         return self._client
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            try:
+                self.cache.flush()  # buffered hit counts
+            except Exception as e:  # noqa: BLE001 - closing must not fail on a full or locked disk
+                log.warning("response cache hit counts not saved: %s", e)
         if self._client is not None:
             await self._client.close()
         if self._sync_client is not None:
