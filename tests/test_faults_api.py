@@ -117,13 +117,18 @@ async def test_persistent_stream_overload_falls_back(tmp_path, api_env):
 
 
 async def test_timeout_is_retried(tmp_path, api_env):
-    api_env.inject_faults("timeout", count=1, seconds=3.0)
+    api_env.inject_faults("timeout", count=1, seconds=30.0)
     started = time.monotonic()
     r, db = await _call(tmp_path, _config(timeout_seconds=0.5), {"prompt": SIMPLE})
     assert not r.is_error, r.content
     assert r.structured_content["attempts"] == 2
-    assert time.monotonic() - started < 3.0  # the client gave up on the stalled request
-    assert len(_ledger(db)) == 1
+    assert time.monotonic() - started < 20  # the client gave up on the 30 s stall
+    rows = _ledger(db)
+    assert len(rows) == 1 and rows[0]["response_id"] == r.structured_content["response_id"]
+    assert [line.response_id for line in api_env.bill] == [rows[0]["response_id"]]
+    # KNOWN GAP: a stalled request may still complete on the API side after the
+    # client gave up; the simulator then bills it (as the real API may) and its
+    # usage never reaches us, so it has no ledger row. Keep timeouts generous.
 
 
 async def test_connection_reset_is_retried(tmp_path, api_env):
