@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -103,9 +104,15 @@ def noop_server():
     server = MCPServer("floor")
     clients: dict[str, anthropic.AsyncAnthropic] = {}
 
+    def new_client() -> anthropic.AsyncAnthropic:
+        # built as the engine builds its client: explicit key (no credential
+        # discovery), no SDK retries, the same timeout
+        return anthropic.AsyncAnthropic(api_key=os.environ["ANTHROPIC_API_KEY"], base_url=os.environ["ANTHROPIC_BASE_URL"],
+                                        max_retries=0, timeout=bench_config().api.timeout_seconds)
+
     async def forward(prompt: str, max_tokens: int) -> tuple[str, str]:
         if "client" not in clients:
-            clients["client"] = anthropic.AsyncAnthropic(max_retries=0)  # key and base URL from the environment
+            clients["client"] = new_client()
         m = await clients["client"].messages.create(model=MODEL, max_tokens=max_tokens,
                                                     messages=[{"role": "user", "content": prompt}])
         return "".join(b.text for b in m.content if b.type == "text"), m.model
@@ -154,7 +161,7 @@ def noop_server():
     ) -> CompleteResult:
         """Send the conversation to the API as it is; answer in optimized_complete's shape."""
         if "client" not in clients:
-            clients["client"] = anthropic.AsyncAnthropic(max_retries=0)
+            clients["client"] = new_client()
         extra = {k: v for k, v in (("system", system), ("tools", tools)) if v is not None}
         m = await clients["client"].messages.create(model=SESSION_MODEL, max_tokens=max_tokens, messages=messages, **extra)
         return _shaped("".join(b.text for b in m.content if b.type == "text"), m.model, "api")
@@ -250,8 +257,8 @@ ROWS = (
     ("sdk", "(direct SDK call from the client process)"),
     ("hit", "optimized_complete, cache hit"),
     ("miss", "optimized_complete, cache miss"),
-    ("engine_hit", "(engine time inside the server, hit)"),
-    ("engine_miss", "(engine time inside the server, miss)"),
+    ("engine_hit", "(latency_ms field, hit; before ledger write)"),
+    ("engine_miss", "(latency_ms field, miss; before ledger write)"),
 )
 
 
