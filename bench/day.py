@@ -278,10 +278,12 @@ def table(result: dict) -> str:
     lines.append(f"wrong cache hits: {s['wrong_cache_hits']} | wrong API answers: {s['wrong_api_answers']} | "
                  f"requests the API rejected: {s['rejected_requests']} | tool errors: {s['tool_errors']}")
     levers = s["savings_by_lever_ledger_usd"]
-    if levers:
-        total = sum(v or 0.0 for v in levers.values())
-        lines.append("savings by lever (the ledger's attribution): " + ", ".join(
-            f"{name} ${v or 0:.4f} ({(v or 0) / total:.0%})" for name, v in levers.items()) if total else "")
+    base = s["ledger_baseline_usd"] or 0.0
+    if levers and base:
+        lines.append(f"savings by lever (the ledger's own attribution, share of its ${base:.4f} baseline): " + ", ".join(
+            f"{name} ${v or 0:.4f} ({(v or 0) / base:+.1%})" for name, v in levers.items()))
+    if base and s["baseline_bill_usd"]:
+        lines.append(f"the ledger's baseline estimate vs the baseline run's bill: {base / s['baseline_bill_usd'] - 1:+.1%}")
     lines.append(f"ledger cost vs bill: {s['ledger_vs_bill_usd']:+.6f} USD | mcp-tars run {s['tars_seconds']} s, "
                  f"baseline run {s['baseline_seconds']} s")
     return "\n".join(lines)
