@@ -398,7 +398,11 @@ class Engine:
                                      session_key=(self.tenant, req.session_id) if req.session_id else None)
 
         # 5. prompt caching
-        timing = prompt_cache.SessionTiming(session["gaps"]) if session else None
+        timing = None
+        if session:
+            since = started_ts - session["last_ts"] if session.get("last_ts") is not None else None
+            timing = prompt_cache.SessionTiming(session["gaps"], seconds_since_previous_call=since,
+                                                previous_model=session.get("model"))
         params["model"] = model
         shaped, pc_decision = prompt_cache.shape_request(params, model, cfg.prompt_cache, timing)
 
