@@ -1551,8 +1551,9 @@ class ResponseCache:
 
     # -- lookup --------------------------------------------------------------
 
-    def lookup(self, params: dict, tenant: str, *, now: float | None = None) -> CacheHit | None:
-        """The cached answer for this request, or None. Exact first, then semantic."""
+    def lookup(self, params: dict, tenant: str, *, now: float | None = None, semantic: bool = True) -> CacheHit | None:
+        """The cached answer for this request, or None. Exact first, then
+        semantic (unless ``semantic`` is false: e.g. summaries of a history)."""
         if request_not_cacheable(params, self.settings):
             return None
         now = clock.now() if now is None else now
@@ -1562,7 +1563,7 @@ class ResponseCache:
             row = sql.find_exact(conn, _exact_key(canon, tenant), now)
         if row is not None:
             return self._hit(row, "exact", 1.0, now)
-        if not self.settings.semantic:
+        if not (self.settings.semantic and semantic):
             return None
         split = _split(canon)
         if split is None or len(split.query) > self.settings.semantic_max_chars:

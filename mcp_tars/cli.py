@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, config_path, load_config
+from .engine import UpstreamError
 from .store import StoreError
 
 PERIODS = ("today", "yesterday", "7d", "30d", "month", "all")
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:
         print(f"mcp-tars: {e}", file=sys.stderr)
         return 3
+    except UpstreamError as e:
+        print(f"mcp-tars: {e}", file=sys.stderr)
+        return 4
     except ValueError as e:
         print(f"mcp-tars: {e}", file=sys.stderr)
         return 2
@@ -170,9 +174,10 @@ def _heartbeat(args, config) -> int:
             async def progress(done, total, message):
                 bar.update(task, completed=done, total=total, description=message)
 
-            processed = await state.queue.process(force=args.force, progress=progress)
-        await state.engine.aclose()
-        return processed
+            try:
+                return await state.queue.process(force=args.force, progress=progress)
+            finally:
+                await state.engine.aclose()
 
     processed = asyncio.run(one_pass())
     checks = heartbeat.run_checks(state.store, config, state.engine.tenant)

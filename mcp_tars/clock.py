@@ -42,6 +42,13 @@ def now() -> float:
     return time.time() + offset_seconds()
 
 
+def utc_now():
+    """``now()`` as an aware UTC datetime (prices depend on the date)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(now(), timezone.utc)
+
+
 def advance(seconds: float, path: str | None = None) -> float:
     """Move the shared clock forward (simulations only). Returns the new offset."""
     path = path or os.environ.get("MCP_TARS_CLOCK_FILE")

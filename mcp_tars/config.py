@@ -95,6 +95,15 @@ class Config(_Section):
     price_overrides: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per-model price fields (USD per million tokens) that win over the packaged price table.")
 
     @model_validator(mode="after")
+    def _one_default_model(self) -> "Config":
+        # routing falls back to the same model that baselines are measured against
+        if "default_model" in self.routing.model_fields_set and self.routing.default_model != self.default_model:
+            raise ValueError("routing.default_model is set from the top-level default_model; remove it from the "
+                             "routing section and set default_model instead")
+        self.routing.default_model = self.default_model
+        return self
+
+    @model_validator(mode="after")
     def _check_price_overrides(self) -> "Config":
         for model, fields in self.price_overrides.items():
             bad = sorted(set(fields) - set(PRICE_FIELD_NAMES))
@@ -160,6 +169,8 @@ def config_reference_rows(model: type[BaseModel] = Config, prefix: str = "") -> 
     """(field path, default, description) for every knob, for the README."""
     rows: list[tuple[str, str, str]] = []
     for name, field in model.model_fields.items():
+        if field.exclude:
+            continue  # derived from another field, not a knob
         path = f"{prefix}{name}"
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

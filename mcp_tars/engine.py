@@ -30,9 +30,10 @@ from .budget import BudgetGuard
 from .cache import ResponseCache
 from .config import Config
 from .metrics import MetricsLog
-from .pricing import Attribution, PriceTable, Usage, attribute_cache_hit, attribute_call
+from .pricing import LEVERS, Attribution, PriceTable, Usage, attribute_cache_hit, attribute_call
 from .store import Store, StoreError
 from .store import ledger
+from .store import tasks as task_store
 
 log = logging.getLogger("mcp_tars.engine")
 
@@ -63,8 +64,6 @@ class BudgetDeferred(BudgetExceeded):
 
 
 # -- the request -------------------------------------------------------------
-
-_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "stop_sequences", "thinking", "tools", "tool_choice", "output_format")
 
 
 @dataclass
@@ -417,7 +416,7 @@ class Engine:
             pruned_away = round((prune_info["tokens_before"] - prune_info["tokens_after"])
                                 * tokens.family_factor(cfg.default_model) / tokens.family_factor(model))
         attribution = attribute_call(self.prices, usage=usage, model=billed_model, default_model=cfg.default_model,
-                                     pruned_away_tokens=pruned_away)
+                                     pruned_away_tokens=pruned_away, when=clock.utc_now())
         if attribution.pricing_source == "unknown":
             warnings.append(f"no price for model {billed_model!r}: its cost is not counted (add it under price_overrides)")
         content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
@@ -634,7 +633,7 @@ class Engine:
             "messages": [{"role": "user", "content": transcript[:400_000]}],
         }
         if self.cache is not None:
-            hit = self.cache.lookup(params, self.tenant)
+            hit = self.cache.lookup(params, self.tenant, semantic=False)  # only this exact history
             if hit is not None:
                 return hit.text
         if self._sync_client is None:
@@ -646,8 +645,14 @@ class Engine:
         raw = self._sync_client.messages.with_raw_response.create(**params)
         message = raw.parse()
         usage = Usage.from_api(message.usage)
-        attribution = attribute_call(self.prices, usage=usage, model=message.model or model,
-                                     default_model=self.config.default_model)
+        # A summary exists only because of pruning: no baseline call would have
+        # made it, so its whole cost is booked against the pruning lever.
+        cost = self.prices.cost(usage, message.model or model, when=clock.utc_now())
+        attribution = Attribution(cost.usd, 0.0 if cost.known else None,
+                                  {lever: (0.0 if cost.known else None) for lever in LEVERS},
+                                  cost.pricing_source, True)
+        if cost.known:
+            attribution.savings["pruning"] = -cost.usd
         row = self.ledger_row(
             response_id=message.id, request_id=raw.headers.get("request-id"), ts=clock.now(), session_id=None,
             source="api", model=message.model or model, requested_model=model, usage=usage,
@@ -684,7 +689,9 @@ class Engine:
         policy: warn, block, route one tier down, or defer to the batch queue."""
         if not self.budget.enabled:
             return decision
-        verdict = self.budget.verdict(self.tenant, self.estimate_cost(params, decision.model))
+        # batch work already sent but not billed yet counts as spent
+        committed = task_store.committed_cost(self.store, self.tenant)
+        verdict = self.budget.verdict(self.tenant, self.estimate_cost(params, decision.model), committed_usd=committed)
         if verdict.action == "warn":
             warnings.append(verdict.message)
         elif verdict.action == "block":
@@ -695,7 +702,7 @@ class Engine:
             if not decision.downgraded:
                 decision = route(1.0)
             again = self.budget.verdict(self.tenant, self.estimate_cost(params, decision.model),
-                                        policy="block", record=False)
+                                        committed_usd=committed, policy="block", record=False)
             if again.action == "block":
                 raise BudgetExceeded(again.message + " (even one tier down)")
             warnings.append(verdict.message)
@@ -743,6 +750,8 @@ class Engine:
                     if not _retryable(e):
                         if isinstance(e, anthropic.APIStatusError):
                             raise UpstreamError(f"the API refused the request ({e.status_code} {getattr(e, 'type', '')}): {e.message}") from e
+                        if isinstance(e, anthropic.APIError):
+                            raise UpstreamError(f"the API's answer could not be used ({type(e).__name__}): {e}") from e
                         raise
                     last_error = e
                     errors.append(f"{model}: {type(e).__name__} {getattr(e, 'status_code', '')}".strip())

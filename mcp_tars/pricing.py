@@ -312,9 +312,11 @@ def attribute_call(
     scale = family_factor(default_model) / family_factor(model)
     default_in = round(usage.total_input_tokens * scale)
     default_out = round(usage.output_tokens * scale)
-    default_model_pruned = prices.cost(Usage(input_tokens=default_in, output_tokens=default_out), default_model, batch=False, when=when)
+    geo = usage.inference_geo  # a regional premium is the caller's choice, not a lever: same in every counterfactual
+    default_model_pruned = prices.cost(Usage(input_tokens=default_in, output_tokens=default_out, inference_geo=geo),
+                                       default_model, batch=False, when=when)
     baseline = prices.cost(
-        Usage(input_tokens=default_in + max(0, pruned_away_tokens), output_tokens=default_out),
+        Usage(input_tokens=default_in + max(0, pruned_away_tokens), output_tokens=default_out, inference_geo=geo),
         default_model, batch=False, when=when,
     )
     if not baseline.known:  # the configured default model has no price: no baseline to compare with

@@ -108,7 +108,7 @@ class RoutingSettings(BaseModel):
     complex_threshold: int = Field(50, ge=1, le=100, description="Scores from here up are 'complex'.")
     expert_threshold: int = Field(75, ge=1, le=100, description="Scores from here up are 'expert'.")
     tier_models: dict[str, str] = Field(default_factory=_default_tiers, description="Model for each level: simple, moderate, complex, expert.")
-    default_model: str = Field(SONNET, description="Model used when routing is disabled, and the baseline that savings are measured against.")
+    default_model: str = Field(SONNET, exclude=True, description="Model of unpinned calls when routing is disabled. Not a knob of its own: the configuration sets it from the top-level default_model (the baseline).")
     sticky_sessions: bool = Field(True, description="Within a session_id keep the session's model unless the level rises (a model switch throws away the prompt cache).")
     continuation_max_words: int = Field(12, ge=0, description="A user turn this short that only says 'continue', 'yes', 'try again', ... keeps the task of the turn before it.")
     budget_downgrade_share: float | None = Field(0.8, ge=0, le=1, description="When this share of the budget is used, route one tier down (null disables).")

@@ -39,6 +39,15 @@ INSTRUCTIONS = (
 )
 
 
+# Failures a person can act on: their message goes back to the model as a ToolError.
+EXPECTED_FAILURES = (InputError, BudgetExceeded, UpstreamError, StoreError, ValueError, KeyError)
+
+
+def as_tool_error(e: Exception) -> ToolError:
+    # KeyError's str() adds quotes around its message
+    return ToolError(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+
+
 # -- result models (the tool contract) ---------------------------------------
 
 
@@ -273,8 +282,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
 
         try:
             result = await state.engine.complete(req, progress=progress)
-        except (InputError, BudgetExceeded, UpstreamError, StoreError) as e:
-            raise ToolError(str(e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
         return CompleteResult.model_validate(result.__dict__)
 
     @server.tool(annotations=CALLS_API)
@@ -294,8 +303,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         req = CompletionRequest(prompt=prompt, messages=messages, system=system, max_tokens=max_tokens, model=model)
         try:
             out = await state.queue.defer(req, priority=priority, max_wait_seconds=max_wait_seconds, critical=critical)
-        except (InputError, BudgetExceeded, UpstreamError, StoreError, ValueError) as e:
-            raise ToolError(str(e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
         return DeferResult.model_validate(out)
 
     @server.tool(annotations=READ_ONLY)
@@ -303,28 +312,28 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         """Status of a deferred task; the answer text once it has succeeded."""
         try:
             return TaskStatus.model_validate(state_of(ctx).queue.status(task_id))
-        except (KeyError, ValueError) as e:
-            raise ToolError(str(e.args[0] if e.args else e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
 
     @server.tool(annotations=CALLS_API)
     async def cancel_task(ctx: Context, task_id: Annotated[str, Field(description="The id defer_task returned.")]) -> TaskStatus:
         """Cancel a deferred task. A task already inside a submitted batch is marked canceled and its answer, if it still arrives, is not returned."""
         try:
             return TaskStatus.model_validate(await state_of(ctx).queue.cancel(task_id))
-        except (KeyError, ValueError) as e:
-            raise ToolError(str(e.args[0] if e.args else e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
 
     @server.tool(annotations=READ_ONLY)
     async def deferred_results(
         ctx: Context,
-        status: Annotated[Literal["queued", "submitted", "succeeded", "failed", "expired", "canceled"] | None, Field(description="Only tasks in this state.")] = None,
+        status: Annotated[Literal["succeeded", "failed", "expired", "canceled"] | None, Field(description="Only finished tasks in this state (task_status tells about one waiting task).")] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="Most tasks to list, newest first.")] = 50,
     ) -> TaskList:
         """List deferred tasks and their answers, newest first."""
         try:
             tasks = state_of(ctx).queue.results(limit=limit, status=status)
-        except (ValueError, StoreError) as e:
-            raise ToolError(str(e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
         return TaskList(tasks=[TaskStatus.model_validate(t) for t in tasks])
 
     @server.tool(annotations=CALLS_API)
@@ -338,8 +347,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
 
         try:
             return ProcessResult.model_validate(await state_of(ctx).queue.process(force=force, progress=progress))
-        except (UpstreamError, StoreError) as e:
-            raise ToolError(str(e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
 
     @server.tool(annotations=READ_ONLY)
     async def cost_report(
@@ -356,8 +365,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             data = reports.build_report(state.store, tenant=state.engine.tenant, period=period, group_by=group_by,
                                         since=since, until=until, budget=state.engine.budget_status(),
                                         settings=state.config.reports)
-        except (ValueError, StoreError) as e:
-            raise ToolError(str(e)) from e
+        except EXPECTED_FAILURES as e:
+            raise as_tool_error(e) from e
         if format == "markdown":
             data["report"] = reports.render_markdown(data, settings=state.config.reports)
         return ReportResult.model_validate(data)
@@ -398,8 +407,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
     def report_resource() -> str:
         state = server_state()
         data = reports.build_report(state.store, tenant=state.engine.tenant, period="today", group_by="model",
-                                    budget=state.engine.budget_status())
-        return reports.render_markdown(data)
+                                    budget=state.engine.budget_status(), settings=state.config.reports)
+        return reports.render_markdown(data, settings=state.config.reports)
 
     @server.resource("tars://report/html", mime_type="text/html", description="The HTML report with charts (last 30 days).")
     def html_report_resource() -> str:

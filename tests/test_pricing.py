@@ -171,3 +171,11 @@ def test_cache_hit_saves_the_call_it_replaced():
     assert hit.cost_usd == 0.0
     assert hit.savings["cache"] == pytest.approx(original.cost_usd)
     assert hit.saved_usd == pytest.approx(original.baseline_cost_usd)
+
+
+def test_a_regional_premium_is_not_booked_as_a_routing_loss():
+    prices = PriceTable()
+    u = Usage(input_tokens=10_000, output_tokens=1000, inference_geo="us")
+    a = attribute_call(prices, usage=u, model="claude-sonnet-5-5", default_model="claude-sonnet-5-5")
+    assert a.savings["routing"] == pytest.approx(0.0, abs=1e-12)
+    assert a.baseline_cost_usd == pytest.approx(a.cost_usd)
