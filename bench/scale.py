@@ -83,13 +83,13 @@ def table(cache_rows: list[dict], reports: dict[int, dict[str, float]]) -> str:
     sizes = sorted(reports)
     lines.append("")
     lines.append("Reports over the ledger, seconds (median; growth per 10x rows)")
-    lines.append(f"{'report':<34}" + "".join(f"{format(s, ',') + ' rows':>14}" for s in sizes) + "   growth")
+    lines.append(f"{'report':<34}" + "".join(f"{format(s, ',') + ' rows':>16}" for s in sizes) + "   growth")
     for name in reports[sizes[0]]:
         values = [reports[s][name] for s in sizes]
         if name.startswith("(insert"):
-            lines.append(f"{name:<34}" + "".join(f"{v:>14,.0f}" for v in values))
+            lines.append(f"{name:<34}" + "".join(f"{v:>16,.0f}" for v in values))
             continue
-        lines.append(f"{name:<34}" + "".join(f"{v:>14.4f}" for v in values) + f"   {_growth(values)}")
+        lines.append(f"{name:<34}" + "".join(f"{v:>16.4f}" for v in values) + f"   {_growth(values)}")
     largest = reports[sizes[-1]]
     slowest = max((k for k in largest if not k.startswith("(")), key=largest.get)
     lines.append(f"slowest report at {sizes[-1]:,} rows: {slowest}, {largest[slowest]:.3f} s "

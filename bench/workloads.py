@@ -187,11 +187,11 @@ def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], li
             find(p["a"])
             find(p["b"])
             near_misses.append(p["b"])
-    # the same words in another case or spacing are the same question (the
-    # labelled "paraphrase_surface" pairs say so): join them across pairs too
+    # the same words in another case, spacing or contraction are the same
+    # question (the labelled "paraphrase_surface" pairs say so): join them across pairs too
     by_surface: dict[str, str] = {}
     for text in list(parent):
-        surface = re.sub(r"\s+", "", text.lower()).rstrip("?.!")
+        surface = _surface(text)
         if surface in by_surface:
             parent[find(text)] = find(by_surface[surface])
         else:
@@ -201,6 +201,19 @@ def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], li
         groups.setdefault(find(text), []).append(text)
     named = {f"g{i:03d}": sorted(texts) for i, (_, texts) in enumerate(sorted(groups.items()))}
     return named, sorted(set(near_misses))
+
+
+_CONTRACTIONS = (("n't", " not"), ("'re", " are"), ("'m", " am"), ("'ll", " will"), ("'ve", " have"),
+                 ("what's", "what is"), ("it's", "it is"), ("that's", "that is"), ("where's", "where is"),
+                 ("who's", "who is"), ("how's", "how is"))
+
+
+def _surface(text: str) -> str:
+    """A question's words, ignoring case, spacing, end punctuation and contractions."""
+    t = text.lower().replace("\u2019", "'").replace("can't", "cannot").replace("won't", "will not")
+    for short, long in _CONTRACTIONS:
+        t = t.replace(short, long)
+    return re.sub(r"\s+", "", t).rstrip("?.!")
 
 
 def _routing_prompts(path: Path = ROUTING_PATH) -> list[dict]:
