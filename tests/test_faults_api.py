@@ -184,3 +184,20 @@ async def test_random_fault_mix_ledger_equals_bill(tmp_path, api_env):
     assert faults > 5  # faults really happened
     assert len(_ledger(db)) == ok == len(api_env.bill)
     _assert_ledger_matches_bill(db, api_env)
+
+
+async def test_backoff_is_bounded_exponential_with_jitter(tmp_path, api_env, caplog):
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="mcp_tars.engine")
+    api_env.inject_faults("500", count=4)  # no retry-after: our own backoff decides
+    config = make_config(api={"max_retries": 4, "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.6})
+    r, db = await _call(tmp_path, config, {"prompt": SIMPLE})
+    assert not r.is_error and r.structured_content["attempts"] == 5
+    delays = [float(d) for d in re.findall(r"sleeping ([\d.]+)s", caplog.text)]
+    caps = [min(0.6, 0.2 * 2 ** n) for n in range(4)]  # 0.2, 0.4, 0.6, 0.6
+    assert len(delays) == 4
+    assert all(0 <= d <= cap + 0.005 for d, cap in zip(delays, caps)), (delays, caps)
+    assert len(set(delays)) > 1  # full jitter, not a fixed schedule
+    _assert_ledger_matches_bill(db, api_env)
