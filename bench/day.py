@@ -178,6 +178,7 @@ def score(day: Day, tars: dict, base: dict) -> dict:
     tars_cost = {line["response_id"]: line["cost_usd"] for line in tars["bill"]["lines"]}
     batch_total = sum(line["cost_usd"] for line in tars["bill"]["lines"] if line.get("batch"))
     per_kind: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
+    models: dict[str, dict[str, int]] = defaultdict(dict)
     wrong_hits: list[dict] = []
     wrong_answers: list[dict] = []
     mapped = 0.0
@@ -199,6 +200,8 @@ def score(day: Day, tars: dict, base: dict) -> dict:
             k["tars_usd"] += cost
             mapped += cost
         k[t["source"]] += 1
+        if t["source"] in ("api", "batch") and t.get("model"):
+            models[call.kind][t["model"]] = models[call.kind].get(t["model"], 0) + 1
         if t.get("pruned"):
             k["pruned"] += 1
         correct = bool(answer_tags(t.get("text")) & call.accepted_tags)
@@ -239,6 +242,7 @@ def score(day: Day, tars: dict, base: dict) -> dict:
         "ledger_saved_usd": totals.get("saved_usd"),
         "ledger_vs_bill_usd": (totals.get("cost_usd") or 0.0) - tars_total,
         "savings_by_lever_ledger_usd": levers,
+        "models_by_kind": {k: dict(v) for k, v in models.items()},
         "tars_seconds": round(tars["seconds"], 1),
         "baseline_seconds": round(base["seconds"], 1),
     }
@@ -277,6 +281,14 @@ def table(result: dict) -> str:
                  f"{s['saving_bill_only']:.1%}; wrong answers re-charged at baseline: ${s['recharged_wrong_usd']:.4f})")
     lines.append(f"wrong cache hits: {s['wrong_cache_hits']} | wrong API answers: {s['wrong_api_answers']} | "
                  f"requests the API rejected: {s['rejected_requests']} | tool errors: {s['tool_errors']}")
+    mix: dict[str, int] = {}
+    for kind_models in s.get("models_by_kind", {}).values():
+        for model, n in kind_models.items():
+            mix[model] = mix.get(model, 0) + n
+    if mix:
+        sessions = s["models_by_kind"].get("session", {})
+        lines.append("models of the calls that reached the API: " + ", ".join(f"{m} {n}" for m, n in sorted(mix.items()))
+                     + (" (session turns: " + ", ".join(f"{m} {n}" for m, n in sorted(sessions.items())) + ")" if sessions else ""))
     levers = s["savings_by_lever_ledger_usd"]
     base = s["ledger_baseline_usd"] or 0.0
     if levers and base:

@@ -21,6 +21,10 @@ hours on the shared clock (``MCP_TARS_CLOCK_FILE``):
 Every call knows what a correct answer looks like: the simulated API starts
 its answer with ``q=<answer_tag(question)>``, so an answer is correct when its
 tag is the tag of the question asked, or of a paraphrase of it (same group).
+Groups come from the labels; texts of different pairs, which the labels never
+compared, are joined only when they are the same words up to case, spacing,
+contractions, articles and the question's framing ("what is X", "explain X",
+"X, what is it?"), and never across a labelled "miss" pair.
 """
 
 from __future__ import annotations
@@ -187,15 +191,25 @@ def paraphrase_groups(path: Path = PAIRS_PATH) -> tuple[dict[str, list[str]], li
             find(p["a"])
             find(p["b"])
             near_misses.append(p["b"])
-    # the same words in another case, spacing or contraction are the same
-    # question (the labelled "paraphrase_surface" pairs say so): join them across pairs too
-    by_surface: dict[str, str] = {}
-    for text in list(parent):
-        surface = _surface(text)
-        if surface in by_surface:
-            parent[find(text)] = find(by_surface[surface])
+    # Texts of different pairs were never compared by the labels. Join those
+    # that are the same question in another case, spacing, contraction or
+    # framing ("what is X" / "explain X" / "X, what is it?": the labelled
+    # paraphrase_framing and paraphrase_surface pairs say these mean the same),
+    # unless a labelled "miss" pair says otherwise.
+    differ = [(p["a"], p["b"]) for p in pairs
+              if p["label"] == "miss" and not p["category"].startswith("context_") and not p.get("context")]
+
+    def would_join_a_miss(x: str, y: str) -> bool:
+        rx, ry = find(x), find(y)
+        return any({find(a), find(b)} == {rx, ry} for a, b in differ)
+
+    by_core: dict[str, str] = {}
+    for text in sorted(parent):
+        core = _core(text)
+        if core in by_core and find(text) != find(by_core[core]) and not would_join_a_miss(text, by_core[core]):
+            parent[find(text)] = find(by_core[core])
         else:
-            by_surface[surface] = text
+            by_core.setdefault(core, text)
     groups: dict[str, list[str]] = {}
     for text in list(parent):
         groups.setdefault(find(text), []).append(text)
@@ -214,6 +228,24 @@ def _surface(text: str) -> str:
     for short, long in _CONTRACTIONS:
         t = t.replace(short, long)
     return re.sub(r"\s+", "", t).rstrip("?.!")
+
+
+_FRAMINGS = re.compile(
+    r"^(?:(?:can|could|would) you (?:please )?|please )?(?:tell me (?:about |what )?|explain (?:to me )?(?:what )?|"
+    r"what is |what are |define |describe |give me an overview of )"
+    r"|(?:, what is it| is what| means?| to me| please| for me)$")
+_ARTICLES = re.compile(r"\b(?:the|a|an)\b")
+
+
+def _core(text: str) -> str:
+    """``_surface`` without the question's framing and articles: "Explain
+    recursion to me please" and "recursion, what is it?" are both "recursion"."""
+    t = re.sub(r"\s+", " ", text.lower().replace("\u2019", "'")).strip().rstrip("?.! ")
+    for short, long in _CONTRACTIONS:
+        t = t.replace(short, long)
+    for _ in range(3):
+        t = _FRAMINGS.sub("", t).strip(" ,?")
+    return re.sub(r"\s+", "", _ARTICLES.sub(" ", t))
 
 
 def _routing_prompts(path: Path = ROUTING_PATH) -> list[dict]:
@@ -270,7 +302,8 @@ _JOB_ASKS = (
 
 def build_day(*, quick: bool = False, seed: int = 2026) -> Day:
     """A day of one agent's traffic, sorted by time (see the module docstring)."""
-    rng = random.Random(seed)
+    # one generator per kind of traffic: changing one kind leaves the others as they were
+    rq, rt, rs, rj = (random.Random(f"{seed}:{part}") for part in ("questions", "tasks", "sessions", "jobs"))
     scale = 0.3 if quick else 1.0
     groups, near_misses = paraphrase_groups()
     calls: list[Call] = []
@@ -282,22 +315,22 @@ def build_day(*, quick: bool = False, seed: int = 2026) -> Day:
 
     # questions: a few popular ones asked many times, a long tail asked once or twice
     names = sorted(groups)
-    rng.shuffle(names)
+    rq.shuffle(names)
     popularity = [1 / (rank + 1) ** 0.9 for rank in range(len(names))]
     for _ in range(int(700 * scale)):
-        name = rng.choices(names, popularity)[0]
-        text = rng.choice(groups[name])
-        add("question", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400},
+        name = rq.choices(names, popularity)[0]
+        text = rq.choice(groups[name])
+        add("question", rq.uniform(*work_day), {"prompt": text, "max_tokens": 400},
             frozenset(answer_tag(t) for t in groups[name]), name)
     group_of = {t: name for name, texts in groups.items() for t in texts}
-    for text in rng.sample(near_misses, k=min(len(near_misses), int(250 * scale))):
+    for text in rq.sample(near_misses, k=min(len(near_misses), int(250 * scale))):
         name = group_of[text]
-        add("near_miss", rng.uniform(*work_day), {"prompt": text, "max_tokens": 400},
+        add("near_miss", rq.uniform(*work_day), {"prompt": text, "max_tokens": 400},
             frozenset(answer_tag(t) for t in groups[name]), name)
 
     # one-shot tasks, simple to expert; some asked again later in the day
     tasks = _routing_prompts()
-    rng.shuffle(tasks)
+    rt.shuffle(tasks)
     for row in tasks[: int(len(tasks) * (0.35 if quick else 1.0))]:
         kind = "hard_task" if row["level"] in ("complex", "expert") else "simple_task"
         if "messages" in row:
@@ -309,32 +342,32 @@ def build_day(*, quick: bool = False, seed: int = 2026) -> Day:
         else:
             args = {"prompt": row["prompt"], "max_tokens": 1024}
             tags = _tag(row["prompt"])
-        for _ in range(2 if rng.random() < 0.2 else 1):
-            add(kind, rng.uniform(*work_day), args, tags)
+        for _ in range(2 if rt.random() < 0.2 else 1):
+            add(kind, rt.uniform(*work_day), args, tags)
 
     # long agent sessions with tool use: every turn re-sends the conversation so far
     from bench.conversations import generate_session
 
-    n_sessions = 2 if quick else 6
+    n_sessions = 2 if quick else 8
     for s in range(n_sessions):
-        session = generate_session(seed + s, target_tokens=rng.randint(45_000, 70_000) if not quick else 45_000,
+        session = generate_session(seed + s, target_tokens=rs.randint(45_000, 70_000) if not quick else 45_000,
                                    output_scale=0.5)
         tools = _session_tools(session.messages)
-        at = rng.uniform(8.5 * 3600, 16 * 3600)
+        at = rs.uniform(8.5 * 3600, 16 * 3600)
         for i, message in enumerate(session.messages):
             if message["role"] != "user":
                 continue
             history = session.messages[: i + 1]
             add("session", at, {"messages": history, "system": session.system, "tools": tools, "max_tokens": 1024,
                                 "session_id": f"session-{s}"}, _tag(question_text(history)))
-            pause = rng.random()
-            at += rng.uniform(8, 60) if pause < 0.9 else rng.uniform(360, 1200) if pause < 0.98 else rng.uniform(3600, 5400)
+            pause = rs.random()
+            at += rs.uniform(8, 60) if pause < 0.9 else rs.uniform(360, 1200) if pause < 0.98 else rs.uniform(3600, 5400)
 
     # deferrable jobs: reports and summaries that can wait for the batch API
     for j in range(int(60 * scale)):
-        prompt = f"{rng.choice(_JOB_ASKS)}\n\n{_job_document(rng, j)}"
-        add("deferred", rng.uniform(*work_day), {"prompt": prompt, "max_tokens": 600,
-                                                 "priority": rng.choice(("normal", "low"))}, _tag(prompt))
+        prompt = f"{rj.choice(_JOB_ASKS)}\n\n{_job_document(rj, j)}"
+        add("deferred", rj.uniform(*work_day), {"prompt": prompt, "max_tokens": 600,
+                                                 "priority": rj.choice(("normal", "low"))}, _tag(prompt))
     calls.sort(key=lambda c: c.at)
     for i, c in enumerate(calls):
         c.index = i
