@@ -347,7 +347,7 @@ def fragment_units(fragment: Fragment) -> FragmentUnits:
     return FragmentUnits(units, list(names))
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)  # holds fragments' text: bounded well below the token-count cache
 def _scored_pieces(text: str, label: str, weight: float, prose: bool) -> tuple[tuple, tuple[str, ...]]:
     """((piece, base, values), ...) and credential names of one fragment.
     Cached: an agent resends the same history every turn, and each turn past

@@ -49,9 +49,23 @@ def family_factor(model: str | None) -> float:
     return DEFAULT_FACTOR
 
 
-@lru_cache(maxsize=65_536)
+_COUNT_CACHE_SIZE = 65_536
+_counts: dict[tuple[int, int], int] = {}  # (hash, length) -> count; holds no text, so memory stays small
+
+
 def _cl100k_count(text: str) -> int:
-    return len(_encoding().encode(text, disallowed_special=()))
+    # Conversations are re-sent every turn, so the same messages are counted
+    # again and again. Keyed by the string's hash (Python caches it on the
+    # object) and length: an estimate may in theory collide; a bill never
+    # depends on it.
+    key = (hash(text), len(text))
+    count = _counts.get(key)
+    if count is None:
+        count = len(_encoding().encode(text, disallowed_special=()))
+        if len(_counts) >= _COUNT_CACHE_SIZE:
+            _counts.clear()
+        _counts[key] = count
+    return count
 
 
 def cl100k_count(text: str) -> int:
