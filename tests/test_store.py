@@ -111,3 +111,15 @@ def test_sessions_remember_tier_and_gaps(tmp_path):
     assert got["gaps"] == [60.0, 400.0]
     assert got["level"] == "expert" and got["model"] == "claude-opus-5-5" and got["calls"] == 3
     assert ledger.get_session(s, "other", "sess") is None
+
+
+def test_rows_a_dead_replayer_took_are_replayed_on_the_next_open(tmp_path):
+    import json
+
+    s = Store(tmp_path / "l.db")
+    orphan = ledger.spool_path(s).with_name(ledger.spool_path(s).name + ".4000000.replaying")  # no such pid
+    orphan.write_text(json.dumps(_row(7)) + "\n" + json.dumps(_row(8)) + "\n")
+    s.close()
+    reopened = Store(tmp_path / "l.db")
+    assert ledger.count(reopened) == 2
+    assert not orphan.exists()

@@ -159,16 +159,46 @@ def replay_spool(store: Store) -> int:
     """Add spooled rows to the ledger, then remove the spool; returns rows added.
     A torn last line (a crash mid-write) is skipped."""
     path = spool_path(store)
-    if str(store.path) == ":memory:" or not path.exists():
+    if str(store.path) == ":memory:":
         return 0
+    added = sum(_replay_orphan(store, orphan) for orphan in path.parent.glob(f"{path.name}.*.replaying"))
+    if not path.exists():
+        return added
     # take the file away first: rows spooled from now on start a new one
     taken = path.with_name(f"{path.name}.{os.getpid()}.replaying")
     try:
         os.replace(path, taken)
     except FileNotFoundError:
-        return 0  # another process took it
+        return added  # another process took it
+    return added + _replay_file(store, path, taken)
+
+
+def _replay_orphan(store: Store, taken: Path) -> int:
+    """A file a replaying process took and never finished (it died): replay it
+    unless its process is still alive."""
+    try:
+        pid = int(taken.name.rsplit(".", 2)[-2])
+    except ValueError:
+        return 0
+    if pid == os.getpid():
+        return 0
+    try:
+        os.kill(pid, 0)
+        return 0  # still working on it
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return 0
+    return _replay_file(store, spool_path(store), taken)
+
+
+def _replay_file(store: Store, path: Path, taken: Path) -> int:
     rows = []
-    for line in taken.read_text("utf-8").splitlines():
+    try:
+        text = taken.read_text("utf-8")
+    except FileNotFoundError:
+        return 0  # another process replayed it first
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
@@ -178,7 +208,7 @@ def replay_spool(store: Store) -> int:
     except BaseException:
         os.replace(taken, path) if not path.exists() else _append(path, taken)
         raise
-    taken.unlink()
+    taken.unlink(missing_ok=True)
     return added
 
 
