@@ -630,3 +630,28 @@ async def test_batch_answers_feed_the_response_cache(queue_factory, api_env):
     assert q.status(again["task_id"])["status"] == "succeeded"
     assert len(batch_posts(sim)) == 1 and len(sim.bill) == 1
     assert [r["source"] for r in sorted(ledger_rows(q.store), key=lambda r: r["ts"])] == ["batch", "cache"]
+
+
+@pytest.mark.anyio
+async def test_a_task_whose_results_keep_expiring_ends_expired(tmp_path, sim, monkeypatch):
+    from mcp_tars.batches import DeferredQueue
+    from mcp_tars.engine import CompletionRequest, Engine
+    from mcp_tars.store import Store
+
+    from conftest import TEST_API_KEY, make_config
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
+    engine = Engine(make_config(batch={"max_attempts": 2, "worker_enabled": False}), Store(tmp_path / "x.db"))
+    q: DeferredQueue = engine.queue
+    try:
+        task = (await q.defer(CompletionRequest(prompt="Define entropy in one line."), priority="high",
+                              max_wait_seconds=7 * 86400, critical=False))["task_id"]
+        sim.fail_batch_requests(task, outcome="expired", times=None)
+        for _ in range(3):
+            await q.process(force=True)
+        status = q.status(task)
+        assert status["status"] == "expired" and "24-hour" in status["error"]
+        assert status["attempts"] == 2
+    finally:
+        await engine.aclose()

@@ -287,7 +287,10 @@ def settle_unanswered(store: Store, tenant: str, *, task_id: str, batch_id: str,
                         (task_id, tenant)).fetchone()
         if row is None or row[0] != "submitted" or row[1] != batch_id:
             return None  # finished already, or resubmitted elsewhere
-        status = "queued" if retry and row[2] < max_attempts else "failed"
+        if retry and row[2] < max_attempts:
+            status = "queued"
+        else:  # out of attempts: "expired" when the API's 24-hour limit was the last word
+            status = "expired" if result_type == "expired" else "failed"
         if status == "queued":
             c.execute("UPDATE tasks SET status = 'queued', batch_id = NULL, result_type = ?, error = ? WHERE id = ?",
                       (result_type, error, task_id))
