@@ -327,8 +327,8 @@ def _place_breakpoint(params: dict, address: tuple, ttl: str) -> dict:
     return out
 
 
-def share_prefixes(requests: list[dict], *, ttl: str, min_tokens: Callable[[str], float],
-                   max_breakpoints: int = 4) -> tuple[list[dict], dict[str, dict]]:
+def share_prefixes(requests: list[dict], *, ttl: str,
+                   min_tokens: Callable[[str], float]) -> tuple[list[dict], dict[str, dict]]:
     """Order a batch's requests so that those sharing a prefix are adjacent, and
     put a ``ttl`` cache breakpoint at the end of the longest prefix each one
     shares with another request on the same model, when that prefix is long
@@ -366,7 +366,8 @@ def share_prefixes(requests: list[dict], *, ttl: str, min_tokens: Callable[[str]
             existing = _has_cache_control(params)
             if prefix_tokens < min_tokens(params["model"]):
                 decision["reason"] = "shared prefix shorter than the model's minimum cacheable size"
-            elif existing >= max_breakpoints or params.get("cache_control"):
+            elif existing:
+                # never re-time the caller's markers, and a 1h breakpoint may not follow a 5m one
                 decision["reason"] = "the request already carries its own cache breakpoints"
             else:
                 address = units[custom_id][n - 1][0]
