@@ -96,6 +96,7 @@ from .engine import (
     build_messages,
     check_scalars,
     request_params,
+    response_cache_params,
     response_text,
 )
 from .pricing import Usage, attribute_call
@@ -479,12 +480,6 @@ def _new_task_id() -> str:
     return "task_" + uuid.uuid4().hex
 
 
-def _cache_params(req: CompletionRequest, messages: list[dict], tier: str) -> dict:
-    """The response-cache key params, exactly as the engine forms them: the
-    caller's request (before pruning) on the pinned model or the routing tier."""
-    return {**request_params(req, messages), "model": req.model or f"tier:{tier}"}
-
-
 def _request_dict(req: CompletionRequest) -> dict:
     return {k: v for k, v in req.__dict__.items() if v is not None and k != "stream"}
 
@@ -521,7 +516,7 @@ class DeferredQueue:
         task_id = _new_task_id()
 
         complexity = routing.classify(messages, req.system, req.tools, settings=cfg.routing)
-        cache_params = _cache_params(req, messages, complexity.level)
+        cache_params = response_cache_params(req, messages, complexity.level)
         hit = None
         why_now = None
         if critical:
@@ -996,7 +991,7 @@ class DeferredQueue:
             try:
                 req = CompletionRequest(**request)
                 engine.cache.put(
-                    _cache_params(req, build_messages(req, cfg), decisions["cache_tier"]), engine.tenant,
+                    response_cache_params(req, build_messages(req, cfg), decisions["cache_tier"]), engine.tenant,
                     {"content": content, "model": message.model, "stop_reason": message.stop_reason,
                      "usage": usage.as_api_dict()},
                     cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,

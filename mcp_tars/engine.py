@@ -193,6 +193,12 @@ def request_params(req: CompletionRequest, messages: list[dict]) -> dict[str, An
     return params
 
 
+def response_cache_params(req: CompletionRequest, messages: list[dict], tier: str) -> dict[str, Any]:
+    """What the response cache is keyed on: the caller's request (before
+    pruning) on the pinned model, or on the routing tier when routed."""
+    return {**request_params(req, messages), "model": req.model or f"tier:{tier}"}
+
+
 def tenant_of(api_key: str | None, namespace: str | None) -> str:
     """A stable, non-reversible tenant id: the configured namespace, or a hash of the API key."""
     if namespace:
@@ -361,7 +367,7 @@ class Engine:
         params = request_params(req, messages)
 
         # 1. response cache: keyed on the pinned model, or on the routing tier
-        cache_params = {**params, "model": req.model or f"tier:{complexity.level}"}
+        cache_params = response_cache_params(req, messages, complexity.level)
         if self.cache is not None and req.use_cache:
             hit = self.cache.lookup(cache_params, self.tenant)
             if hit is not None:
