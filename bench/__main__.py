@@ -1,8 +1,8 @@
 """The end-to-end benchmark: what mcp-tars saves on a day of agent traffic, what it costs in latency,
 and how it holds up as the data grows and processes share it.
 
-    python -m bench                  # all four sections (about 15 minutes on 2 cores)
-    python -m bench --quick          # a smaller run of each (a few minutes)
+    python -m bench                  # all four sections (5-8 minutes on 2 cores)
+    python -m bench --quick          # a smaller run of each (about 2 minutes)
     python -m bench day|overhead|scale|concurrency [--quick]
     python -m bench --readme         # also write the tables into README.md
 
