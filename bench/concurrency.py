@@ -31,7 +31,15 @@ from pathlib import Path
 
 from mcp_tars.sim import RemoteSim
 
-from bench.workloads import bench_config, paraphrase_groups, server_env, start_sim, workdir, write_json
+from bench.workloads import (
+    bench_config,
+    paraphrase_groups,
+    remove_workdir,
+    server_env,
+    start_sim,
+    workdir,
+    write_json,
+)
 
 
 def _server_params(env: dict, stderr_path: Path):
@@ -91,6 +99,7 @@ def run(processes: int = 4, calls: int = 500, seed: int = 3) -> dict:
         rows = c.execute("SELECT COUNT(*), COUNT(DISTINCT response_id), COALESCE(SUM(cost_usd), 0), "
                          "SUM(source = 'api'), SUM(source = 'cache') FROM ledger").fetchone()
     stderr_text = "".join(p.read_text("utf-8", errors="replace") for p in stderr_paths if p.exists())
+    remove_workdir(wd)
     ok = sum(r["ok"] for r in results.values())
     errors = sum(r["errors"] for r in results.values())
     locked = stderr_text.lower().count("database is locked") + sum(

@@ -42,6 +42,7 @@ from bench.workloads import (
     answer_tags,
     bench_config,
     build_day,
+    remove_workdir,
     server_env,
     start_sim,
     stdio_params,
@@ -127,6 +128,7 @@ async def run_tars(day: Day, progress: bool = True) -> dict:
         requests = control.requests()["requests"]
     finally:
         sim.stop()
+        remove_workdir(wd)
     return {"outcomes": outcomes, "bill": bill, "requests": requests, "ledger": ledger, "errors": errors,
             "seconds": time.perf_counter() - began}
 

@@ -45,6 +45,7 @@ from bench.workloads import (
     BENCH_API_KEY,
     bench_config,
     percentile,
+    remove_workdir,
     server_env,
     start_sim,
     stdio_params,
@@ -246,6 +247,7 @@ async def measure(calls: int, warmup: int = 30, hit_set: int = 50, seed: int = 5
         await sdk.close()
     finally:
         sim.stop()
+        remove_workdir(wd)
     return summarise(samples, problems)
 
 
@@ -333,6 +335,7 @@ async def measure_sessions(turns: int, seed: int = 9) -> dict:
                 s += 1
     finally:
         sim.stop()
+        remove_workdir(wd)
     rows = {k: {p: round(percentile(v, q), 3) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))} | {"n": len(v)}
             for k, v in samples.items() if k != "pruned"}
     over = {p: round(rows["session"][p] - rows["session_floor"][p], 3) for p in ("p50", "p95", "p99")}

@@ -106,6 +106,14 @@ def workdir(prefix: str) -> Path:
     return path
 
 
+def remove_workdir(path: Path) -> None:
+    """Delete a run's scratch directory (set BENCH_KEEP_WORKDIR=1 to keep it for a look)."""
+    if not os.environ.get("BENCH_KEEP_WORKDIR"):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     if not values:
