@@ -40,6 +40,7 @@ from .summarize import Fragment, FragmentUnits, format_units, fragment_units, se
 
 LEVEL_NAMES = ("light", "medium", "aggressive")
 CHARS_PER_TOKEN = 3.6  # cl100k characters per token of mixed text; only to skip counting obvious cases
+REQUEST_KEEP_CHARS = 4000  # the current request, when pruning drops it, is kept up to this size
 SUMMARY_CHARS_PER_CL100K_TOKEN = 3.2  # summaries are dense in numbers, paths and identifiers
 # How much a fact is worth by where it was said, relative to tool output (1.0):
 # what the user says is what the agent is asked to remember.
@@ -450,6 +451,7 @@ class _Pruner:
         self.summarizer = summarizer
         self.meter = _Meter(messages, system, model, settings.exact_count_max_chars)
         self.tail_start = self._tail_start()
+        self.request_index = self._request_index()
         self.tool_names: dict[str, str] = {}
         self.tool_inputs: dict[str, dict] = {}
         self.duplicate_of: dict[tuple, str] = {}  # (i, j[, key]) -> marker text
@@ -470,6 +472,21 @@ class _Pruner:
         if last_user > 0 and _has_tool_result(self.messages[last_user]) and self.messages[last_user - 1].get("role") == "assistant":
             return last_user - 1
         return last_user
+
+    def _request_index(self) -> int | None:
+        """The user's current request: the last user message with words of its
+        own (not only tool results). In an agent's tool loop it lies before the
+        tail; if it is dropped, the model must still see it."""
+        for i in range(self.n - 1, -1, -1):
+            m = self.messages[i]
+            if m.get("role") != "user":
+                continue
+            content = m.get("content")
+            if (isinstance(content, str) and content.strip()) or any(
+                    isinstance(b, dict) and b.get("type") == "text" and str(b.get("text", "")).strip()
+                    for b in _blocks(content)):
+                return i
+        return None
 
     def _analyse(self) -> None:
         """Find repeated outputs and superseded file versions, walking backwards
@@ -856,6 +873,16 @@ class _Pruner:
                 notes.extend(summary_notes)
         if dropped > 0:
             removed.insert(0, {"action": "dropped", "first_index": prefix, "last_index": k - 1, "count": dropped, "tokens": sum(self.meter.per_message[prefix:k])})
+            r = self.request_index
+            if r is not None and prefix <= r < k:
+                # the tool loop under way answers this request: never let the summary stand in for it
+                request, _ = redact_credentials(tok.content_text(messages[r].get("content", "")).strip())
+                cap = REQUEST_KEEP_CHARS
+                if len(request) > cap:
+                    request = request[: cap // 2] + f" [... {len(request) - cap:,} characters cut ...] " + request[-cap // 2 :]
+                kept_request = f"[The user's current request, kept verbatim by context pruning:]\n{request}"
+                summary_text = kept_request + ("\n\n" + summary_text if summary_text else "")
+                notes.append("the user's current request lies before the kept messages: kept verbatim with the summary")
         out.extend(self._bridge(prefix, k, kept, summary_text, removed, notes))
         index_of = {id(messages[i]): i for i in range(k, self.n)}
         tokens = prefix_tokens + sum(self._tokens_of(m, index_of.get(id(m), -1)) for m in out[prefix:])

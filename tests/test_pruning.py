@@ -470,3 +470,22 @@ def test_a_previous_pruning_is_extended_so_the_pruned_prefix_stays_byte_stable()
     edited[0]["content"] = "A different start."
     assert extend_pruned(first, edited) is None
     assert extend_pruned(first, turn1) is None
+
+
+def test_the_current_request_survives_when_a_long_tool_loop_is_pruned():
+    from mcp_tars.tokens import content_text
+
+    request = "ok now go through the remaining things we talked about, tidy them up and tell me when done"
+    messages = [{"role": "user", "content": "Earlier chat about lunch."},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": request}]
+    for i in range(12):
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "bash", "input": {"command": f"step {i}"}}]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": f"output {i} " + "x" * 3000}]})
+    for settings in (PruningSettings(),  # even with summaries off, the request is kept
+                     PruningSettings.model_validate({"levels": {"aggressive": {"keep_last_messages": 3, "summarize": False}}})):
+        result = prune_messages(messages, max_tokens=2000, level="aggressive", settings=settings)
+        assert validate_conversation(result.messages) == []
+        assert request in "\n".join(content_text(m["content"]) for m in result.messages)
