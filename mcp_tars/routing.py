@@ -748,7 +748,11 @@ def classify(
         why.append("short ask")
     signals["ask_words"] = ask_words
 
-    # 7. Conversation depth, agent loop, context size.
+    # 7. Conversation depth, agent loop, context size. These say the work is
+    # involved, not that the task is expert: they never lift a score into the
+    # expert band by themselves (a long agent session stays off the priciest tier
+    # unless its task asks for it).
+    score_before_shape = score
     user_turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user" and not _is_tool_result_only(m))
     if user_turns >= 4:
         score += w.conversation_depth * (2 if user_turns >= 10 else 1)
@@ -771,6 +775,9 @@ def classify(
         score += w.context_size * bands
         why.append(f"~{context_tokens:,} tokens of context")
     signals["context_tokens_estimate"] = context_tokens
+    if score_before_shape < s.expert_threshold <= score:
+        score = s.expert_threshold - 1
+        why.append("session shape alone does not make a task expert")
     if tools:
         signals["tools"] = len(tools)
     if tool_loop:

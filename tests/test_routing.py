@@ -271,3 +271,23 @@ def test_router_recovers_more_accuracy_than_a_random_router():
         picked = set(random.Random(seed).sample(range(len(rows)), k))
         randoms.append(sum(r["strong_correct"] if i in picked else r["weak_correct"] for i, r in enumerate(rows)) / len(rows))
     assert accuracy > sum(randoms) / len(randoms) + 0.03
+
+
+def test_a_long_agent_session_alone_does_not_make_a_task_expert():
+    from mcp_tars.routing import RoutingSettings, classify
+
+    ask = "Why does this endpoint return 500 sometimes? Look at the logs and fix it."
+    alone = classify([{"role": "user", "content": ask}])
+    assert alone.level == "complex"
+    messages = []
+    for i in range(12):
+        messages.append({"role": "user", "content": f"Step {i}: keep going with the investigation. " + "log line " * 400})
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "bash", "input": {"command": "pytest -x"}}]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "FAILED " * 300}]})
+        messages.append({"role": "assistant", "content": "Looking further."})
+    messages.append({"role": "user", "content": ask})
+    deep = classify(messages)
+    assert deep.score > alone.score  # the session's shape still counts...
+    assert deep.level == "complex"  # ...but never lifts the task into the expert band by itself
+    assert deep.score == RoutingSettings().expert_threshold - 1 and "session shape" in deep.reason
