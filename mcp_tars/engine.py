@@ -352,6 +352,8 @@ class Engine:
             await self._client.close()
         if self._sync_client is not None:
             self._sync_client.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     # -- the pipeline --------------------------------------------------------
 
