@@ -42,7 +42,7 @@ AUTO_TARGETS = (4_000, 10_000, 20_000)
 
 def cold_prune(session: Session, **kwargs):
     """One pruning call with every cache cleared: (result, wall seconds, CPU seconds)."""
-    tok._cl100k_count.cache_clear()
+    tok.clear_count_cache()
     summarize._scored_pieces.cache_clear()
     wall, cpu = time.perf_counter(), time.process_time()
     result = prune_messages(session.messages, system=session.system, settings=PruningSettings(), **kwargs)

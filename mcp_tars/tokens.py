@@ -53,6 +53,11 @@ _COUNT_CACHE_SIZE = 65_536
 _counts: dict[tuple[int, int], int] = {}  # (hash, length) -> count; holds no text, so memory stays small
 
 
+def clear_count_cache() -> None:
+    """Forget memoised counts (benchmarks time cold counting)."""
+    _counts.clear()
+
+
 def _cl100k_count(text: str) -> int:
     # Conversations are re-sent every turn, so the same messages are counted
     # again and again. Keyed by the string's hash (Python caches it on the
