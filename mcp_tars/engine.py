@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -401,8 +402,10 @@ class Engine:
             # the previous turn's prefix is probably still in the prompt cache:
             # pruning inside it would throw the cache away
             protected = max(protected, prompt_cache.conversation_prefix_end(messages))
-        prune_info = self.auto_prune(params, model, protected_prefix=protected, budget_share=budget_share,
-                                     session_key=(self.tenant, req.session_id) if req.session_id else None)
+        prune = functools.partial(self.auto_prune, params, model, protected_prefix=protected, budget_share=budget_share,
+                                  session_key=(self.tenant, req.session_id) if req.session_id else None)
+        # an abstractive summary is a blocking API call: keep it off the event loop
+        prune_info = await asyncio.to_thread(prune) if cfg.pruning.abstractive else prune()
 
         # 5. prompt caching
         timing = None
