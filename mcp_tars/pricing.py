@@ -139,7 +139,8 @@ class Cost:
 def _price_from_dict(model: str, d: Mapping[str, Any], source: str) -> ModelPrice:
     missing = [f for f in PRICE_FIELDS if f not in d]
     if missing:
-        raise ValueError(f"price of {model} lacks {', '.join(missing)}: every price field must be explicit")
+        raise ValueError(f"price_overrides.{model}: a model the price table does not know needs every price field; "
+                         f"missing {', '.join(missing)}")
     long_ctx = None
     above = None
     if d.get("long_context"):

@@ -37,6 +37,7 @@ def test_the_brief_knobs_are_there():
     ({"cache": {"no_such_knob": 1}}, "cache.no_such_knob", "Extra inputs are not permitted"),
     ({"api": {"max_retries": "lots"}}, "api.max_retries", "valid integer"),
     ({"price_overrides": {"claude-x": {"inptu": 1}}}, "price_overrides", "allowed"),
+    ({"price_overrides": {"claude-new-1": {"input": 1}}}, "price_overrides", "needs every price field"),
 ])
 def test_a_wrong_value_names_the_file_the_field_and_what_is_allowed(tmp_path, change, field, allowed):
     path = tmp_path / "performance-config.json"
