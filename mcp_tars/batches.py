@@ -99,7 +99,6 @@ from .engine import (
     response_cache_params,
     response_text,
 )
-from .pricing import Usage, attribute_call
 from .routing import RoutingDecision
 from .store import tasks as task_store
 
@@ -961,15 +960,10 @@ class DeferredQueue:
 
     def _ingest_success(self, batch_id: str, task_id: str, message, payload: dict, now: float) -> tuple[bool, str | None]:
         engine, cfg = self.engine, self.engine.config
-        usage = Usage.from_api(message.usage)
         decisions = payload.get("decisions") or {}
         prune_info = decisions.get("pruning")
-        pruned_away = 0
-        if prune_info:
-            pruned_away = round((prune_info["tokens_before"] - prune_info["tokens_after"])
-                                * tokens.family_factor(cfg.default_model) / tokens.family_factor(message.model))
-        attribution = attribute_call(engine.prices, usage=usage, model=message.model, default_model=cfg.default_model,
-                                     batch=True, pruned_away_tokens=pruned_away, when=_utc(now))
+        usage, attribution, content = engine.account(message, model=message.model, prune_info=prune_info,
+                                                     batch=True, when=_utc(now))
         routing_decision = RoutingDecision(**decisions["routing"]) if decisions.get("routing") else None
         request = payload.get("request") or {}
         row = engine.ledger_row(
@@ -980,7 +974,6 @@ class DeferredQueue:
             prune_info=prune_info, stop_reason=message.stop_reason, latency_ms=None,
             attempts=payload.get("attempts") or 1, task_id=task_id, batch=True,
         )
-        content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
         inserted, status = task_store.ingest_success(
             self.store, engine.tenant, task_id=task_id, batch_id=batch_id, ledger_row=row,
             text=response_text(content), content=content, model=message.model, stop_reason=message.stop_reason,
@@ -990,12 +983,8 @@ class DeferredQueue:
             # The answer serves later identical requests at no cost, as the engine's own answers do.
             try:
                 req = CompletionRequest(**request)
-                engine.cache.put(
-                    response_cache_params(req, build_messages(req, cfg), decisions["cache_tier"]), engine.tenant,
-                    {"content": content, "model": message.model, "stop_reason": message.stop_reason,
-                     "usage": usage.as_api_dict()},
-                    cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                    savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+                engine.cache_answer(response_cache_params(req, build_messages(req, cfg), decisions["cache_tier"]),
+                                    message, usage, content, attribution)
             except Exception:  # noqa: BLE001 - the answer is recorded; caching it is a bonus
                 log.exception("could not store the answer of task %s in the response cache", task_id)
         return inserted, status

@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 import anthropic
@@ -420,17 +421,10 @@ class Engine:
         message, attempts, model_used, request_id = await self._call_api(shaped, stream=req.stream or req.max_tokens > cfg.api.stream_threshold_max_tokens, progress=progress)
 
         # 7. ledger
-        usage = Usage.from_api(message.usage)
         billed_model = message.model or model_used
-        pruned_away = 0
-        if prune_info:
-            pruned_away = round((prune_info["tokens_before"] - prune_info["tokens_after"])
-                                * tokens.family_factor(cfg.default_model) / tokens.family_factor(model))
-        attribution = attribute_call(self.prices, usage=usage, model=billed_model, default_model=cfg.default_model,
-                                     pruned_away_tokens=pruned_away, when=clock.utc_now())
+        usage, attribution, content = self.account(message, model=model_used, prune_info=prune_info)
         if attribution.pricing_source == "unknown":
             warnings.append(f"no price for model {billed_model!r}: its cost is not counted (add it under price_overrides)")
-        content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
         now = clock.now()
         latency_ms = (time.perf_counter() - started) * 1000
         pc_dict = pc_decision.__dict__ if hasattr(pc_decision, "__dict__") else dict(pc_decision)
@@ -450,13 +444,9 @@ class Engine:
                 warnings.append(f"the session's routing state was not saved: {e}")
 
         # 8. response cache store
-        response_dict = {"content": content, "model": billed_model, "stop_reason": message.stop_reason,
-                         "usage": usage.as_api_dict()}
-        if self.cache is not None and req.use_cache and attribution.cost_usd is not None:
+        if req.use_cache:
             try:
-                self.cache.put(cache_params, self.tenant, response_dict, cost_usd=attribution.cost_usd,
-                               baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                               savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+                self.cache_answer(cache_params, message, usage, content, attribution)
             except StoreError as e:
                 warnings.append(f"the answer was not added to the response cache: {e}")
 
@@ -674,12 +664,39 @@ class Engine:
         self._record_row(row, [])
         content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
         text = response_text(content)
-        if self.cache is not None and attribution.cost_usd is not None and message.stop_reason == "end_turn":
-            self.cache.put(params, self.tenant, {"content": content, "model": message.model or model,
-                                                 "stop_reason": message.stop_reason, "usage": usage.as_api_dict()},
-                           cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                           savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+        if message.stop_reason == "end_turn":
+            self.cache_answer(params, message, usage, content, attribution)
         return text
+
+    # -- accounting of one answer ----------------------------------------------
+
+    def account(self, message: Any, *, model: str, prune_info: dict | None, batch: bool = False,
+                when: datetime | None = None) -> tuple[Usage, Attribution, list[dict]]:
+        """Usage, cost and savings by lever, and the content blocks of one API
+        message (an immediate answer or a batch result)."""
+        cfg = self.config
+        usage = Usage.from_api(message.usage)
+        billed = message.model or model
+        pruned_away = 0
+        if prune_info:  # estimated on the default model's tokenizer
+            pruned_away = round((prune_info["tokens_before"] - prune_info["tokens_after"])
+                                * tokens.family_factor(cfg.default_model) / tokens.family_factor(billed))
+        attribution = attribute_call(self.prices, usage=usage, model=billed, default_model=cfg.default_model,
+                                     batch=batch, pruned_away_tokens=pruned_away, when=when or clock.utc_now())
+        content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+        return usage, attribution, content
+
+    def cache_answer(self, cache_params: dict, message: Any, usage: Usage, content: list[dict],
+                     attribution: Attribution) -> None:
+        """Offer an answer to the response cache, with what it cost and saved
+        (a later hit saves that call); the cache decides whether to keep it."""
+        if self.cache is None or attribution.cost_usd is None:
+            return
+        self.cache.put(cache_params, self.tenant,
+                       {"content": content, "model": message.model, "stop_reason": message.stop_reason,
+                        "usage": usage.as_api_dict()},
+                       cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
+                       savings={k: (v or 0.0) for k, v in attribution.savings.items()})
 
     # -- budget ---------------------------------------------------------------
 
