@@ -15,8 +15,8 @@ from typing import Annotated, Any, AsyncIterator, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from . import __version__, pruning, reports
 from .batches import DeferredQueue
@@ -81,25 +81,38 @@ class PruningInfo(BaseModel):
     reduction_pct: float | None = None
 
 
+# Nullable fields as `type: [T, "null"]` rather than pydantic's anyOf: the same
+# meaning, and much cheaper for clients that validate every result.
+OptionalStr = Annotated[str | None, WithJsonSchema({"type": ["string", "null"]})]
+OptionalNumber = Annotated[float | None, WithJsonSchema({"type": ["number", "null"]})]
+OptionalObject = Annotated[dict[str, Any] | None, WithJsonSchema({"type": ["object", "null"]})]
+
+
 class CompleteResult(BaseModel):
+    """The answer with its cost and savings.
+
+    The nested objects are described in words rather than as nested schemas:
+    clients validate every result against the output schema, and a flat
+    schema keeps that validation cheap on the hot path (a cache hit)."""
+
     text: str = Field(description="The answer's text (all text blocks joined).")
     content: list[dict[str, Any]] = Field(description="The answer's content blocks (text, tool_use...).")
     model: str
     source: Literal["api", "cache"]
-    stop_reason: str | None
-    cache: CacheInfo
-    usage: UsageOut
-    cost_usd: float | None = Field(description="What this call cost, from the API's usage; null when the model's price is unknown.")
-    baseline_cost_usd: float | None = Field(description="Estimated cost of the same request on the default model, full context, no caching, standard rate.")
-    saved_usd: float | None
-    savings_by_lever: dict[str, float | None]
+    stop_reason: OptionalStr
+    cache: dict[str, Any] = Field(description="{kind: 'exact' | 'semantic' | null, similarity: number | null}.")
+    usage: dict[str, int] = Field(description="{input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens}.")
+    cost_usd: OptionalNumber = Field(description="What this call cost, from the API's usage; null when the model's price is unknown.")
+    baseline_cost_usd: OptionalNumber = Field(description="Estimated cost of the same request on the default model, full context, no caching, standard rate.")
+    saved_usd: OptionalNumber
+    savings_by_lever: dict[str, float | None] = Field(description="{cache, pruning, routing, prompt_cache, batch}: they add up to saved_usd.")
     pricing_source: str
-    routing: RoutingInfo
-    pruning: PruningInfo | None
-    prompt_cache: dict[str, Any] | None
-    request_id: str | None
+    routing: dict[str, Any] = Field(description="{level: simple | moderate | complex | expert, score: 0-100, reason, pinned, sticky, downgraded}.")
+    pruning: OptionalObject = Field(description="{tokens_before, tokens_after, level, reduction_pct, notes, removed} when the context was pruned, else null.")
+    prompt_cache: OptionalObject = Field(description="The prompt-caching decision: breakpoints, TTL and why.")
+    request_id: OptionalStr
     response_id: str
-    session_id: str | None
+    session_id: OptionalStr
     latency_ms: float
     attempts: int
     warnings: list[str]
@@ -168,6 +181,17 @@ class PruneResultOut(BaseModel):
     removed: list[dict[str, Any]]
     protected_prefix_messages: int
     notes: list[str]
+
+
+def structured_result(data: dict[str, Any]) -> CallToolResult:
+    """The result as structured content plus its compact JSON text copy.
+
+    Built directly: the SDK's default would validate and dump the model twice
+    and indent the text copy, which on the hot path (a cache hit) costs more
+    than the whole engine. The SDK still validates the structured content
+    against the output schema."""
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, separators=(",", ":")))],
+                          structured_content=data)
 
 
 # -- server state --------------------------------------------------------------
@@ -284,7 +308,7 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             result = await state.engine.complete(req, progress=progress)
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
-        return CompleteResult.model_validate(result.__dict__)
+        return structured_result(result.__dict__)
 
     @server.tool(annotations=CALLS_API)
     async def defer_task(
