@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.conversations import Session, build_long_conversation, fact_report, generate_sessions
-from mcp_tars import summarize
+from mcp_tars import credentials, summarize
 from mcp_tars import tokens as tok
 from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
 
@@ -43,6 +43,7 @@ AUTO_TARGETS = (4_000, 10_000, 20_000)
 def cold_prune(session: Session, **kwargs):
     """One pruning call with every cache cleared: (result, wall seconds, CPU seconds)."""
     tok.clear_count_cache()
+    credentials.clear_memo()
     summarize._scored_pieces.cache_clear()
     wall, cpu = time.perf_counter(), time.process_time()
     result = prune_messages(session.messages, system=session.system, settings=PruningSettings(), **kwargs)

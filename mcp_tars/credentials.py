@@ -12,6 +12,8 @@ says it is one (``STRIPE_SECRET_KEY=...``, ``password: ...``,
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 
 REDACTED = "[REDACTED]"
 
@@ -238,11 +240,46 @@ def _redact_near_mentions(text: str, note) -> str:
 CREDENTIAL_HINT = re.compile(_MAYBE.pattern + "|" + _LONG_TOKEN.pattern)
 
 
+_MEMO_MAX_CHARS = 16_000_000  # texts remembered, in characters (agents re-send the same tool outputs every turn)
+_memo: "OrderedDict[tuple[int, int], tuple[str, str, tuple[str, ...]]]" = OrderedDict()
+_memo_chars = 0
+_memo_lock = threading.Lock()
+
+
+def clear_memo() -> None:
+    """Forget remembered redactions (benchmarks time cold runs)."""
+    global _memo_chars
+    with _memo_lock:
+        _memo.clear()
+        _memo_chars = 0
+
+
 def redact_credentials(text: str) -> tuple[str, list[str]]:
     """``text`` with credential values replaced by ``[REDACTED]``, and the
-    names (or kinds) of the credentials found, in order of first appearance."""
+    names (or kinds) of the credentials found, in order of first appearance.
+    Remembered for recent texts: a long session is pruned again every turn."""
+    global _memo_chars
     if not text:
         return text, []
+    key = (hash(text), len(text))
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit is not None and hit[0] == text:
+            _memo.move_to_end(key)
+            return hit[1], list(hit[2])
+    redacted, names = _redact(text)
+    if len(text) <= _MEMO_MAX_CHARS // 16:
+        with _memo_lock:
+            if key not in _memo:
+                _memo[key] = (text, redacted, tuple(names))
+                _memo_chars += len(text) + len(redacted)
+            while _memo_chars > _MEMO_MAX_CHARS and _memo:
+                _, (old, old_redacted, _) = _memo.popitem(last=False)
+                _memo_chars -= len(old) + len(old_redacted)
+    return redacted, names
+
+
+def _redact(text: str) -> tuple[str, list[str]]:
     names: list[str] = []
 
     def note(name: str) -> None:
