@@ -108,6 +108,17 @@ class Store:
                     raise self._failure("written", e) from e
                 raise
 
+    def write_one(self, sql: str, params: tuple = ()) -> int:
+        """One statement as its own transaction (SQLite autocommit): atomic like
+        ``write()``, with two round trips fewer on the hot path. Returns rowcount."""
+        with self._lock:
+            try:
+                return self.conn.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as e:
+                if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                    raise self._failure("written", e) from e
+                raise
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

@@ -59,8 +59,8 @@ def insert(store: Store, row: Mapping[str, Any], conn: sqlite3.Connection | None
     params = _prepare(row)
     if conn is not None:
         return conn.execute(_INSERT, params).rowcount == 1
-    with store.write() as c:
-        return c.execute(_INSERT, params).rowcount == 1
+    # one statement (its triggers run inside it): atomic without BEGIN/COMMIT
+    return store.write_one(_INSERT, params) == 1
 
 
 def insert_many(store: Store, rows: list[Mapping[str, Any]]) -> int:
