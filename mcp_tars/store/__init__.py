@@ -27,6 +27,15 @@ from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 BUSY_TIMEOUT_MS = 30_000  # MCP_TARS_BUSY_TIMEOUT_MS overrides it (tests use a short one)
 
 
+def where_clause(*conditions: tuple[str, object]) -> tuple[str, list]:
+    """`` WHERE a AND b`` and its parameters from (sql, value) pairs whose value
+    is not None (a None condition is left out); ``("", [])`` when none apply."""
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(sql for sql, _ in used), [value for _, value in used]
+
+
 class StoreError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
 

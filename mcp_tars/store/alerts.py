@@ -7,7 +7,7 @@ every call does not flood the table.
 
 from __future__ import annotations
 
-from . import Store
+from . import Store, where_clause
 
 _COLUMNS = ("tenant", "ts", "kind", "scope", "period", "share", "spent_usd", "limit_usd", "action", "message")
 
@@ -29,17 +29,7 @@ def record(store: Store, *, tenant: str, ts: float, kind: str, scope: str, perio
 def between(store: Store, *, tenant: str | None, since_ts: float | None, until_ts: float | None,
             limit: int = 100) -> list[dict]:
     """Alerts recorded in [since_ts, until_ts) (None is unbounded), newest first."""
-    clauses, params = [], []
-    if tenant is not None:
-        clauses.append("tenant = ?")
-        params.append(tenant)
-    if since_ts is not None:
-        clauses.append("ts >= ?")
-        params.append(since_ts)
-    if until_ts is not None:
-        clauses.append("ts < ?")
-        params.append(until_ts)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = where_clause(("tenant = ?", tenant), ("ts >= ?", since_ts), ("ts < ?", until_ts))
     with store.read() as c:
         cur = c.execute(f"SELECT {', '.join(_COLUMNS)} FROM alerts{where} ORDER BY ts DESC, id DESC LIMIT ?",
                         [*params, limit])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from . import Store
+from . import Store, where_clause
 from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS  # the current roll-up columns
 from .migrations import create_report_rollups
 
@@ -21,17 +21,7 @@ _GROUPINGS = ((), ("model",), ("day",), ("day", "model"))
 
 
 def _where(tenant: str | None, first_day: str | None, last_day: str | None) -> tuple[str, list]:
-    clauses, params = [], []
-    if tenant is not None:
-        clauses.append("tenant = ?")
-        params.append(tenant)
-    if first_day is not None:
-        clauses.append("day >= ?")
-        params.append(first_day)
-    if last_day is not None:
-        clauses.append("day <= ?")
-        params.append(last_day)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return where_clause(("tenant = ?", tenant), ("day >= ?", first_day), ("day <= ?", last_day))
 
 
 def _rows(store: Store, sql: str, params: Iterable) -> list[dict]:
