@@ -113,7 +113,9 @@ def _serve(args, config) -> int:
     Store().close()
     server = create_server(lambda: _open(config))
     if args.transport == "stdio":
-        server.run()
+        from . import stdio
+
+        stdio.run(server)
         return 0
     import uvicorn
 
