@@ -86,6 +86,10 @@ class PruningInfo(BaseModel):
 OptionalStr = Annotated[str | None, WithJsonSchema({"type": ["string", "null"]})]
 OptionalNumber = Annotated[float | None, WithJsonSchema({"type": ["number", "null"]})]
 OptionalObject = Annotated[dict[str, Any] | None, WithJsonSchema({"type": ["object", "null"]})]
+# Containers without a schema for their members (described in words instead):
+# a validator then checks one type, not every member, on every result.
+AnyObject = Annotated[dict[str, Any], WithJsonSchema({"type": "object"})]
+AnyList = Annotated[list[Any], WithJsonSchema({"type": "array"})]
 
 
 class CompleteResult(BaseModel):
@@ -96,18 +100,18 @@ class CompleteResult(BaseModel):
     schema keeps that validation cheap on the hot path (a cache hit)."""
 
     text: str = Field(description="The answer's text (all text blocks joined).")
-    content: list[dict[str, Any]] = Field(description="The answer's content blocks (text, tool_use...).")
+    content: AnyList = Field(description="The answer's content blocks, objects as in the Messages API (text, tool_use...).")
     model: str
     source: Literal["api", "cache"]
     stop_reason: OptionalStr
-    cache: dict[str, Any] = Field(description="{kind: 'exact' | 'semantic' | null, similarity: number | null}.")
-    usage: dict[str, int] = Field(description="{input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens}.")
+    cache: AnyObject = Field(description="{kind: 'exact' | 'semantic' | null, similarity: number | null}.")
+    usage: AnyObject = Field(description="Integer token counts: {input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens}.")
     cost_usd: OptionalNumber = Field(description="What this call cost, from the API's usage; null when the model's price is unknown.")
     baseline_cost_usd: OptionalNumber = Field(description="Estimated cost of the same request on the default model, full context, no caching, standard rate.")
     saved_usd: OptionalNumber
-    savings_by_lever: dict[str, float | None] = Field(description="{cache, pruning, routing, prompt_cache, batch}: they add up to saved_usd.")
+    savings_by_lever: AnyObject = Field(description="{cache, pruning, routing, prompt_cache, batch}: dollars (number or null); they add up to saved_usd.")
     pricing_source: str
-    routing: dict[str, Any] = Field(description="{level: simple | moderate | complex | expert, score: 0-100, reason, pinned, sticky, downgraded}.")
+    routing: AnyObject = Field(description="{level: simple | moderate | complex | expert, score: 0-100, reason, pinned, sticky, downgraded}.")
     pruning: OptionalObject = Field(description="{tokens_before, tokens_after, level, reduction_pct, notes, removed} when the context was pruned, else null.")
     prompt_cache: OptionalObject = Field(description="The prompt-caching decision: breakpoints, TTL and why.")
     request_id: OptionalStr
@@ -115,7 +119,7 @@ class CompleteResult(BaseModel):
     session_id: OptionalStr
     latency_ms: float
     attempts: int
-    warnings: list[str]
+    warnings: AnyList = Field(description="Strings: what the caller should know (budget, ledger, pricing).")
 
 
 class DeferResult(BaseModel):
