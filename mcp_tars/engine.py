@@ -47,6 +47,11 @@ SUMMARY_SYSTEM_PROMPT = (
 )
 SUMMARY_MAX_OUTPUT_TOKENS = 1500  # pruning trims the summary to its level's budget anyway
 MAX_PRUNED_SESSIONS = 512  # sessions whose pruned prefix is remembered (in memory, per process)
+# A new answer enters the response cache just after it is returned (or before
+# the next lookup, whichever comes first): storing it is a third of a miss's
+# own work, and nobody waits for it. A crash in between loses a cache entry,
+# never a ledger row (the row is written before the answer is returned).
+ANSWER_STORE_DELAY_SECONDS = 0.002
 
 
 class InputError(ValueError):
@@ -323,6 +328,7 @@ class Engine:
         self.budget = BudgetGuard(store, config.budget)
         self._pruned_sessions: dict[tuple[str, str], pruning.PruneResult] = {}  # insertion-ordered, bounded
         self._sync_client: anthropic.Anthropic | None = None  # abstractive summaries only
+        self._unstored_answers: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS
         from .batches import DeferredQueue  # batches builds on the engine; import here to avoid a cycle
 
         self.queue = DeferredQueue(self)
@@ -345,6 +351,7 @@ class Engine:
         return self._client
 
     async def aclose(self) -> None:
+        self.store_pending_answers()
         if self.cache is not None:
             try:
                 self.cache.flush()  # buffered hit counts
@@ -373,6 +380,8 @@ class Engine:
         # 1. response cache: keyed on the pinned model, or on the routing tier
         cache_params = response_cache_params(req, messages, complexity.level)
         if self.cache is not None and req.use_cache:
+            if self._unstored_answers:
+                self.store_pending_answers()  # an answer returned a moment ago is a hit now
             hit = self.cache.lookup(cache_params, self.tenant)
             if hit is not None:
                 return self.record_cache_hit(hit, req, complexity, started)
@@ -443,12 +452,10 @@ class Engine:
             except StoreError as e:
                 warnings.append(f"the session's routing state was not saved: {e}")
 
-        # 8. response cache store
+        # 8. response cache store, just after the answer is returned
         if req.use_cache:
-            try:
-                self.cache_answer(cache_params, message, usage, content, attribution)
-            except StoreError as e:
-                warnings.append(f"the answer was not added to the response cache: {e}")
+            self._store_answer_soon(functools.partial(self.cache_answer, cache_params, message, usage, content,
+                                                      attribution))
 
         result = CompletionResult(
             text=response_text(content), content=content, model=billed_model, source="api",
@@ -697,6 +704,24 @@ class Engine:
                         "usage": usage.as_api_dict()},
                        cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
                        savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+
+    def _store_answer_soon(self, store: Callable[[], None]) -> None:
+        self._unstored_answers.append(store)
+        try:
+            asyncio.get_running_loop().call_later(ANSWER_STORE_DELAY_SECONDS, self.store_pending_answers)
+        except RuntimeError:  # no event loop (a synchronous caller): store now
+            self.store_pending_answers()
+
+    def store_pending_answers(self) -> int:
+        """Add the answers returned since the last call to the response cache;
+        returns how many were offered. A storage fault costs only the entry."""
+        pending, self._unstored_answers = self._unstored_answers, []
+        for store in pending:
+            try:
+                store()
+            except StoreError as e:
+                log.warning("an answer was not added to the response cache: %s", e)
+        return len(pending)
 
     # -- budget ---------------------------------------------------------------
 
