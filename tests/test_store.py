@@ -67,7 +67,7 @@ def test_the_same_response_is_never_counted_twice(tmp_path):
     assert ledger.by_response_id(s, "msg_1")["cost_usd"] == 0.001
 
 
-def test_daily_spend_follows_the_ledger_and_skips_unknown_prices(tmp_path):
+def test_spend_follows_the_ledger_and_skips_unknown_prices(tmp_path):
     s = Store(tmp_path / "l.db")
     ledger.insert_many(s, [_row(i) for i in range(10)] + [_row(99, cost_usd=None, pricing_source="unknown")])
     day = ledger.utc_day(1_790_000_000.0)
@@ -98,7 +98,8 @@ def test_several_processes_write_one_file_without_losing_rows(tmp_path):
     assert ledger.count(s) == 600
     for w in range(4):
         day = ledger.utc_day(1_790_000_000.0)
-        assert s.conn.execute("SELECT calls FROM daily_spend WHERE tenant = ?", (f"key:{w}",)).fetchone()[0] == 150
+        assert s.conn.execute("SELECT SUM(calls) FROM rollup_daily_model WHERE tenant = ?",
+                              (f"key:{w}",)).fetchone()[0] == 150
         assert day
 
 

@@ -187,13 +187,14 @@ _ROLLUP_SUMS = (
 
 
 def _rollup(db: sqlite_utils.Database, table: str, keys: dict[str, str],
-            sums: tuple[tuple[str, str], ...] = _ROLLUP_SUMS) -> None:
+            sums: tuple[tuple[str, str], ...] = _ROLLUP_SUMS, integer_keys: frozenset[str] = frozenset()) -> None:
     """Create ``table`` keyed by ``keys`` (column -> expression over a ledger
-    row) with the columns ``sums``, fill it from the existing ledger, and keep
-    it exact on insert, update and delete."""
+    row; TEXT columns, INTEGER for those in ``integer_keys``) with the columns
+    ``sums``, fill it from the existing ledger, and keep it exact on insert,
+    update and delete."""
     key_cols = list(keys)
     columns = ",\n".join(
-        [f"{k} TEXT NOT NULL" for k in key_cols]
+        [f"{k} {'INTEGER' if k in integer_keys else 'TEXT'} NOT NULL" for k in key_cols]
         + [f"{c} {'REAL' if c.endswith('_usd') or c == 'latency_ms' else 'INTEGER'} NOT NULL DEFAULT 0"
            for c, _ in sums]
     )
@@ -372,10 +373,30 @@ _ROLLUP_SUMS_V2 = _ROLLUP_SUMS + (
     ("cache_tokens_replaced", f"COALESCE({_REPLACED_TOKENS}, 0)"),
     ("cache_hits_with_tokens", f"({_REPLACED_TOKENS} IS NOT NULL)"),
 )
+# Version 3 (m033) keys the day x model roll-up by the set of levers that
+# changed a call's cost as well: ``levers`` is a bitmask, bit i set when the
+# saving of LEVER_BITS[i] on the row is non-zero (NULL counts as 0). Non-zero,
+# not positive: a lever that made a call dearer (a prompt-cache write never
+# read back, a call routed up to a dearer model) touched it too, and only then
+# does a lever's group hold every cent of that lever's saving. The ``helped_*``
+# sums stay "saving > 0" (calls the lever made cheaper, a subset of its group).
+# Strategy reports sum the rows whose mask has a lever's bit; every other
+# report sums over the masks. Budgets read their spend here too (m003's
+# daily_spend and its trigger are gone: one upsert fewer per ledger row).
+LEVER_BITS: tuple[tuple[str, str], ...] = (
+    ("cache", "saved_cache_usd"),
+    ("routing", "saved_routing_usd"),
+    ("pruning", "saved_pruning_usd"),
+    ("prompt_cache", "saved_prompt_cache_usd"),
+    ("batch", "saved_batch_usd"),
+)
+_LEVER_MASK = " | ".join(f"((COALESCE({{r}}.{column}, 0) != 0) << {bit})"
+                         for bit, (_, column) in enumerate(LEVER_BITS))
 ROLLUP_TABLES = {
-    "rollup_daily_model": {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model"},
+    "rollup_daily_model": {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model", "levers": _LEVER_MASK},
     "rollup_daily_session": {"tenant": "{r}.tenant", "day": "{r}.day", "session_key": "COALESCE({r}.session_id, '')"},
 }
+_INTEGER_KEYS = frozenset({"levers"})
 
 
 def create_report_rollups(db: sqlite_utils.Database) -> None:
@@ -384,10 +405,20 @@ def create_report_rollups(db: sqlite_utils.Database) -> None:
         for suffix in ("insert", "delete", "update"):
             db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
         db.execute(f"DROP TABLE IF EXISTS {table}")
-        _rollup(db, table, keys, _ROLLUP_SUMS_V2)
+        _rollup(db, table, keys, _ROLLUP_SUMS_V2, _INTEGER_KEYS)
         db.execute(f"CREATE INDEX {table}_day ON {table}(day)")
 
 
 @migration
 def m032_report_rollups_v2(db: sqlite_utils.Database) -> None:
     create_report_rollups(db)
+
+
+@migration
+def m033_rollup_lever_mask(db: sqlite_utils.Database) -> None:
+    # The day x model roll-up gains the ``levers`` bitmask key (see LEVER_BITS),
+    # rebuilt from the ledger; budgets read their spend from it, so the
+    # daily_spend table and its per-row trigger go.
+    create_report_rollups(db)
+    db.execute("DROP TRIGGER IF EXISTS ledger_daily_spend")
+    db.execute("DROP TABLE IF EXISTS daily_spend")

@@ -1,5 +1,5 @@
 """Report queries. Every report is answered from the per-day roll-ups that
-triggers keep beside the ledger (migrations m031/m032), so its cost grows with the
+triggers keep beside the ledger (migrations m031-m033), so its cost grows with the
 number of days, models and sessions, not with the number of calls.
 
 Every function returns plain sums (one dict per group, the roll-up's columns);
@@ -12,7 +12,7 @@ from typing import Iterable
 
 from . import Store, where_clause
 from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS  # the current roll-up columns
-from .migrations import create_report_rollups
+from .migrations import LEVER_BITS, create_report_rollups
 
 SUM_COLUMNS: tuple[str, ...] = tuple(c for c, _ in _ROLLUP_SUMS)
 OTHER_SESSIONS = "\x00other"  # the key of the group that gathers the sessions below the top N
@@ -49,6 +49,30 @@ def sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: s
         row = rows[0]
         return [{c: (row[c] if row[c] is not None else 0) for c in SUM_COLUMNS}]
     return rows
+
+
+LEVERS: tuple[str, ...] = tuple(lever for lever, _ in LEVER_BITS)
+
+
+def lever_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict[str, dict]:
+    """Sums per lever (keys ``LEVERS``) over the calls whose saving by that
+    lever is non-zero, either way: the roll-up rows whose ``levers`` mask has
+    the lever's bit. A call counts under every lever that touched it, so the
+    groups overlap; each holds all of its own lever's saving. A lever that
+    touched nothing gets zeros."""
+    where, params = _where(tenant, first_day, last_day)
+    # One pass, at most 2**len(LEVERS) rows back: fold each mask into its levers here.
+    rows = _rows(store, f"SELECT levers, {_SUMS_SQL} FROM rollup_daily_model{where} GROUP BY levers ORDER BY levers",
+                 params)
+    out = {lever: dict.fromkeys(SUM_COLUMNS, 0) for lever in LEVERS}
+    for row in rows:
+        mask = row.pop("levers")
+        for bit, lever in enumerate(LEVERS):
+            if mask >> bit & 1:
+                into = out[lever]
+                for column, value in row.items():
+                    into[column] += value
+    return out
 
 
 def session_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None,
