@@ -179,13 +179,31 @@ def savings_by_lever(total: dict) -> dict[str, dict]:
     }
 
 
-def _strategy_groups(levers: dict[str, dict], calls: int) -> list[dict]:
-    """One row per lever: the calls it made cheaper and what it saved. A call
-    can use several levers, so the rows overlap in calls; their savings add up
-    to the total saved."""
-    return [{"key": key, **{k: v for k, v in lever.items() if k != "usd"}, "saved_usd": lever["usd"],
-             "share_of_calls": _ratio(lever["calls"], calls)}
-            for key, lever in levers.items()]
+def _strategy_groups(levers: dict[str, dict], lever_sums: dict[str, dict], calls: int) -> list[dict]:
+    """One group per lever over the calls it touched (its saving on the call
+    is non-zero, either way), with every field of ``figures`` for those calls
+    (``saved_usd``: what they saved by all levers together, as in any group)
+    plus the lever's own: ``lever_saved_usd`` (the lever's saving, all of it:
+    the lever saved nothing on calls outside its group, so this is the
+    group's own ``savings_by_lever_usd[lever]``, taken from the totals so
+    that the groups' lever savings add up exactly to the total saved),
+    ``calls_helped`` (calls it made cheaper), label, basis,
+    explanation, ``share`` (of the total saved), ``share_of_baseline`` (of
+    the period's baseline) and ``share_of_calls``. A call can be touched by
+    several levers, so the groups overlap: their calls, costs and baselines
+    do not add up to the totals."""
+    groups = []
+    for lever in LEVERS:
+        overall = levers[lever.key]
+        group = {"key": lever.key, **figures(lever_sums[lever.key])}
+        group.update({
+            "label": overall["label"], "basis": overall["basis"], "explanation": overall["explanation"],
+            "lever_saved_usd": overall["usd"], "calls_helped": overall["calls"],
+            "share": overall["share"], "share_of_baseline": overall["share_of_baseline"],
+            "share_of_calls": _ratio(group["calls"], calls), "overlapping": True,
+        })
+        groups.append(group)
+    return groups
 
 
 def _warnings(total: dict, budget: dict | None, savings: dict[str, dict]) -> list[str]:
@@ -257,7 +275,8 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
             key = {"": NO_SESSION_KEY, report_store.OTHER_SESSIONS: OTHER_SESSIONS_KEY}.get(r["session"], r["session"])
             groups.append({"key": key, **figures(r)})
     else:
-        groups = _strategy_groups(levers, total["calls"])
+        groups = _strategy_groups(levers, report_store.lever_sums(store, tenant=tenant, first_day=first, last_day=last),
+                                  total["calls"])
 
     span_first, span_last = first, last
     if first is None or last is None:
@@ -282,6 +301,7 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
         "target_savings_share": settings.target_savings_share,
         "totals": total,
         "groups": groups,
+        "groups_overlap": group_by == "strategy",  # a call is in the group of every lever that touched it
         "savings_by_lever": levers,
         "budget": budget_out,
         "warnings": _warnings(total, budget, levers),
@@ -389,10 +409,14 @@ def render_terminal(report: dict, console) -> None:
 
     groups = Table(title=f"By {report['group_by']}", title_justify="left")
     if report["group_by"] == "strategy":
-        for name in ("Strategy", "Calls helped", "Saved", "Share", "Of baseline", "Basis"):
+        groups.caption = ("Groups overlap: a call counts under every strategy that changed its cost; "
+                          "the savings by strategy add up to the total.")
+        for name in ("Strategy", "Calls", "Calls helped", "Cost", "Baseline", "Saved by it", "Share", "Of baseline",
+                     "Basis"):
             groups.add_column(name, justify="left" if name in ("Strategy", "Basis") else "right")
         for g in report["groups"]:
-            groups.add_row(g["label"], f"{g['calls']:,}", _usd(g["saved_usd"]), _pct(g["share"]),
+            groups.add_row(g["label"], f"{g['calls']:,}", f"{g['calls_helped']:,}", _usd(g["cost_usd"]),
+                           _usd(g["baseline_cost_usd"]), _usd(g["lever_saved_usd"]), _pct(g["share"]),
                            _pct(g["share_of_baseline"]), g["basis"])
     else:
         names = ("Key", "Calls", "Cache hits", "Input", "Cache write", "Cache read", "Output", "Cost", "Baseline", "Saved")
@@ -550,6 +574,9 @@ def render_html(store: Store, *, tenant: str | None = None, period: str = "30d",
     }
     return _environment().get_template("report.html.j2").render(
         r=report, t=report["totals"], charts=charts, levers=LEVERS, colors=colors,
+        lever_groups={g["key"]: g for g in _strategy_groups(
+            report["savings_by_lever"], report_store.lever_sums(store, tenant=tenant, first_day=first, last_day=last),
+            report["totals"]["calls"])},
         model_groups=[{"key": r["model"], **figures(r)} for r in sorted(
             report_store.sums(store, tenant=tenant, first_day=first, last_day=last, by=("model",)),
             key=lambda r: -float(r["cost_usd"] or 0.0))],

@@ -1,0 +1,346 @@
+"""cost_report(group_by="strategy"): one group per lever with every figure a
+model, day or session group has, over the calls that lever touched (its
+saving on the call is non-zero); and migration m033, which keys the day x
+model roll-up by that set of levers and retires the daily_spend table.
+
+The ledger is written by the real engine and deferred queue against the
+simulated API; expected figures are computed here straight from the
+``ledger`` table in SQL, not from the roll-ups the reports read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import TEST_API_KEY, make_config
+from mcp_tars import reports
+from mcp_tars.store import Store, ledger
+from mcp_tars.store import migrations
+from mcp_tars.store import reports as report_store
+
+LEVER_COLUMNS = {"cache": "saved_cache_usd", "routing": "saved_routing_usd", "pruning": "saved_pruning_usd",
+                 "prompt_cache": "saved_prompt_cache_usd", "batch": "saved_batch_usd"}
+LONG_SYSTEM = "You are the release assistant of a small web company. Answer briefly and precisely. " * 120
+DAY = 86400.0
+NEW_MIGRATION = "m033_rollup_lever_mask"
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def long_conversation(steps: int = 14) -> list[dict]:
+    """A build session with long logs: well above the pruning threshold below."""
+    messages: list[dict] = []
+    for i in range(steps):
+        log = "\n".join(f"[step {i}.{j}] compiled services/module_{i}_{j}.py in {(i * 31 + j * 7) % 97} ms, "
+                        f"{(i + j) % 3} warnings, cache key {(i * 7919 + j * 104729) % 1_000_003:07d}"
+                        for j in range(30))
+        messages.append({"role": "user", "content": f"Build step {i} finished. Log:\n{log}"})
+        messages.append({"role": "assistant", "content": f"Step {i} is green; nothing to fix."})
+    messages.append({"role": "user", "content": "Which step had the slowest module, and how slow was it?"})
+    return messages
+
+
+async def _traffic(db_path: str) -> None:
+    """Every lever at work: repeated questions (response cache), simple and
+    hard ones (routing, down and up), a session on a long system prompt
+    (prompt caching), a long conversation (pruning) and deferred work
+    (Message Batches)."""
+    from mcp_tars.batches import DeferredQueue
+    from mcp_tars.engine import CompletionRequest, Engine
+
+    config = make_config(pruning={"auto_threshold_tokens": 6_000, "auto_target_tokens": 3_000})
+    engine = Engine(config, Store(db_path))
+    queue = DeferredQueue(engine)
+    try:
+        for prompt in ("What is DNS?", "What is DNS?", "What's the capital of France?", "What is DNS?",
+                       "Design a zero-downtime migration plan for a sharded PostgreSQL cluster with cross-region "
+                       "replicas, including rollback, capacity planning and an incident playbook, step by step.",
+                       "What's the capital of France?"):
+            await engine.complete(CompletionRequest(prompt=prompt, max_tokens=200))
+        history: list[dict] = []
+        for turn in ("Our deploy target is prod-eu-3.", "Which checks run before a deploy?", "Summarise the rollback."):
+            history.append({"role": "user", "content": turn})
+            result = await engine.complete(CompletionRequest(messages=list(history), system=LONG_SYSTEM,
+                                                             session_id="ops", max_tokens=150))
+            history.append({"role": "assistant", "content": result.text})
+        await engine.complete(CompletionRequest(messages=long_conversation(), max_tokens=100, session_id="long",
+                                                use_cache=False))
+        for i in range(4):
+            await queue.defer(CompletionRequest(prompt=f"One-line summary of release note {i}."), priority="high",
+                              max_wait_seconds=86400, critical=False)
+        processed = await queue.process(force=True)
+        assert processed["collected"] == 4
+    finally:
+        await engine.aclose()
+
+
+@pytest.fixture(scope="module")
+def traffic_db(tmp_path_factory):
+    """A ledger written once for the module by the engine against the simulated API."""
+    from mcp_tars.sim import SimulatedAnthropic
+
+    path = tmp_path_factory.mktemp("strategy") / "traffic.db"
+    with SimulatedAnthropic() as sim, pytest.MonkeyPatch.context() as mp:
+        profile = path.parent / "sdk-profile"
+        profile.mkdir()
+        mp.setenv("ANTHROPIC_CONFIG_DIR", str(profile))
+        mp.setenv("ANTHROPIC_BASE_URL", sim.base_url)
+        mp.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
+        mp.setenv("MCP_TARS_STRICT_RESPONSES", "1")
+        mp.delenv("MCP_TARS_CONFIG", raising=False)
+        mp.delenv("MCP_TARS_CLOCK_FILE", raising=False)
+        asyncio.run(_traffic(str(path)))
+        assert sim.bill, "the simulated API was never called"
+    return path
+
+
+@pytest.fixture
+def store(traffic_db):
+    s = Store(traffic_db)
+    yield s
+    s.close()
+
+
+def strategy_report(store: Store) -> dict:
+    return reports.build_report(store, period="all", group_by="strategy")
+
+
+def ledger_figures(store: Store, where: str = "true") -> dict:
+    """What a group over ``where`` should hold, summed straight from the ledger."""
+    with store.read() as c:
+        row = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(cost_usd, 0)), 0), COALESCE(SUM(COALESCE(baseline_cost_usd, 0)), 0), "
+            "COALESCE(SUM(source = 'cache'), 0), COALESCE(SUM(source = 'batch'), 0), COALESCE(SUM(input_tokens), 0), "
+            "COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0), "
+            "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(COALESCE(saved_usd, 0)), 0) "
+            f"FROM ledger WHERE {where}").fetchone()
+    keys = ("calls", "cost_usd", "baseline_cost_usd", "cache_hits", "batch_calls", "input_tokens",
+            "cache_read_tokens", "cache_writes", "output_tokens", "saved_usd")
+    return dict(zip(keys, row))
+
+
+# -- the groups -------------------------------------------------------------------------------------------
+
+
+def test_strategy_groups_carry_every_figure_of_the_totals(store):
+    report = strategy_report(store)
+    totals = report["totals"]
+    assert [g["key"] for g in report["groups"]] == list(reports.LEVER_KEYS)
+    # model_mix is the totals' (and day groups') breakdown by model, not a figure of figures()
+    figure_fields = set(totals) - {"model_mix"}
+    model_group = reports.build_report(store, period="all", group_by="model")["groups"][0]
+    assert figure_fields <= set(model_group)  # what every other group carries
+    for g in report["groups"]:
+        assert figure_fields <= set(g), figure_fields - set(g)
+        for field in figure_fields:
+            assert type(g[field]) is type(totals[field]) or g[field] is None or totals[field] is None, field
+        assert set(g["savings_by_lever_usd"]) == set(g["calls_helped_by_lever"]) == set(reports.LEVER_KEYS)
+        # the lever's own fields, as before
+        for field in ("label", "basis", "explanation", "share", "share_of_baseline", "share_of_calls",
+                      "lever_saved_usd", "calls_helped"):
+            assert field in g, field
+        assert g["overlapping"] is True
+    assert report["groups_overlap"] is True
+    assert reports.build_report(store, period="all", group_by="model")["groups_overlap"] is False
+    json.dumps(report)
+
+
+def test_an_empty_period_still_lists_every_lever_with_zeros(tmp_path):
+    empty = Store(tmp_path / "empty.db")
+    report = strategy_report(empty)
+    assert [g["key"] for g in report["groups"]] == list(reports.LEVER_KEYS)
+    for g in report["groups"]:
+        assert set(report["totals"]) - {"model_mix"} <= set(g)
+        assert (g["calls"], g["cost_usd"], g["baseline_cost_usd"], g["saved_usd"], g["share_of_calls"]) == (0, 0, 0, 0, None)
+    assert "| Response caching | 0 |" in reports.render_markdown(report)
+    empty.close()
+
+
+def test_every_lever_touched_some_calls_and_the_groups_overlap(store):
+    report = strategy_report(store)
+    calls = {g["key"]: g["calls"] for g in report["groups"]}
+    assert all(n > 0 for n in calls.values()), calls  # the traffic exercised every lever
+    # a cache hit keeps the routing saving of the call it replaced; a batch call is routed too
+    assert sum(calls.values()) > report["totals"]["calls"]
+
+
+def test_each_group_holds_all_of_its_own_levers_saving(store):
+    report = strategy_report(store)
+    totals = report["totals"]
+    for g in report["groups"]:
+        key = g["key"]
+        assert close(g["savings_by_lever_usd"][key], totals["savings_by_lever_usd"][key]), key
+        assert g["lever_saved_usd"] == totals["savings_by_lever_usd"][key] == report["savings_by_lever"][key]["usd"]
+        assert g["calls_helped_by_lever"][key] == totals["calls_helped_by_lever"][key] == g["calls_helped"]
+        assert g["calls_helped"] <= g["calls"]
+        # saved_usd means what it means in every group: all levers on these calls, baseline minus cost
+        assert close(sum(g["savings_by_lever_usd"].values()), g["saved_usd"])
+        assert close(g["baseline_cost_usd"] - g["cost_usd"], g["saved_usd"]), key
+    assert sum(g["lever_saved_usd"] for g in report["groups"]) == totals["saved_usd"]
+
+
+def test_group_figures_equal_the_ledger_rows_with_that_levers_saving(store):
+    report = strategy_report(store)
+    for g in report["groups"]:
+        column = LEVER_COLUMNS[g["key"]]
+        want = ledger_figures(store, f"COALESCE({column}, 0) != 0")
+        assert g["calls"] == want["calls"] > 0, g["key"]
+        assert close(g["cost_usd"], want["cost_usd"]) and close(g["baseline_cost_usd"], want["baseline_cost_usd"])
+        assert close(g["saved_usd"], want["saved_usd"])
+        assert (g["cache_hits"], g["batch_calls"], g["input_tokens"], g["cache_read_tokens"], g["output_tokens"]) == (
+            want["cache_hits"], want["batch_calls"], want["input_tokens"], want["cache_read_tokens"],
+            want["output_tokens"])
+        assert g["cache_write_5m_tokens"] + g["cache_write_1h_tokens"] == want["cache_writes"]
+        assert close(g["share_of_calls"], want["calls"] / report["totals"]["calls"])
+    cache = report["groups"][0]
+    assert cache["cost_usd"] == 0.0 and cache["cache_hits"] == cache["calls"]  # a hit costs nothing
+    batch = report["groups"][-1]
+    assert batch["batch_calls"] == batch["calls"] == 4
+
+
+def test_a_lever_that_made_calls_dearer_still_counts_them(store):
+    """Non-zero, not positive: a prompt-cache write that is not read back, or a
+    call routed up, is in its lever's group (so the group holds all of the
+    lever's saving) but not among the calls it helped."""
+    dearer = {key: ledger_figures(store, f"COALESCE({column}, 0) < 0")["calls"]
+              for key, column in LEVER_COLUMNS.items()}
+    assert sum(dearer.values()) > 0, "the traffic should include a call some lever made dearer"
+    groups = {g["key"]: g for g in strategy_report(store)["groups"]}
+    for key, n in dearer.items():
+        helped = ledger_figures(store, f"COALESCE({LEVER_COLUMNS[key]}, 0) > 0")["calls"]
+        assert groups[key]["calls_helped"] == helped
+        assert groups[key]["calls"] == helped + n, key
+
+
+def test_strategy_view_renders_cost_baseline_calls_and_the_levers_saving(store):
+    report = strategy_report(store)
+    md = reports.render_markdown(report)
+    section = md[md.index("## By strategy"):md.index("## Savings by lever")]
+    assert "| Strategy | Calls | Share of calls | Calls helped | Cost | Baseline | Saved by this strategy |" in section
+    for g in report["groups"]:
+        line = next(row for row in section.splitlines() if row.startswith(f"| {g['label']} |"))
+        for value in (f"{g['calls']:,}", reports._usd(g["cost_usd"]), reports._usd(g["baseline_cost_usd"]),
+                      reports._usd(g["lever_saved_usd"])):
+            assert f"| {value} |" in line, (value, line)
+    assert "The groups overlap" in section
+    html = reports.render_html(store, period="all")
+    table = html[html.index('id="table-levers"'):html.index("</table>", html.index('id="table-levers"'))]
+    assert "Calls touched" in table and "Their cost" in table and "Their baseline" in table
+    for g in report["groups"]:
+        assert reports._usd(g["baseline_cost_usd"]) in table
+
+
+# -- migration m033 ------------------------------------------------------------------------------------------
+
+# The roll-ups as m032 built them, before m033 keyed the day x model one by levers.
+V2_ROLLUP_TABLES = {
+    "rollup_daily_model": {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model"},
+    "rollup_daily_session": {"tenant": "{r}.tenant", "day": "{r}.day", "session_key": "COALESCE({r}.session_id, '')"},
+}
+
+
+def open_at_previous_version(path, monkeypatch) -> Store:
+    """A database at the schema before m033: every earlier migration applied,
+    the roll-ups in their m032 layout, daily_spend and its trigger in place."""
+    names = [m.name for m in migrations.MIGRATIONS]
+    with monkeypatch.context() as mp:
+        mp.setattr("mcp_tars.store.MIGRATIONS", migrations.MIGRATIONS[:names.index(NEW_MIGRATION)])
+        store = Store(path)
+    with store.write():
+        for table, keys in V2_ROLLUP_TABLES.items():
+            for suffix in ("insert", "delete", "update"):
+                store.db.execute(f"DROP TRIGGER {table}_{suffix}")
+            store.db.execute(f"DROP TABLE {table}")
+            migrations._rollup(store.db, table, keys, migrations._ROLLUP_SUMS_V2)
+            store.db.execute(f"CREATE INDEX {table}_day ON {table}(day)")
+    assert NEW_MIGRATION not in store.applied_migrations()
+    return store
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _comparable(report: dict) -> dict:
+    return {"totals": report["totals"], "groups": report["groups"], "savings_by_lever": report["savings_by_lever"]}
+
+
+def _assert_reports_equal(before: dict, after: dict) -> None:
+    """Equal, money within float summation noise (the roll-up rows are split differently)."""
+    def walk(a, b, where):
+        if isinstance(a, dict):
+            assert set(a) == set(b), where
+            for k in a:
+                walk(a[k], b[k], f"{where}.{k}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{where}[{i}]")
+        elif isinstance(a, float) and isinstance(b, float):
+            assert close(a, b), (where, a, b)
+        else:
+            assert a == b, (where, a, b)
+
+    walk(before, after, "report")
+
+
+def test_migration_upgrades_a_database_with_rows(tmp_path, traffic_db, monkeypatch):
+    source = Store(traffic_db)
+    cur = source.conn.execute("SELECT * FROM ledger ORDER BY id")
+    names = [d[0] for d in cur.description]
+    rows = [{k: v for k, v in zip(names, r) if k != "id"} for r in cur.fetchall()]
+    source.close()
+    # the same traffic on earlier days and for a second tenant, so day groups and spend ranges have more than one day
+    moved = []
+    for shift, tenant in ((1, None), (3, None), (2, "key:other")):
+        for r in rows:
+            moved.append({**r, "response_id": f"{r['response_id']}~{shift}", "ts": r["ts"] - shift * DAY,
+                          "day": _day(r["ts"] - shift * DAY), "tenant": tenant or r["tenant"]})
+    old = open_at_previous_version(tmp_path / "old.db", monkeypatch)
+    assert ledger.insert_many(old, rows + moved) == len(rows) * 4
+    tenant = rows[0]["tenant"]
+    now = max(r["ts"] for r in rows)
+    today, month = _day(now), _day(now)[:7]
+    with old.read() as c:
+        old_spend = {(t, first, last): c.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM daily_spend WHERE tenant = ? AND day BETWEEN ? AND ?",
+            (t, first, last)).fetchone()[0]
+            for t in (tenant, "key:other") for first, last in ((today, today), (f"{month}-01", today),
+                                                               (_day(now - 3 * DAY), today))}
+    assert old_spend[(tenant, today, today)] > 0
+    before = {(g, t): _comparable(reports.build_report(old, tenant=t, period="all", group_by=g, now=now))
+              for g in ("model", "day") for t in (tenant, None)}
+    assert len(before[("day", None)]["groups"]) == 4
+    old.close()
+
+    upgraded = Store(tmp_path / "old.db")  # opening migrates
+    try:
+        assert NEW_MIGRATION in upgraded.applied_migrations()
+        with upgraded.read() as c:
+            assert c.execute("SELECT name FROM sqlite_master WHERE name IN ('daily_spend', 'ledger_daily_spend')"
+                             ).fetchall() == []
+            columns = [r[1] for r in c.execute("PRAGMA table_info(rollup_daily_model)")]
+        assert "levers" in columns
+        after = {(g, t): _comparable(reports.build_report(upgraded, tenant=t, period="all", group_by=g, now=now))
+                 for g in ("model", "day") for t in (tenant, None)}
+        _assert_reports_equal(before, after)
+        for (t, first, last), usd in old_spend.items():
+            assert close(ledger.spend(upgraded, t, first, last), usd), (t, first, last)
+        assert report_store.rollup_mismatches(upgraded) == []
+        # the strategy groups of the upgraded file follow its ledger
+        report = reports.build_report(upgraded, period="all", group_by="strategy", now=now)
+        for g in report["groups"]:
+            want = ledger_figures(upgraded, f"COALESCE({LEVER_COLUMNS[g['key']]}, 0) != 0")
+            assert g["calls"] == want["calls"] and close(g["cost_usd"], want["cost_usd"])
+        # and new rows keep it exact
+        ledger.insert_many(upgraded, [{**r, "response_id": r["response_id"] + "~new"} for r in rows])
+        assert report_store.rollup_mismatches(upgraded) == []
+    finally:
+        upgraded.close()
