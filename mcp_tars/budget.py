@@ -3,7 +3,7 @@
 The core, ``evaluate``, is pure: spend so far, what is already committed
 (submitted batch work not billed yet), the call's estimated cost, the limits
 and the policy in, a verdict out. ``BudgetGuard`` reads the spend from the
-store (the day x model roll-up kept by triggers beside the ledger) and
+store (the ``daily_spend`` totals kept by a trigger beside the ledger) and
 records one alert per tenant, kind, budget and period.
 
 The verdict is taken on the spend *after* the call (spent + committed +

@@ -169,6 +169,7 @@ class ReportResult(BaseModel):
     until: str | None
     totals: dict[str, Any]
     groups: list[dict[str, Any]]
+    groups_overlap: bool = Field(False, description="True for group_by=strategy: a call that several levers touched is in each of their groups.")
     savings_by_lever: dict[str, Any]
     budget: dict[str, Any] | None = None
     warnings: list[str] = []

@@ -105,7 +105,7 @@ def store(tmp_path):
 
 
 def spend(store: Store, usd: float, *, ts: float, tenant: str = "t1", n: int = 1) -> None:
-    """Ledger rows costing ``usd`` in total (the roll-up triggers add them up)."""
+    """Ledger rows costing ``usd`` in total (the daily_spend trigger adds them up)."""
     start = ledger.count(store)
     ledger.insert_many(store, [{
         "response_id": f"spend{start + i}", "ts": ts, "tenant": tenant, "source": "api", "model": "claude-sonnet-5-5",

@@ -50,24 +50,29 @@ def _serve_exit(tmp_path: Path, sim, *args: str) -> subprocess.CompletedProcess:
                           timeout=60, stdin=subprocess.DEVNULL)
 
 
-def _filler_row(i: int) -> dict:
+def _filler_row(i: int, reason_chars: int = 400) -> dict:
     return {"response_id": f"filler_{i:08d}_" + "x" * 60, "ts": time.time(), "tenant": "filler", "source": "api",
-            "model": "claude-haiku-5-5", "pricing_source": "table", "routing_reason": "y" * 400}
+            "model": "claude-haiku-5-5", "pricing_source": "table", "routing_reason": "y" * reason_chars}
 
 
 def _fill_disk(state) -> None:
-    """Cap the database at its current size plus a little, then fill it: the
+    """Cap the database at its current size plus a little, then fill it (large
+    rows, then ever smaller ones, so that not even a small row fits): the
     honest equivalent of a full disk for the server's own connection."""
     conn = state.store.conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 4}")
-    for i in range(10_000):
-        try:
-            ledger.insert(state.store, _filler_row(i))
-        except StoreError as e:
-            assert "disk is full" in str(e)
-            return
-    raise AssertionError("the database never filled up")
+    i = 0
+    for reason_chars in (400, 100, 0):
+        for _ in range(10_000):
+            i += 1
+            try:
+                ledger.insert(state.store, _filler_row(i, reason_chars))
+            except StoreError as e:
+                assert "disk is full" in str(e)
+                break
+        else:
+            raise AssertionError("the database never filled up")
 
 
 def _complete_once(state, prompt: str):

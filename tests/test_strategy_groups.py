@@ -1,7 +1,7 @@
 """cost_report(group_by="strategy"): one group per lever with every figure a
 model, day or session group has, over the calls that lever touched (its
 saving on the call is non-zero); and migration m033, which keys the day x
-model roll-up by that set of levers and retires the daily_spend table.
+model roll-up by that set of levers.
 
 The ledger is written by the real engine and deferred queue against the
 simulated API; expected figures are computed here straight from the
@@ -150,6 +150,27 @@ def test_strategy_groups_carry_every_figure_of_the_totals(store):
     assert report["groups_overlap"] is True
     assert reports.build_report(store, period="all", group_by="model")["groups_overlap"] is False
     json.dumps(report)
+
+
+@pytest.mark.anyio
+async def test_the_cost_report_tool_returns_the_same_groups(traffic_db, monkeypatch):
+    """Through the real MCP server: the tool's result keeps every figure and the overlap flag."""
+    from mcp import Client
+
+    from conftest import in_process_server
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)  # the tenant the traffic was recorded under
+    async with Client(in_process_server(db_path=str(traffic_db))) as client:
+        r = await client.call_tool("cost_report", {"period": "all", "group_by": "strategy", "format": "json"})
+    assert not r.is_error, r.content
+    out = r.structured_content
+    assert out["groups_overlap"] is True
+    assert out["totals"]["calls"] > 0 and all(g["calls"] > 0 for g in out["groups"])
+    assert [g["key"] for g in out["groups"]] == list(reports.LEVER_KEYS)
+    for g in out["groups"]:
+        assert {"calls", "cost_usd", "baseline_cost_usd", "saved_usd", "input_tokens", "output_tokens",
+                "cache_hits", "lever_saved_usd"} <= set(g)
+    assert sum(g["lever_saved_usd"] for g in out["groups"]) == pytest.approx(out["totals"]["saved_usd"])
 
 
 def test_an_empty_period_still_lists_every_lever_with_zeros(tmp_path):
@@ -324,8 +345,9 @@ def test_migration_upgrades_a_database_with_rows(tmp_path, traffic_db, monkeypat
     try:
         assert NEW_MIGRATION in upgraded.applied_migrations()
         with upgraded.read() as c:
-            assert c.execute("SELECT name FROM sqlite_master WHERE name IN ('daily_spend', 'ledger_daily_spend')"
-                             ).fetchall() == []
+            assert {r[0] for r in c.execute(
+                "SELECT name FROM sqlite_master WHERE name IN ('daily_spend', 'ledger_daily_spend')")} == {
+                "daily_spend", "ledger_daily_spend"}  # budgets still read the per-day totals
             columns = [r[1] for r in c.execute("PRAGMA table_info(rollup_daily_model)")]
         assert "levers" in columns
         after = {(g, t): _comparable(reports.build_report(upgraded, tenant=t, period="all", group_by=g, now=now))

@@ -70,11 +70,10 @@ def insert_many(store: Store, rows: list[Mapping[str, Any]]) -> int:
 
 def spend(store: Store, tenant: str, first_day: str, last_day: str) -> float:
     """USD spent by a tenant over a range of UTC days (inclusive), from the
-    day x model roll-up the ledger's triggers keep exact (a range of its
-    primary key: one row per day, model and set of levers used)."""
+    per-day totals a trigger keeps beside the ledger (one row per day)."""
     with store.read() as c:
         row = c.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM rollup_daily_model WHERE tenant = ? AND day BETWEEN ? AND ?",
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM daily_spend WHERE tenant = ? AND day BETWEEN ? AND ?",
             (tenant, first_day, last_day),
         ).fetchone()
     return float(row[0])
