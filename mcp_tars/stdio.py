@@ -92,6 +92,7 @@ def can_use_pipes() -> bool:
     if sys.platform == "win32":
         return False
     try:
+        os.fstat(2)  # stray output is sent to stderr while serving
         return _is_pipe_like(0) and _is_pipe_like(1)
     except OSError:
         return False
