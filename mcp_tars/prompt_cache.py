@@ -9,10 +9,14 @@ breakpoints in the right places and the prefix stays byte-stable.
 
 The pure core is ``shape_request(params, model, settings, timing)``. It never
 mutates the caller's dict (only the containers it changes are copied), never
-touches a marker or TTL the caller set, never puts more than 4 breakpoints in a
-request counting the caller's own, and respects the API rule that a 1-hour
-breakpoint may not come after a 5-minute one. Where slots allow, in this order
-of value:
+moves or removes a marker the caller set nor changes a TTL the caller wrote,
+never puts more than 4 breakpoints in a request counting the caller's own, and
+respects the API rule that a 1-hour breakpoint may not come after a 5-minute
+one. A caller marker *without* a ``ttl`` says "cache here", not "cache here
+for 5 minutes": with ``adopt_caller_markers_without_ttl`` (the default) it gets
+the TTL chosen for the request, like our own breakpoints (otherwise the API's
+default 5 minutes would force every breakpoint after it to 5m as well). Where
+slots allow, in this order of value:
 
 1. the moving breakpoint, on the last block of the last user message
    (``strategy="explicit"``) or as the top-level automatic ``cache_control``
@@ -108,6 +112,16 @@ class PromptCacheSettings(BaseModel):
         0.1, ge=0, lt=1,
         description="Offline token counts are estimates: mark a prefix once its estimate reaches (1 - margin) x the minimum. A marker below the real minimum is harmless (silently not cached).",
     )
+    adopt_caller_markers_without_ttl: bool = Field(
+        True,
+        description=(
+            "A cache_control the caller set without a ttl (the API's default, 5 minutes) is read as 'cache here', not "
+            "'cache here for 5 minutes': it gets the TTL chosen for the request, like our own breakpoints (same "
+            "economics, same session timing), kept consistent with any caller markers that carry an explicit ttl "
+            "(a 1h breakpoint may not follow a 5m one). A marker with an explicit ttl ('5m' or '1h') is never changed. "
+            "false: TTL-less caller markers stay 5-minute, which forces 5m on every breakpoint after them."
+        ),
+    )
     anchor_previous_turn: bool = Field(True, description="Also mark where the previous turn's moving breakpoint sat, so a turn that adds more than the API's ~20-block lookback still reads its cache.")
     ttl_1h_min_gap_seconds: float = Field(
         285, gt=0,
@@ -175,6 +189,7 @@ class PromptCacheDecision:
     added_breakpoints: int = 0
     long_gap_share_estimate: float | None = None
     stable_prefix_hash: str | None = None  # of tools + system: a change between calls means the cache was lost
+    adopted_caller_markers: int = 0  # caller markers without a ttl that now carry the chosen (1h) TTL
 
 
 # --------------------------------------------------------------------------- reading a request
@@ -186,6 +201,7 @@ class _Marker:
 
     position: tuple[int, int, int]  # (section, item, block); top level = (3, 0, 0)
     ttl: str
+    explicit: bool = True  # False: an ephemeral marker without a ttl (the API's default 5 minutes)
 
 
 def _ttl_of(cache_control: Any) -> str:
@@ -194,24 +210,31 @@ def _ttl_of(cache_control: Any) -> str:
     return TTL_5M
 
 
+def _marker(position: tuple[int, int, int], cache_control: Any) -> _Marker:
+    # Only a plain {"type": "ephemeral"} without a ttl is open to adoption;
+    # anything else (an explicit ttl, an unknown shape) is the caller's to keep.
+    open_ttl = isinstance(cache_control, dict) and cache_control.get("type") == "ephemeral" and cache_control.get("ttl") is None
+    return _Marker(position, _ttl_of(cache_control), explicit=not open_ttl)
+
+
 def _caller_markers(params: dict) -> list[_Marker]:
     markers: list[_Marker] = []
     for i, tool in enumerate(params.get("tools") or ()):
         if isinstance(tool, dict) and tool.get("cache_control") is not None:
-            markers.append(_Marker((0, i, 0), _ttl_of(tool["cache_control"])))
+            markers.append(_marker((0, i, 0), tool["cache_control"]))
     system = params.get("system")
     if isinstance(system, list):
         for i, block in enumerate(system):
             if isinstance(block, dict) and block.get("cache_control") is not None:
-                markers.append(_Marker((1, i, 0), _ttl_of(block["cache_control"])))
+                markers.append(_marker((1, i, 0), block["cache_control"]))
     for i, message in enumerate(params.get("messages") or ()):
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             for j, block in enumerate(content):
                 if isinstance(block, dict) and block.get("cache_control") is not None:
-                    markers.append(_Marker((2, i, j), _ttl_of(block["cache_control"])))
+                    markers.append(_marker((2, i, j), block["cache_control"]))
     if params.get("cache_control") is not None:
-        markers.append(_Marker((3, 0, 0), _ttl_of(params["cache_control"])))
+        markers.append(_marker((3, 0, 0), params["cache_control"]))
     return markers
 
 
@@ -341,12 +364,22 @@ def _with_marker(block: Any, ttl: str) -> dict:
     return marked
 
 
-def _ttl_at(position: tuple[int, int, int], wanted: str, caller: list[_Marker]) -> str:
+def _with_caller_ttl(block: dict, ttl: str) -> dict:
+    """A copy of a caller's block whose TTL-less marker now names ``ttl`` (its other keys kept)."""
+    marked = dict(block)
+    marked["cache_control"] = {**block["cache_control"], "ttl": ttl}
+    return marked
+
+
+def _ttl_at(position: tuple[int, int, int], wanted: str, fixed: list[_Marker]) -> str:
     """The API processes breakpoints in prefix order and rejects a 1h one after
-    a 5m one: our marker adapts to the caller's markers around it."""
-    if wanted == TTL_1H and any(m.ttl == TTL_5M and m.position < position for m in caller):
+    a 5m one: a marker whose TTL is ours to choose adapts to the markers whose
+    TTL is fixed (the caller's explicit ones; also its TTL-less ones when they
+    are not adopted). Every adaptable marker wanting the same TTL, the result
+    stays valid: 1h before the first fixed 5m, 5m after the last fixed 1h."""
+    if wanted == TTL_1H and any(m.ttl == TTL_5M and m.position < position for m in fixed):
         return TTL_5M
-    if wanted == TTL_5M and any(m.ttl == TTL_1H and m.position > position for m in caller):
+    if wanted == TTL_5M and any(m.ttl == TTL_1H and m.position > position for m in fixed):
         return TTL_1H
     return wanted
 
@@ -362,6 +395,11 @@ def shape_request(
         raise ValueError("shape_request: params must be a Messages API request dict with a 'messages' list")
     stable_hash = _stable_prefix_hash(params)
     caller = _caller_markers(params)
+    # TTL-less caller markers get the request's TTL, unless the setting is off
+    # or this is the auto_5m baseline (a client without us adopts nothing).
+    adopt = settings.adopt_caller_markers_without_ttl and settings.strategy != "auto_5m"
+    adoptable = [m for m in caller if adopt and not m.explicit]
+    fixed = [m for m in caller if not (adopt and not m.explicit)]
 
     def unchanged(reason: str, cached: int = 0) -> tuple[dict, PromptCacheDecision]:
         return dict(params), PromptCacheDecision(False, None, len(caller), reason, cached, 0, None, stable_hash)
@@ -370,7 +408,7 @@ def shape_request(
         return unchanged("prompt caching disabled")
     messages: list = params.get("messages") or []
     free = MAX_BREAKPOINTS - len(caller)
-    if free <= 0:
+    if free <= 0 and not adoptable:
         return unchanged(f"caller set {len(caller)} breakpoints: none left to add (API maximum {MAX_BREAKPOINTS})")
 
     minimum = settings.minimum_for(model)
@@ -437,10 +475,12 @@ def shape_request(
             position = (2, previous, max(block, 0))
             if position not in caller_positions:
                 plan.append(("previous turn", position))
-    plan = plan[:free]
-    if not plan:
-        if total < reach:
-            return unchanged(f"prompt ~{total:,} tokens: below the {minimum:,}-token cacheable minimum for {model}")
+    plan = plan[:max(free, 0)]
+    if total < reach:
+        # Nothing here can be cached (every plan needs a prefix this long); a
+        # TTL-less caller marker is harmless as it is.
+        return unchanged(f"prompt ~{total:,} tokens: below the {minimum:,}-token cacheable minimum for {model}")
+    if not plan and not adoptable:
         if caller:
             return unchanged(f"caller's {len(caller)} breakpoint(s) already cover the prefix", _covered_tokens(caller, cumulative, stable_tokens, total))
         return unchanged(f"stable prefix ~{stable_tokens:,} tokens below the {minimum:,}-token minimum and no conversation to cache")
@@ -464,25 +504,21 @@ def shape_request(
 
     shaped = dict(params)  # only the containers we change are copied below
     messages_copied = False
-    placed: list[str] = []
-    placed_positions: list[tuple[int, int, int]] = []
-    ttls: set[str] = set()
-    for name, position in sorted(plan, key=lambda item: item[1]):
-        marker_ttl = _ttl_at(position, ttl, caller)
-        ttls.add(marker_ttl)
+
+    def rewrite(position: tuple[int, int, int], change) -> None:
+        """Replace the block at ``position`` by ``change(block)``, copying only its containers."""
+        nonlocal messages_copied
         section, item, block = position
-        if section == 3:
-            shaped["cache_control"] = {"type": "ephemeral", "ttl": marker_ttl}
-        elif section == 0:
+        if section == 0:
             tools = list(shaped["tools"])
-            tools[item] = _with_marker(tools[item], marker_ttl)
+            tools[item] = change(tools[item])
             shaped["tools"] = tools
         elif section == 1:
             if isinstance(shaped["system"], str):
-                shaped["system"] = [_with_marker({"type": "text", "text": shaped["system"]}, marker_ttl)]
+                shaped["system"] = [change({"type": "text", "text": shaped["system"]})]
             else:
                 blocks = list(shaped["system"])
-                blocks[item] = _with_marker(blocks[item], marker_ttl)
+                blocks[item] = change(blocks[item])
                 shaped["system"] = blocks
         else:
             if not messages_copied:
@@ -491,24 +527,64 @@ def shape_request(
             message = dict(shaped["messages"][item])
             content = message.get("content")
             if isinstance(content, str):
-                message["content"] = [_with_marker({"type": "text", "text": content}, marker_ttl)]
+                message["content"] = [change({"type": "text", "text": content})]
             else:
                 blocks = list(content)
-                blocks[block] = _with_marker(blocks[block], marker_ttl)
+                blocks[block] = change(blocks[block])
                 message["content"] = blocks
             shaped["messages"][item] = message
+
+    placed: list[str] = []
+    placed_positions: list[tuple[int, int, int]] = []
+    ttls: set[str] = set()
+    for name, position in sorted(plan, key=lambda item: item[1]):
+        marker_ttl = _ttl_at(position, ttl, fixed)
+        ttls.add(marker_ttl)
+        if position[0] == 3:
+            shaped["cache_control"] = {"type": "ephemeral", "ttl": marker_ttl}
+        else:
+            rewrite(position, lambda b, t=marker_ttl: _with_marker(b, t))
         placed.append(name)
         placed_positions.append(position)
 
-    effective_ttl = TTL_1H if ttls == {TTL_1H} else TTL_5M if ttls == {TTL_5M} else "mixed"
+    # The caller's TTL-less markers: the request's TTL, within the same ordering
+    # rule. 5m is what they already mean (the API's default): left as they are.
+    adopted = 0
+    for marker in adoptable:
+        marker_ttl = _ttl_at(marker.position, ttl, fixed)
+        ttls.add(marker_ttl)
+        if marker_ttl == TTL_5M:
+            continue
+        if marker.position[0] == 3:
+            shaped["cache_control"] = {**params["cache_control"], "ttl": marker_ttl}
+        else:
+            rewrite(marker.position, lambda b, t=marker_ttl: _with_caller_ttl(b, t))
+        adopted += 1
+
     all_markers = caller + [_Marker(p, ttl) for p in placed_positions]
     cached = _covered_tokens(all_markers, cumulative, stable_tokens, total)
-    reason = f"{settings.strategy} breakpoints at {', '.join(placed)}" + (f" (+{len(caller)} from caller)" if caller else "") + f"; {ttl_reason}"
+    adoption_note = ""
+    if adoptable:
+        kept = len(adoptable) - adopted
+        adoption_note = "; caller markers without a ttl: " + ", ".join(
+            part for part in (f"{adopted} given ttl 1h" if adopted else "", f"{kept} left at the default 5m" if kept else "") if part
+        )
+    if not placed and not adopted:
+        # Nothing to add and the caller's TTL-less markers already mean the chosen 5m.
+        why = f"caller set {len(caller)} breakpoints: none left to add" if free <= 0 else f"caller's {len(caller)} breakpoint(s) already cover the prefix"
+        return unchanged(f"{why}{adoption_note}; {ttl_reason}", cached)
+
+    effective_ttl = TTL_1H if ttls == {TTL_1H} else TTL_5M if ttls == {TTL_5M} else "mixed"
+    if placed:
+        reason = f"{settings.strategy} breakpoints at {', '.join(placed)}" + (f" (+{len(caller)} from caller)" if caller else "")
+    else:
+        reason = f"{settings.strategy}: no breakpoint added ({len(caller)} from caller)"
+    reason += f"{adoption_note}; {ttl_reason}"
     if effective_ttl != ttl:
         reason += f"; ttl adjusted to the caller's markers ({effective_ttl})"
     decision = PromptCacheDecision(
         True, effective_ttl, len(caller) + len(placed), reason, cached, len(placed),
-        round(share, 4) if timed else None, stable_hash,
+        round(share, 4) if timed else None, stable_hash, adopted,
     )
     assert decision.breakpoints <= MAX_BREAKPOINTS
     return shaped, decision

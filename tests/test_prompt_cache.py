@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
+from mcp_tars.cache import request_key
 from mcp_tars.prompt_cache import (
     MAX_BREAKPOINTS,
     PromptCacheSettings,
@@ -197,24 +198,51 @@ def requests_with_caller_markers(draw):
     return params, gaps
 
 
+def cache_controls(params: dict) -> dict[str, dict]:
+    """location -> the cache_control object itself, for every marker."""
+    found = {}
+    for i, tool in enumerate(params.get("tools") or ()):
+        if tool.get("cache_control"):
+            found[f"tools.{i}"] = tool["cache_control"]
+    system = params.get("system")
+    for i, block in enumerate(system if isinstance(system, list) else ()):
+        if block.get("cache_control"):
+            found[f"system.{i}"] = block["cache_control"]
+    for i, message in enumerate(params["messages"]):
+        for j, block in enumerate(message["content"] if isinstance(message["content"], list) else ()):
+            if isinstance(block, dict) and block.get("cache_control"):
+                found[f"messages.{i}.{j}"] = block["cache_control"]
+    if params.get("cache_control"):
+        found["top"] = params["cache_control"]
+    return found
+
+
 @hyp_settings(max_examples=150, deadline=None)
-@given(requests_with_caller_markers(), st.sampled_from(["explicit", "auto"]))
-def test_never_more_than_four_breakpoints_and_caller_markers_kept(case, strategy):
+@given(requests_with_caller_markers(), st.sampled_from(["explicit", "auto"]), st.booleans())
+def test_never_more_than_four_breakpoints_and_caller_markers_kept(case, strategy, adopt):
     params, gaps = case
     before = copy.deepcopy(params)
-    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(strategy=strategy), SessionTiming(gaps))
+    settings = PromptCacheSettings(strategy=strategy, adopt_caller_markers_without_ttl=adopt)
+    shaped, decision = shape_request(params, SONNET, settings, SessionTiming(gaps))
     assert params == before, "the caller's dict was mutated"
     found = markers(shaped)
     assert len(found) <= MAX_BREAKPOINTS
     assert decision.breakpoints == len(found)
-    caller = dict(markers(before))
-    shaped_map = dict(found)
-    for location, ttl in caller.items():
-        assert shaped_map.get(location) == ttl, f"caller marker at {location} changed"
-    # the caller's own cache_control objects are byte-identical
-    if "cache_control" in before:
-        assert shaped["cache_control"] == before["cache_control"]
     assert no_1h_after_5m(found)
+    # Every caller marker is still there. One with an explicit ttl is byte-identical; a
+    # TTL-less one is too, or (adoption on) carries the chosen ttl and nothing else changed.
+    shaped_cc = cache_controls(shaped)
+    adopted = 0
+    for location, cc in cache_controls(before).items():
+        assert location in shaped_cc, f"caller marker at {location} removed"
+        if shaped_cc[location] == cc:
+            continue
+        assert adopt and "ttl" not in cc, f"caller marker at {location} changed: {cc} -> {shaped_cc[location]}"
+        assert shaped_cc[location] == {**cc, "ttl": "1h"}  # 5m is what a TTL-less marker means already
+        adopted += 1
+    assert decision.adopted_caller_markers == adopted
+    # The response cache's key ignores every marker: shaping never splits a cache entry.
+    assert request_key(shaped, "tenant-x") == request_key(before, "tenant-x")
 
 
 # --------------------------------------------------------------------------- TTL
@@ -250,15 +278,21 @@ def test_long_gap_share_updates_the_prior():
     assert mostly_long > 0.8
 
 
-def test_caller_ttls_are_respected_and_ordering_rule_kept():
+LONG_GAPS = SessionTiming([600, 700, 900, 30])  # a session whose pauses outlive 5-minute entries
+
+
+@pytest.mark.parametrize("caller_cc, adopt", [({"type": "ephemeral", "ttl": "5m"}, True), ({"type": "ephemeral"}, False)])
+def test_caller_ttls_are_respected_and_ordering_rule_kept(caller_cc, adopt):
     messages = agent_turns(5)
-    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]  # caller: 5m
-    shaped, decision = shape_request(request(messages, system=system), SONNET, S, SessionTiming([600, 700, 900, 30]))
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": caller_cc}]  # caller: 5m
+    settings = PromptCacheSettings(adopt_caller_markers_without_ttl=adopt)
+    shaped, decision = shape_request(request(messages, system=system), SONNET, settings, LONG_GAPS)
     found = markers(shaped)
     assert found[0] == ("system.0", "5m")
-    assert shaped["system"][0]["cache_control"] == {"type": "ephemeral"}  # untouched, not even normalised
+    assert shaped["system"][0]["cache_control"] == caller_cc  # untouched, not even normalised
     assert all(ttl == "5m" for _, ttl in found)  # a 1h marker may not follow the caller's 5m one
-    assert "adjusted" in decision.reason
+    assert "adjusted" in decision.reason and "ttl 1h" in decision.reason  # 1h was wanted
+    assert decision.adopted_caller_markers == 0
     # a caller 1h marker at the end: our earlier markers must not be 5m
     messages = agent_turns(3)
     messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
@@ -267,10 +301,88 @@ def test_caller_ttls_are_respected_and_ordering_rule_kept():
     assert markers(shaped)[-1] == (f"messages.{len(messages) - 1}.0", "1h")
 
 
+def test_a_caller_marker_without_ttl_gets_the_chosen_ttl():
+    """A TTL-less marker on the system prompt means "cache here": with long
+    gaps the request's TTL is 1h, and the caller's marker gets it too instead
+    of forcing 5m on everything after it."""
+    messages = agent_turns(5)
+    caller_block = {"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}
+    params = request(messages, system=[caller_block])
+    before = copy.deepcopy(params)
+    shaped, decision = shape_request(params, SONNET, S, LONG_GAPS)
+    assert params == before and caller_block["cache_control"] == {"type": "ephemeral"}  # the caller's dicts untouched
+    last = len(messages) - 1
+    assert markers(shaped) == [("system.0", "1h"), (f"messages.{last - 2}.0", "1h"), (f"messages.{last}.0", "1h")]
+    assert shaped["system"][0] == {**caller_block, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    assert decision.ttl == "1h" and decision.adopted_caller_markers == 1
+    assert decision.breakpoints == 3 and decision.added_breakpoints == 2
+    assert "caller markers without a ttl: 1 given ttl 1h" in decision.reason and "adjusted" not in decision.reason
+    # the same session with the setting off: the caller's marker forces 5m everywhere
+    _, off = shape_request(params, SONNET, PromptCacheSettings(adopt_caller_markers_without_ttl=False), LONG_GAPS)
+    assert off.ttl == "5m" and off.adopted_caller_markers == 0 and "adjusted" in off.reason
+    # short gaps: the request's TTL is 5m, which the TTL-less marker already means
+    shaped, quick = shape_request(params, SONNET, S, SessionTiming([5.0] * 40))
+    assert quick.ttl == "5m" and quick.adopted_caller_markers == 0
+    assert shaped["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "1 left at the default 5m" in quick.reason
+
+
+def test_adoption_keeps_the_ordering_rule_against_explicit_caller_ttls():
+    messages = agent_turns(5)
+    last = len(messages) - 1
+    # TTL-less on the system, explicit 5m on an early message: 1h before it, 5m after it
+    messages[2]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "5m"}
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    shaped, decision = shape_request(request(messages, system=system), SONNET, S, LONG_GAPS)
+    found = markers(shaped)
+    assert found[0] == ("system.0", "1h") and ("messages.2.0", "5m") in found
+    assert found[-1] == (f"messages.{last}.0", "5m") and no_1h_after_5m(found)
+    assert decision.ttl == "mixed" and decision.adopted_caller_markers == 1
+    # TTL-less after an explicit 5m: stays 5m, left as the caller wrote it
+    messages = agent_turns(5)
+    messages[2]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "5m"}
+    messages[last - 2]["content"][0]["cache_control"] = {"type": "ephemeral", "extra": "kept"}
+    shaped, decision = shape_request(request(messages), SONNET, S, LONG_GAPS)
+    assert shaped["messages"][last - 2]["content"][0]["cache_control"] == {"type": "ephemeral", "extra": "kept"}
+    assert no_1h_after_5m(markers(shaped)) and decision.adopted_caller_markers == 0
+    # TTL-less before an explicit 1h: 1h even when the request's TTL is 5m (5m there would break the rule)
+    messages = agent_turns(3)
+    messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral", "extra": "kept"}}]
+    shaped, decision = shape_request(request(messages, system=system), SONNET, S, SessionTiming([]))
+    assert shaped["system"][0]["cache_control"] == {"type": "ephemeral", "extra": "kept", "ttl": "1h"}
+    assert no_1h_after_5m(markers(shaped)) and decision.adopted_caller_markers == 1
+
+
+def test_top_level_caller_marker_without_ttl_is_adopted_in_auto_strategy_only_outside_the_baseline():
+    params = request(agent_turns(8), cache_control={"type": "ephemeral"})
+    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(strategy="auto"), SessionTiming([30, 40, 600, 20, 25, 900, 30]))
+    assert shaped["cache_control"] == {"type": "ephemeral", "ttl": "1h"} and params["cache_control"] == {"type": "ephemeral"}
+    assert decision.ttl == "1h" and decision.adopted_caller_markers == 1 and no_1h_after_5m(markers(shaped))
+    # auto_5m is the baseline of a client without us: it adopts nothing
+    shaped, decision = shape_request(params, SONNET, PromptCacheSettings(strategy="auto_5m"), SessionTiming([600.0] * 7))
+    assert shaped["cache_control"] == {"type": "ephemeral"} and not decision.applied
+
+
+def test_four_caller_markers_without_ttl_are_adopted_without_adding_a_fifth():
+    messages = agent_turns(6)
+    for i in (0, 2, 4, 6):
+        messages[i]["content"] = [{"type": "text", "text": "step notes " * 300, "cache_control": {"type": "ephemeral"}}]
+    params = request(messages)
+    shaped, decision = shape_request(params, SONNET, S, SessionTiming([30, 40, 600, 20, 900]))
+    assert len(markers(shaped)) == 4 and decision.breakpoints == 4 and decision.added_breakpoints == 0
+    assert decision.applied and decision.ttl == "1h" and decision.adopted_caller_markers == 4
+    assert {ttl for _, ttl in markers(shaped)} == {"1h"}
+    assert "no breakpoint added" in decision.reason
+    shaped, off = shape_request(params, SONNET, PromptCacheSettings(adopt_caller_markers_without_ttl=False), SessionTiming([30, 40, 600, 20, 900]))
+    assert not off.applied and "none left to add" in off.reason
+
+
 def test_four_caller_markers_leave_no_room():
     messages = agent_turns(3)
     for m in messages[:4]:
-        m["content"] = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]
+        # explicit 5m: TTL-less ones would be given the request's TTL (see the test above)
+        m["content"] = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]
     shaped, decision = shape_request(request(messages), SONNET, S, SessionTiming([1]))
     assert not decision.applied and decision.breakpoints == 4 and len(markers(shaped)) == 4
 

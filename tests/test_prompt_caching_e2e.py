@@ -209,3 +209,72 @@ def test_a_lost_conversation_cache_is_rewritten_with_first_call_economics():
     quick = SessionTiming([10.0] * 6)
     _, with_pause = shape_request(params, SONNET, PromptCacheSettings(), SessionTiming([10.0] * 6, seconds_since_previous_call=1200))
     assert with_pause.long_gap_share_estimate > shape_request(params, SONNET, PromptCacheSettings(), quick)[1].long_gap_share_estimate
+
+
+# --------------------------------------------------------------------------- a caller that sets its own markers
+
+
+def _system_marker(body: dict) -> dict | None:
+    system = body.get("system")
+    return system[0].get("cache_control") if isinstance(system, list) else None
+
+
+async def _caller_marked_session(sim, tmp_path, name: str, prompt_cache: dict, system_cc: dict) -> dict:
+    """Session "a" (long pauses) through the real server, its system prompt
+    marked by the caller; what the simulated API saw and billed."""
+    sim.reset()
+    clock.advance(3 * 3600)  # nothing of an earlier run is alive in the cache
+    server = in_process_server(make_config(prompt_cache=prompt_cache), str(tmp_path / f"{name}.db"))
+    system = [{"type": "text", "text": system_prompt("billing", 260), "cache_control": system_cc}]
+    async with Client(server) as client:
+        results = await replay(client, "a", "claude-sonnet-5-5", system, tools_for("a"))
+    sent = [r.body for r in sim.requests if r.path == "/v1/messages"]
+    bill = {line.response_id: line.usage for line in sim.bill}
+    usages = [bill[r["response_id"]] for r in results]
+    assert system[0]["cache_control"] == system_cc  # the caller's own dicts are never touched
+    return {"share": read_share(sim, results), "cost": sim.bill_total_usd(), "sent": sent, "results": results,
+            "write_1h": sum(u["cache_creation"]["ephemeral_1h_input_tokens"] for u in usages),
+            "decisions": [r["prompt_cache"] for r in results]}
+
+
+async def test_a_caller_marker_without_ttl_gets_the_sessions_ttl(tmp_path, api_env, monkeypatch):
+    """An agent that marks its system prompt with a TTL-less cache_control (the
+    API's default 5 minutes) in a session with long pauses: adopted, the marker
+    gets the 1-hour TTL our economics choose, and everything after it can be 1h
+    too; not adopted, it forces 5m on every breakpoint after it. A marker with
+    an explicit ttl is sent exactly as the caller wrote it. The simulated API,
+    which rejects a 1h breakpoint after a 5m one, accepts every shaped request
+    (replay fails on any tool error)."""
+    monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(tmp_path / "clock"))
+    sim = api_env
+    on = await _caller_marked_session(sim, tmp_path, "adopt-on", {}, {"type": "ephemeral"})
+    off = await _caller_marked_session(sim, tmp_path, "adopt-off", {"adopt_caller_markers_without_ttl": False},
+                                       {"type": "ephemeral"})
+    explicit = await _caller_marked_session(sim, tmp_path, "explicit-5m", {}, {"type": "ephemeral", "ttl": "5m"})
+
+    for run in (on, off, explicit):
+        assert len(run["sent"]) == 16  # one API request per call: nothing was refused and retried
+        assert all(len(run["results"][i]["content"]) for i in range(16))
+
+    # Adopted: the caller's marker goes out with the chosen ttl; 1h writes; more read from cache, for less.
+    adopted = [d for d in on["decisions"] if d["adopted_caller_markers"]]
+    assert len(adopted) >= 12, [d["reason"] for d in on["decisions"]]
+    assert all("caller markers without a ttl: 1 given ttl 1h" in d["reason"] and d["ttl"] == "1h" for d in adopted)
+    assert sum(_system_marker(body) == {"type": "ephemeral", "ttl": "1h"} for body in on["sent"]) == len(adopted)
+    assert all(_system_marker(body) in ({"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}) for body in on["sent"])
+    assert on["write_1h"] > 0
+    assert on["share"] >= 0.90, on["share"]
+    assert on["share"] > off["share"] + 0.05, (on["share"], off["share"])
+    assert on["cost"] < off["cost"]
+
+    # Setting off: today's behaviour, the caller's 5m forces 5m everywhere.
+    assert off["write_1h"] == 0
+    assert all(_system_marker(body) == {"type": "ephemeral"} for body in off["sent"])
+    assert all(d["adopted_caller_markers"] == 0 for d in off["decisions"])
+    assert any("ttl adjusted to the caller's markers (5m)" in d["reason"] for d in off["decisions"])
+
+    # An explicit "5m" is the caller's choice: never changed, and nothing of ours is 1h after it.
+    assert all(_system_marker(body) == {"type": "ephemeral", "ttl": "5m"} for body in explicit["sent"])
+    assert explicit["write_1h"] == 0
+    assert all(d["adopted_caller_markers"] == 0 for d in explicit["decisions"])
+    assert explicit["share"] < on["share"] - 0.05
