@@ -5,7 +5,6 @@ transport where pipes cannot be used."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import textwrap
@@ -67,28 +66,25 @@ async def test_many_calls_and_a_large_request_over_pipes(tmp_path, sim):
         assert pruned.structured_content["tokens_before"] > 300_000
 
 
-def _jsonrpc_lines(*messages: dict) -> str:
-    return "".join(json.dumps(m) + "\n" for m in messages)
+def _can_use_pipes(**stdio) -> bool:
+    probe = "from mcp_tars import stdio; print(stdio.can_use_pipes())"
+    done = subprocess.run([sys.executable, "-c", probe], text=True, timeout=60, **stdio)
+    return done.stdout.strip() == "True"
 
 
-def test_stdin_from_a_regular_file_falls_back_to_the_sdk_transport(tmp_path, sim):
-    """`mcp-tars serve < requests.jsonl` cannot use event-loop pipes (a file
-    is always 'ready'): the SDK's own transport serves it instead."""
+def test_pipes_are_used_only_where_the_event_loop_can_drive_them(tmp_path):
+    """`mcp-tars serve < requests.jsonl` cannot use event-loop pipes (a
+    regular file is always 'ready'); `run` then hands over to the SDK's own
+    transport. Pipes (how every MCP host starts a server) can."""
     requests = tmp_path / "requests.jsonl"
-    requests.write_text(_jsonrpc_lines(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "file", "version": "1"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ))
-    env = server_env(tmp_path, sim.base_url)
+    requests.write_text("{}\n")
+    assert _can_use_pipes(stdout=subprocess.PIPE, input="")
     with requests.open() as stdin:
-        done = subprocess.run([sys.executable, "-m", "mcp_tars", "serve"], stdin=stdin, capture_output=True,
-                              text=True, env=env, timeout=60)
-    assert done.returncode == 0, done.stderr
-    answers = {m["id"]: m for m in map(json.loads, done.stdout.splitlines())}
-    assert answers[1]["result"]["serverInfo"]["name"] == "mcp-tars"
-    assert "optimized_complete" in {t["name"] for t in answers[2]["result"]["tools"]}
+        assert not _can_use_pipes(stdin=stdin, stdout=subprocess.PIPE)
+    with (tmp_path / "out.txt").open("w") as stdout:
+        subprocess.run([sys.executable, "-c", "from mcp_tars import stdio; print(stdio.can_use_pipes())"],
+                       stdout=stdout, text=True, timeout=60, input="")
+    assert (tmp_path / "out.txt").read_text().strip() == "False"
 
 
 async def test_lines_reader_skips_an_overlong_line_and_keeps_going(monkeypatch):
