@@ -26,6 +26,13 @@ tokens billed as cache reads after each session's first call
 (sum of cache reads / sum of input + cache writes + cache reads, calls 2..N).
 Targets: ours reads >= 90% and costs less than auto_5m.
 
+``--caller-markers``: the agent marks its own system prompt with a TTL-less
+``cache_control: {"type": "ephemeral"}`` (the API's default 5 minutes), as
+many agents do; a fourth mode runs ours with
+``adopt_caller_markers_without_ttl: false`` (such a marker then forces 5m on
+every breakpoint after it), so the table shows adoption on against off. (In
+that scenario "no prompt caching" still sends the caller's own marker.)
+
 Writes bench/out/prompt_caching.json. Exit status 1 when a target is missed.
 """
 
@@ -56,7 +63,11 @@ MODES: dict[str, dict[str, Any]] = {
     "auto_5m": {"strategy": "auto_5m"},
     "ours": {},
 }
-MODE_LABELS = {"none": "no prompt caching", "auto_5m": "5-min automatic only", "ours": "mcp-tars"}
+# With --caller-markers only: ours with the caller's TTL-less markers left at 5 minutes.
+CALLER_MARKER_MODES: dict[str, dict[str, Any]] = {"ours_no_adopt": {"adopt_caller_markers_without_ttl": False}}
+MODE_LABELS = {"none": "no prompt caching", "auto_5m": "5-min automatic only", "ours": "mcp-tars",
+               "ours_no_adopt": "mcp-tars, adoption off"}
+CALLER_MARKER = {"type": "ephemeral"}  # no ttl: the API's default 5 minutes
 TARGET_READ_SHARE = 0.90
 SESSION_SEPARATION_SECONDS = 2 * 3600  # sessions do not share cache entries through time
 MAX_TOKENS = 2048
@@ -122,6 +133,7 @@ class SessionSpec:
     seed: int
     output_scale: float = 1.0  # tool outputs x this (long sessions cross the pruning threshold)
     max_pause_seconds: float = math.inf  # e.g. 240: a workload without long pauses
+    caller_marks_system: bool = False  # the agent puts its own TTL-less cache_control on its system prompt
     system_tokens: int = 0
     tools_tokens: int = 0
 
@@ -159,7 +171,7 @@ def make_tools(rng: random.Random, agent: dict, count: int) -> list[dict]:
 
 
 def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0,
-                   max_pause_seconds: float = math.inf) -> list[SessionSpec]:
+                   max_pause_seconds: float = math.inf, caller_marks_system: bool = False) -> list[SessionSpec]:
     """Varied agent sessions; every other one lets routing choose the model."""
     pinned = ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"]
     sessions = []
@@ -173,6 +185,7 @@ def build_sessions(count: int = 6, seed: int = 0, output_scale: float = 1.0,
             name=f"s{i + 1}-{agent['tools'][0].split('_')[0]}", session_id=f"bench-pc-{seed}-{i}",
             agent=agent["role"], model=model, system=system, tools=tools, calls=rng.randint(15, 25),
             seed=rng.randrange(1 << 30), output_scale=output_scale, max_pause_seconds=max_pause_seconds,
+            caller_marks_system=caller_marks_system,
         )
         spec.system_tokens = estimate_text_tokens(system, "claude-sonnet-5-5")
         spec.tools_tokens = estimate_text_tokens(json.dumps(tools), "claude-sonnet-5-5")
@@ -254,7 +267,8 @@ class CallRecord:
 
 def _bench_config(mode: str, ours_overrides: dict | None = None) -> dict:
     data = Config().model_dump(mode="json")
-    data["prompt_cache"] = {**data["prompt_cache"], **MODES[mode], **((ours_overrides or {}) if mode == "ours" else {})}
+    settings = {**MODES, **CALLER_MARKER_MODES}[mode]
+    data["prompt_cache"] = {**data["prompt_cache"], **settings, **((ours_overrides or {}) if mode.startswith("ours") else {})}
     data["batch"] = {**data["batch"], "worker_enabled": False}
     data["monitoring"] = {**data["monitoring"], "metrics_log": None}
     data["api"] = {**data["api"], "backoff_initial_seconds": 0.0, "backoff_max_seconds": 0.01}
@@ -269,8 +283,11 @@ async def replay_session(client, spec: SessionSpec, clock_file: str, with_sessio
     messages: list[dict] = [{"role": "user", "content": agent["task"]}]
     results: list[tuple[float, dict]] = []
     pause = 0.0
+    system: str | list[dict] = spec.system
+    if spec.caller_marks_system:
+        system = [{"type": "text", "text": spec.system, "cache_control": dict(CALLER_MARKER)}]
     for call in range(spec.calls):
-        args: dict[str, Any] = {"messages": messages, "system": spec.system, "tools": spec.tools, "max_tokens": MAX_TOKENS}
+        args: dict[str, Any] = {"messages": messages, "system": system, "tools": spec.tools, "max_tokens": MAX_TOKENS}
         if with_session_id:
             args["session_id"] = spec.session_id
         if spec.model:
@@ -440,6 +457,12 @@ def print_tables(sessions: list[SessionSpec], results: dict[str, dict]) -> None:
             continue
         causes = results[m]["not_read_share_by_cause"]
         print(f"    {MODE_LABELS[m]:<22} " + ", ".join(f"{k} {v:.1%}" for k, v in causes.items() if v >= 0.0005))
+    if "ours_no_adopt" in results:
+        on, off = results["ours"], results["ours_no_adopt"]
+        print(f"  the agent marks its system prompt without a ttl: adoption on reads {on['read_share_after_first']:.1%} "
+              f"for ${on['total_cost_usd']:.4f}, off {off['read_share_after_first']:.1%} for ${off['total_cost_usd']:.4f} "
+              f"({1 - on['total_cost_usd'] / off['total_cost_usd']:.1%} cheaper on)")
+        print("  (here 'no prompt caching' still sends the agent's own marker)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,17 +472,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-scale", type=float, default=1.0,
                         help="multiply tool output sizes (e.g. 4: sessions grow past the 30K-token pruning threshold)")
     parser.add_argument("--ours", type=json.loads, default={}, metavar="JSON",
-                        help='prompt_cache settings changed for "ours" only, e.g. \'{"prior_weight_calls": 8}\'')
+                        help='prompt_cache settings changed for "ours" only (and its adoption-off twin with --caller-markers), '
+                             'e.g. \'{"prior_weight_calls": 8}\'')
     parser.add_argument("--max-pause", type=float, default=math.inf, metavar="SECONDS",
                         help="cap every pause (e.g. 240: no pause outlives a 5-minute entry; shows what 1h costs when it is not needed)")
     parser.add_argument("--no-session-id", action="store_true",
                         help="send no session_id (a client that does not group its turns: no gaps observed, no sticky routing)")
+    parser.add_argument("--caller-markers", action="store_true",
+                        help="the agent marks its own system prompt with a TTL-less cache_control; adds the mode "
+                             "'ours, adopt_caller_markers_without_ttl off' to compare")
     args = parser.parse_args(argv)
 
-    sessions = build_sessions(args.sessions, args.seed, args.output_scale, args.max_pause)
+    sessions = build_sessions(args.sessions, args.seed, args.output_scale, args.max_pause, args.caller_markers)
+    modes = [*MODES, *(CALLER_MARKER_MODES if args.caller_markers else ())]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-caching-") as tmp:
-        for mode in MODES:
+        for mode in modes:
             results[mode] = asyncio.run(run_mode(mode, sessions, Path(tmp), args.ours, not args.no_session_id))
             print(f"[{mode}] {results[mode]['calls']} calls in {results[mode]['seconds']} s", file=sys.stderr)
 
@@ -480,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_pause_seconds": None if math.isinf(args.max_pause) else args.max_pause,
         "ours_overrides": args.ours,
         "session_ids_sent": not args.no_session_id,
+        "caller_marks_system": args.caller_markers,
         "sessions": [{k: v for k, v in asdict(s).items() if k not in ("system", "tools")} for s in sessions],
         "modes": {m: {k: v for k, v in r.items() if k != "calls_detail"} for m, r in results.items()},
         "calls": {m: r["calls_detail"] for m, r in results.items()},
