@@ -113,7 +113,6 @@ BATCH_BYTES_LIMIT = 200 * 1024 * 1024
 FINAL_ERROR_TYPES = ("invalid_request_error", "authentication_error", "permission_error", "not_found_error",
                      "request_too_large")
 LIST_SKEW_SECONDS = 120  # clock difference tolerated between us and the API when adopting a batch
-IMMEDIATE_CONCURRENCY = 4
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
@@ -862,7 +861,7 @@ class DeferredQueue:
 
     async def _run_overdue(self, overdue: list[Pending], report: _Pass) -> None:
         """Queued tasks a batch can no longer deliver by their deadline: at once, standard rate."""
-        gate = asyncio.Semaphore(IMMEDIATE_CONCURRENCY)
+        gate = asyncio.Semaphore(self.settings.immediate_concurrency)
         payloads = task_store.task_payloads(self.store, [t.id for t in overdue])
 
         async def run(task: Pending) -> None:

@@ -59,6 +59,7 @@ class BatchSettings(_Section):
     poll_interval_seconds: float = Field(30.0, gt=0, description="How often the background worker polls submitted batches.")
     worker_enabled: bool = Field(True, description="Run the background batch worker inside the server.")
     prefix_cache_ttl: Literal["5m", "1h"] = Field("1h", description="Prompt-cache TTL on the prefix shared by tasks of one batch.")
+    immediate_concurrency: int = Field(4, ge=1, le=64, description="Queued tasks whose deadline is nearer than a batch takes run at once, at the standard rate, this many at a time. Raise it to drain a large overdue backlog faster; lower it when the API's rate limits (429s) are tight.")
 
 
 class ServerSettings(_Section):

@@ -40,7 +40,6 @@ from .summarize import Fragment, FragmentUnits, format_units, fragment_units, se
 
 LEVEL_NAMES = ("light", "medium", "aggressive")
 CHARS_PER_TOKEN = 3.6  # cl100k characters per token of mixed text; only to skip counting obvious cases
-REQUEST_KEEP_CHARS = 4000  # the current request, when pruning drops it, is kept up to this size
 SUMMARY_CHARS_PER_CL100K_TOKEN = 3.2  # summaries are dense in numbers, paths and identifiers
 # How much a fact is worth by where it was said, relative to tool output (1.0):
 # what the user says is what the agent is asked to remember.
@@ -101,6 +100,14 @@ class PruningSettings(BaseModel):
     redact_credentials: bool = Field(True, description="Replace credential values (API keys, tokens, passwords) by [REDACTED] in every message pruning keeps or rewrites, the last user turn and the cached prefix excepted. Summaries never contain credential values regardless.")
     abstractive: bool = Field(False, description="Summarise dropped history with the cheapest configured model (its cost is recorded in the ledger; the same history is summarised once). Off: an offline extractive summary.")
     summarizer_model: str | None = Field(None, description="Model of abstractive summaries; null picks the cheapest model of the price table.")
+    summary_max_output_tokens: int = Field(
+        1500, ge=100, le=16_000,
+        description="max_tokens of the abstractive summary call (abstractive: true). Output is the priciest token class, and pruning trims the summary to its level's budget anyway (completing a short one with extracted facts). Raise it when the levels allow summaries longer than this and you want the summarizer model to write them; lower it to cap what a summary can cost.",
+    )
+    request_keep_chars: int = Field(
+        4000, ge=200, le=200_000,
+        description="When pruning drops the message holding the user's current request (a long tool loop is still answering it), the summary quotes that request verbatim up to this many characters (a longer one keeps its first and last halves). Raise it for agents whose tasks come with long specifications that must survive pruning; lower it to save tokens when requests are long pastes.",
+    )
     allow_cache_breakpoint_move: bool = Field(True, description="Prune inside the cached prefix when that is cheaper even after writing the cache again (the reason is recorded).")
     cache_read_price_ratio: float = Field(0.1, gt=0, le=1, description="Cache-read price as a share of the input price, for the breakpoint decision.")
     cache_write_price_ratio: float = Field(1.25, ge=1, le=3, description="Cache-write price as a share of the input price, for the breakpoint decision.")
@@ -877,7 +884,7 @@ class _Pruner:
             if r is not None and prefix <= r < k:
                 # the tool loop under way answers this request: never let the summary stand in for it
                 request, _ = redact_credentials(tok.content_text(messages[r].get("content", "")).strip())
-                cap = REQUEST_KEEP_CHARS
+                cap = s.request_keep_chars
                 if len(request) > cap:
                     request = request[: cap // 2] + f" [... {len(request) - cap:,} characters cut ...] " + request[-cap // 2 :]
                 kept_request = f"[The user's current request, kept verbatim by context pruning:]\n{request}"

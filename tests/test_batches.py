@@ -655,3 +655,33 @@ async def test_a_task_whose_results_keep_expiring_ends_expired(tmp_path, sim, mo
         assert status["attempts"] == 2
     finally:
         await engine.aclose()
+
+
+@pytest.mark.anyio
+async def test_overdue_tasks_run_at_most_immediate_concurrency_at_a_time(queue_factory, api_env, shifted_clock):
+    sim = api_env
+    t0 = utc(2026, 11, 20, 12, 0)
+    shifted_clock(t0)
+    q = queue_factory(batch={"immediate_concurrency": 2})
+    tasks = [(await defer(q, f"Name prime number {i}.", max_wait_seconds=3 * 3600))["task_id"] for i in range(5)]
+    assert all(q.status(t)["status"] == "queued" for t in tasks)
+    # Count the overdue runs in flight (the real runs, each held a moment so they overlap if the gate lets them).
+    in_flight, peak = 0, 0
+    run_now = q._run_now
+
+    async def counted(*args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.02)
+            return await run_now(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    q._run_now = counted
+    shifted_clock(t0 + 2.5 * 3600)  # a batch would now miss every deadline
+    out = await q.process()
+    assert out["ran_immediately"] == 5 and not batch_posts(sim)
+    assert all(q.status(t)["status"] == "succeeded" for t in tasks)
+    assert peak == 2

@@ -489,3 +489,37 @@ def test_the_current_request_survives_when_a_long_tool_loop_is_pruned():
         result = prune_messages(messages, max_tokens=2000, level="aggressive", settings=settings)
         assert validate_conversation(result.messages) == []
         assert request in "\n".join(content_text(m["content"]) for m in result.messages)
+
+
+def test_request_keep_chars_caps_the_quoted_current_request():
+    from mcp_tars.tokens import content_text
+
+    request = "Implement the following specification exactly. " + " ".join(f"Clause {i}: field_{i} must be checked." for i in range(400))
+    messages = [{"role": "user", "content": "Earlier chat about lunch."},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": request}]
+    for i in range(12):
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "bash", "input": {"command": f"step {i}"}}]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": f"output {i} " + "x" * 3000}]})
+
+    def pruned_text(**knobs) -> str:
+        result = prune_messages(messages, max_tokens=8000, level="aggressive", settings=PruningSettings(**knobs))
+        assert validate_conversation(result.messages) == []
+        return "\n".join(content_text(m["content"]) for m in result.messages)
+
+    assert len(request) > 4000  # the default cap cuts it
+    default = pruned_text()
+    assert request not in default and f"[... {len(request) - 4000:,} characters cut ...]" in default
+    assert request[:2000] in default and request[-2000:] in default
+    short = pruned_text(request_keep_chars=1000)
+    assert f"[... {len(request) - 1000:,} characters cut ...]" in short and request[:500] in short and request[:2000] not in short
+    assert request in pruned_text(request_keep_chars=len(request))  # room for all of it: verbatim
+
+
+@pytest.mark.parametrize("knob, value", [("request_keep_chars", 0), ("request_keep_chars", 10**6),
+                                         ("summary_max_output_tokens", 0), ("summary_max_output_tokens", 10**6)])
+def test_pruning_knobs_out_of_bounds_are_refused(knob, value):
+    with pytest.raises(ValueError, match=knob):
+        PruningSettings(**{knob: value})
