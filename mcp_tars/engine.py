@@ -45,7 +45,6 @@ SUMMARY_SYSTEM_PROMPT = (
     "paths, URLs, versions, hosts and ports, decisions taken and why, open questions and next steps. "
     "Never include secret values. Write terse bullet points, no preamble."
 )
-SUMMARY_MAX_OUTPUT_TOKENS = 1500  # pruning trims the summary to its level's budget anyway
 MAX_PRUNED_SESSIONS = 512  # sessions whose pruned prefix is remembered (in memory, per process)
 # A new answer enters the response cache just after it is returned (or before
 # the next lookup, whichever comes first): storing it is a third of a miss's
@@ -636,7 +635,7 @@ class Engine:
         transcript = "\n\n".join(f"{m['role'].upper()}: {tokens.content_text(m.get('content'))}" for m in messages)
         model = self.summarizer_model()
         params = {
-            "model": model, "max_tokens": SUMMARY_MAX_OUTPUT_TOKENS,
+            "model": model, "max_tokens": self.config.pruning.summary_max_output_tokens,
             "system": SUMMARY_SYSTEM_PROMPT,
             "messages": [{"role": "user", "content": transcript[:400_000]}],
         }
