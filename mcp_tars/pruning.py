@@ -17,9 +17,13 @@ in three passes, each cheaper for the agent than the next:
 The result always passes ``validate_conversation``: it starts with a user
 message, roles alternate, every tool_result answers a tool_use of the
 message just before it (pairs are kept or removed together), the thinking
-blocks of the final tool loop stay untouched, the last user turn and the
-system prompt are never dropped, and it is never larger than the input. The
-first ``protected_prefix`` messages (already in the prompt cache) are never
+blocks of the final tool loop stay untouched, the system prompt is never
+dropped, and it is never larger than the input. The final user turn (the
+current request, or the latest tool results with the assistant turn they
+answer) is what the model answers now: it is kept verbatim, every block as it
+was, and nothing is added to it. The summary joins an earlier user message,
+never the final one nor the user's current request. The first
+``protected_prefix`` messages (already in the prompt cache) are never
 modified, unless pruning inside them is cheaper even after paying to write
 the cache again; that choice is explained in ``notes``.
 """
@@ -447,6 +451,7 @@ class _Draft:
     removed: list[dict]
     notes: list[str]
     protected_prefix: int
+    kept_from: int  # first input message kept after the prefix (the rest up to it was dropped)
 
 
 class _Pruner:
@@ -457,6 +462,7 @@ class _Pruner:
         self.model = model
         self.summarizer = summarizer
         self.meter = _Meter(messages, system, model, settings.exact_count_max_chars)
+        self.last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=self.n - 1)
         self.tail_start = self._tail_start()
         self.request_index = self._request_index()
         self.tool_names: dict[str, str] = {}
@@ -473,9 +479,9 @@ class _Pruner:
     # -- analysis, once per call
 
     def _tail_start(self) -> int:
-        """First index of the part never dropped: the last user turn, with the
-        assistant message its tool results answer."""
-        last_user = max((i for i, m in enumerate(self.messages) if m.get("role") == "user"), default=self.n - 1)
+        """First index of the part never dropped nor changed: the last user turn,
+        with the assistant message its tool results answer."""
+        last_user = self.last_user
         if last_user > 0 and _has_tool_result(self.messages[last_user]) and self.messages[last_user - 1].get("role") == "assistant":
             return last_user - 1
         return last_user
@@ -605,10 +611,9 @@ class _Pruner:
         out.cut.append(Fragment(cut, f"{label}, cut part", 1.0, order, prose))
         return new
 
-    def _trim(self, i: int, limit: int | None = None, in_tail: bool = False) -> _Trimmed:
-        """Message ``i`` with its waste removed (cached). Messages of the tail are
-        only touched in fit mode (``in_tail``), and then only their tool results."""
-        key = (i, limit, in_tail)
+    def _trim(self, i: int, limit: int | None = None) -> _Trimmed:
+        """Message ``i`` (never one of the tail, which stays verbatim) with its waste removed (cached)."""
+        key = (i, limit)
         if key in self._trim_cache:
             return self._trim_cache[key]
         message = self.messages[i]
@@ -617,12 +622,10 @@ class _Pruner:
         out = _Trimmed(message, 0, [], [], False)
         role = message.get("role")
         content = message.get("content")
-        old_image = i < self.n - s.keep_images_last_messages and not in_tail
+        old_image = i < self.n - s.keep_images_last_messages
         base_order = i * 1000
         if isinstance(content, str):
-            new_content: Any = content
-            if not in_tail:
-                new_content = self._shorten(content, text_limit, head, tail, "message", role or "message", base_order, True, out, {"index": i})
+            new_content: Any = self._shorten(content, text_limit, head, tail, "message", role or "message", base_order, True, out, {"index": i})
         else:
             new_content = []
             for j, block in enumerate(_blocks(content)):
@@ -631,9 +634,6 @@ class _Pruner:
                     new_content.append(block)
                     continue
                 kind = block.get("type")
-                if in_tail and kind != "tool_result":
-                    new_content.append(block)
-                    continue
                 if kind == "text":
                     text = self._shorten(block.get("text", ""), text_limit, head, tail, "message", role or "message", base_order + j, True, out, where)
                     new_content.append(block if text == block.get("text") else {**block, "text": text})
@@ -838,8 +838,45 @@ class _Pruner:
             return k - 1 if k - 1 > prefix or self.messages[k - 1].get("role") == "user" else k
         return k
 
-    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None, tail_trim: bool = False) -> _Draft:
-        """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1."""
+    def _verbatim_turn(self, i: int) -> bool:
+        """Whether the summary must not join user message ``i``: the final user
+        turn (the model answers it now; pruning never changes it) and the
+        user's current request (what the tool loop under way works on), so
+        that both read exactly as the user sent them, not mixed with pruning's
+        own text."""
+        return i == self.last_user or i == self.request_index
+
+    def _summary_carrier_start(self, prefix: int, k: int) -> int:
+        """``k``, or the nearest earlier start whose kept part gives the summary
+        a user message to join that is not a verbatim turn.
+
+        The bridge puts the summary into the first kept user message (or into
+        a user message of its own when the kept part opens on an assistant
+        message after an assistant or nothing). When that first user message
+        is the final user turn or the current request, the summary (and the
+        tool results that answer the prefix's last tool calls) would be mixed
+        into what the user said: keep one more exchange instead, so that the
+        summary also stays in chronological order before the kept messages. A
+        start after the prefix can always move back (the messages between
+        alternate); at the prefix itself nothing was dropped, and ``_bridge``
+        puts the summary of shortened content into a later user message or
+        leaves it out."""
+        before_role = self.messages[prefix - 1].get("role") if prefix > 0 else None
+        while k > prefix:
+            if self.messages[k].get("role") == "assistant" and before_role != "user":
+                return k  # the bridge opens with a user message of its own
+            first_user = next((i for i in range(k, self.n) if self.messages[i].get("role") == "user"), None)
+            if first_user is None or not self._verbatim_turn(first_user):
+                return k
+            k = self.window_start(k - 1, prefix, extend=False)
+        return k
+
+    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None) -> _Draft:
+        """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1
+        (the tail verbatim). ``k`` may move earlier so that the summary has a
+        user message to join other than the final user turn and the current
+        request (see ``_summary_carrier_start``)."""
+        k = self._summary_carrier_start(prefix, k)
         s = self.settings
         messages = self.messages
         removed: list[dict] = []
@@ -847,11 +884,10 @@ class _Pruner:
         cut: list[Fragment] = []
         kept: list[dict] = []
         for i in range(k, self.n):
-            in_tail = i >= self.tail_start
-            if in_tail and not tail_trim:
+            if i >= self.tail_start:  # the final user turn (with the turn it answers): verbatim
                 kept.append(messages[i])
                 continue
-            trimmed = self._trim(i, limit, in_tail=in_tail)
+            trimmed = self._trim(i, limit)
             kept.append(trimmed.message)
             removed.extend(trimmed.removed)
             cut.extend(trimmed.cut)
@@ -893,7 +929,7 @@ class _Pruner:
         out.extend(self._bridge(prefix, k, kept, summary_text, removed, notes))
         index_of = {id(messages[i]): i for i in range(k, self.n)}
         tokens = prefix_tokens + sum(self._tokens_of(m, index_of.get(id(m), -1)) for m in out[prefix:])
-        return _Draft(out, tokens, level, summary_text, removed, notes, prefix)
+        return _Draft(out, tokens, level, summary_text, removed, notes, prefix, k)
 
     def _tokens_of(self, message: dict, i: int) -> int:
         """Tokens of ``message``; free when it is input message ``i`` or a trimmed copy already counted."""
@@ -912,13 +948,16 @@ class _Pruner:
         before = self.messages[prefix - 1] if prefix > 0 else None
         if k == prefix or (before is not None and before.get("role") == "user"):
             # The kept part opens with an assistant (or nothing was dropped): the
-            # summary joins the first kept user message, after its tool results.
+            # summary joins the first kept user message, after its tool results,
+            # unless that one must stay verbatim (only possible when nothing was
+            # dropped, see _summary_carrier_start: then a later one takes it).
             for idx, message in enumerate(kept):
-                if message.get("role") == "user":
+                if message.get("role") == "user" and not self._verbatim_turn(k + idx):
                     kept = list(kept)
                     kept[idx] = _with_text_block(message, summary_block, after_tool_results=True)
                     return kept
-            notes.append("no user message after the cached prefix to carry the summary; it was left out")
+            notes.append("no user message after the cached prefix can carry the summary (the current request and the "
+                         "final user turn stay verbatim); it was left out")
             return kept
         blocks: list[dict] = []
         required = _tool_use_ids(before) if before is not None and before.get("role") == "assistant" else []
@@ -962,8 +1001,8 @@ class _Pruner:
 
     def fit(self, prefix: int, target: int) -> _Draft:
         """Past aggressive: keep as many recent messages as the target allows
-        (at least the last user turn), shorten oversized blocks harder, and give
-        the summary what is left."""
+        (at least the last user turn, verbatim), shorten oversized blocks of the
+        older ones harder, and give the summary what is left."""
         s = self.settings
         limit = max(100, min(s.oversized_tool_result_tokens, target // 8))
         reserve = min(s.levels.aggressive.summary_max_tokens, target // 4)
@@ -981,26 +1020,20 @@ class _Pruner:
                 break
             used += added
             k, candidate = start, start - 1
-        tail_trim = False
-        draft = self.assemble(prefix, k, "aggressive", target, limit, tail_trim)
+        draft = self.assemble(prefix, k, "aggressive", target, limit)
         for _ in range(12):
             if draft.tokens <= target:
                 break
             later = [c for c in range(k + 1, self.tail_start + 1) if self.window_start(c, prefix, extend=False) == c]
-            if later:
-                k = later[0]
-            elif not tail_trim:
-                tail_trim = True
-                draft.notes.append("tool results of the last turn were shortened to approach the target")
-            else:
-                break
-            notes = [n for n in draft.notes if n.startswith("tool results of the last turn")]
-            draft = self.assemble(prefix, k, "aggressive", target, limit, tail_trim)
-            draft.notes.extend(notes)
-        draft.notes.append(f"aggressive did not reach the target; kept the {self.n - k} most recent messages that fit")
+            if not later:
+                break  # the final user turn is never shortened: the model answers it now
+            k = later[0]
+            draft = self.assemble(prefix, k, "aggressive", target, limit)
+        draft.notes.append(f"aggressive did not reach the target; kept the {self.n - draft.kept_from} most recent messages that fit")
         if draft.tokens > target:
             draft.notes.append(
-                f"the target of {target:,} tokens is not reachable: the last user turn, the system prompt and the cached prefix alone need about {draft.tokens:,}"
+                f"the target of {target:,} tokens is not reachable: the final user turn (kept verbatim), the system prompt, "
+                f"the cached prefix and the summary with the turn that carries it need about {draft.tokens:,}"
             )
         return draft
 

@@ -523,3 +523,80 @@ def test_request_keep_chars_caps_the_quoted_current_request():
 def test_pruning_knobs_out_of_bounds_are_refused(knob, value):
     with pytest.raises(ValueError, match=knob):
         PruningSettings(**{knob: value})
+
+
+# ---------------------------------------------------------------- the turn the model answers now
+
+
+def _texts(message) -> list[str]:
+    content = message["content"]
+    return [content] if isinstance(content, str) else [b["text"] for b in content if b["type"] == "text"]
+
+
+def _summary_at(messages) -> int:
+    (at,) = [i for i, m in enumerate(messages) if any(t.startswith(("[Summary of", "[The user's current request"))
+                                                      for t in _texts(m))]
+    return at
+
+
+def _tool_loop_at_the_limit():
+    """The shape of a long agent session turn (bench.day, session 0): the prompt
+    cache holds the start (a prefix ending on a user turn), the user said "keep
+    going", and the final turn is a large log; the final turn alone is above
+    the target."""
+    messages = [user("Investigate why the cache tests are flaky."),
+                tool_call("toolu_00", "bash", {"command": "pytest -q tests/test_cache.py"}, text="Running the tests."),
+                tool_result("toolu_00", log_output(30, seed=0))]
+    for i in range(1, 7):
+        messages.append(tool_call(f"toolu_{i:02d}", "read_file", {"path": f"src/cache/part_{i}.py"}, text=f"Reading part {i}."))
+        messages.append(tool_result(f"toolu_{i:02d}", log_output(40, seed=i)))
+    messages.append(assistant("The failures come from a race between the cache warm-up and the first request."))
+    messages.append(user("keep going"))
+    messages.append(tool_call("toolu_99", "bash", {"command": "tail -n 300 /var/log/app.log"}, text="Let me check the recent logs."))
+    messages.append(tool_result("toolu_99", log_output(300, seed=99)))
+    return messages
+
+
+def test_at_its_limit_pruning_leaves_the_final_tool_results_and_the_request_as_they_were():
+    from mcp_tars.sim.answers import question_text
+
+    messages = _tool_loop_at_the_limit()
+    final_turn = tok.estimate_request_tokens(messages[-2:])
+    result = prune_messages(messages, max_tokens=final_turn // 2, protected_prefix=3,
+                            settings=PruningSettings(allow_cache_breakpoint_move=False))
+    assert validate_conversation(result.messages) == []
+    # The latest tool results, and the tool call they answer, are exactly as sent:
+    # not shortened, no summary or quoted request mixed into them.
+    assert result.messages[-2:] == messages[-2:]
+    assert result.tokens_after < result.tokens_before
+    assert any("not reachable" in n for n in result.notes)
+    # The request is its own message, word for word, and the summary of what
+    # was dropped comes before it (in chronological order).
+    request_at = result.messages.index(user("keep going"))
+    assert _summary_at(result.messages) < request_at < len(result.messages) - 2
+    assert question_text(result.messages) == question_text(messages) == "keep going"
+
+
+def test_a_plain_final_request_is_never_merged_with_the_summary():
+    from mcp_tars.sim.answers import question_text
+
+    # bench.day, session 4: the cached prefix ends on a tool result, the final
+    # turn is a plain request; the summary used to be put in front of it.
+    request = "Clean up the imports in src/notifier/retry_api/server_stream.py."
+    messages = [user("Make the notifier retry API stream its responses."),
+                tool_call("toolu_00", "read_file", {"path": "src/notifier/retry_api/server_stream.py"}),
+                tool_result("toolu_00", log_output(60, seed=1)),
+                tool_call("toolu_01", "str_replace", {"path": "src/notifier/retry_api/server_stream.py", "old": "return body",
+                                                      "new": "yield from body"}),
+                tool_result("toolu_01", "The file has been edited."),
+                tool_call("toolu_02", "bash", {"command": "pytest -q tests/notifier"}, text="Running the notifier tests."),
+                tool_result("toolu_02", log_output(200, seed=2)),
+                assistant("Done: the retry API streams now, and the notifier tests pass."),
+                user(request)]
+    result = prune_messages(messages, max_tokens=300, protected_prefix=3,
+                            settings=PruningSettings(allow_cache_breakpoint_move=False))
+    assert validate_conversation(result.messages) == []
+    assert result.tokens_after < result.tokens_before
+    assert result.messages[-1] == user(request)
+    assert _summary_at(result.messages) < len(result.messages) - 1
+    assert question_text(result.messages) == request

@@ -1,7 +1,8 @@
 """Property tests: whatever the conversation and the parameters, pruning
 returns a valid Messages API conversation that is never larger than its input,
-never touches the input, the cached prefix or the last user turn, and keeps
-tool_use/tool_result pairs together.
+never touches the input, the cached prefix or the final user turn (kept
+verbatim, nothing added), never mixes its summary into the user's current
+request, and keeps tool_use/tool_result pairs together.
 
 Conversations are generated with tool loops, parallel tool calls, thinking and
 redacted_thinking blocks, images (in user turns and inside tool results),
@@ -142,10 +143,6 @@ def _blocks(message: dict) -> list:
     return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
 
-def _is_summary(block: dict) -> bool:
-    return block.get("type") == "text" and block["text"].startswith(("[Summary of ", "[Context pruning"))
-
-
 def check(case: dict, settings_: PruningSettings) -> None:
     messages = case["messages"]
     assert validate_conversation(messages) == [], "the generator must produce valid conversations"
@@ -176,29 +173,32 @@ def check(case: dict, settings_: PruningSettings) -> None:
         assert result.protected_prefix_messages == prefix
         assert all(a is b for a, b in zip(result.messages[:prefix], messages[:prefix])), "cached prefix modified"
 
-    # The last user turn survives: its blocks, in order, end the output (the
-    # summary may have been placed among them, and results answering the cached
-    # prefix before them). Only fit mode may shorten its tool results, and says so.
-    last_in = _blocks(messages[-1])
-    last_out = [b for b in _blocks(result.messages[-1]) if not _is_summary(b)]
-    tail_trimmed = any(note.startswith("tool results of the last turn") for note in result.notes)
-    if not tail_trimmed:
-        assert last_out[len(last_out) - len(last_in):] == last_in
-        if any(b.get("type") == "tool_result" for b in last_in):
-            # ... and so does the assistant turn it answers, thinking blocks included.
-            assert result.messages[-2] == messages[-2]
-    else:
-        # Shortened, but every result is still there (after any the bridge added
-        # to answer the cached prefix's last tool calls).
-        ids_in = [b.get("tool_use_id") for b in last_in if b.get("type") == "tool_result"]
-        ids_out = [b.get("tool_use_id") for b in last_out if b.get("type") == "tool_result"]
-        assert ids_out[len(ids_out) - len(ids_in):] == ids_in
+    # The turn the model answers now reaches it exactly as it was sent: the
+    # final user turn, every block unchanged and nothing added (no summary, no
+    # shortened tool result), with the assistant turn its tool results answer.
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    assert result.messages[-1] == messages[-1], result.notes
+    if any(b.get("type") == "tool_result" for b in _blocks(messages[last_user])):
+        # ... and so does the assistant turn it answers, thinking blocks included.
+        assert result.messages[-2] == messages[-2]
+    # The user's current request (the last user message with text of its own)
+    # keeps its words to itself: pruning's summary never joins it. Either it is
+    # still there with exactly its text blocks, or it was dropped (and quoted
+    # with the summary), or it lost waste of its own (credentials, oversized text).
+    def texts(message: dict) -> list[str]:
+        return [b["text"] for b in _blocks(message) if b.get("type") == "text"]
+
+    request = max((i for i, m in enumerate(messages) if m["role"] == "user" and texts(m)), default=None)
+    request_dropped = any(n.startswith("the user's current request lies before") for n in result.notes)
+    request_trimmed = any(r.get("index") == request for r in result.removed)
+    if request is not None and not request_dropped and not request_trimmed:
+        assert texts(messages[request]) in [texts(m) for m in result.messages if m["role"] == "user"], result.notes
 
     # Credential values never reach a summary, nor any rewritten message; only
     # the cached prefix and the last user turn (with the turn it answers) keep theirs.
     assert "sk_live_9fK2mQ7xR4tY8uP1aZ3cV6bN" not in (result.summary or "")
     assert "Tr0ub4dor&3xyzzy" not in (result.summary or "")
-    untouchable = 2 if any(b.get("type") == "tool_result" for b in last_in) else 1
+    untouchable = 2 if any(b.get("type") == "tool_result" for b in _blocks(messages[-1])) else 1
     if not moved:
         middle = result.messages[prefix : len(result.messages) - untouchable]
         assert "sk_live_9fK2mQ7xR4tY8uP1aZ3cV6bN" not in str(middle)
@@ -218,6 +218,34 @@ def test_pruned_conversations_are_valid_and_smaller_default_settings(case):
 def test_pruned_conversations_are_valid_and_smaller_small_thresholds(case):
     # Tiny thresholds make every kind of waste removal fire on small inputs.
     check(case, SMALL)
+
+
+@st.composite
+def tool_loop_cases(draw):
+    """What automatic pruning meets in a long agent session: the conversation
+    ends inside a tool loop, everything but its last few messages is already in
+    the prompt cache (protected), and the target is below what the final turn
+    alone needs, so pruning works at its limit."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    conversation = _Conversation(rng, draw(st.integers(1, 6)), draw(st.integers(0, 6)), True)
+    messages = conversation.messages
+    if not any(b.get("type") == "tool_result" for b in _blocks(messages[-1])):
+        messages = messages + conversation.tool_step()
+    n = len(messages)
+    return {
+        "messages": messages,
+        "system": None,
+        "max_tokens": draw(st.integers(1, max(2, tok.estimate_request_tokens(messages[-2:])))),
+        "level": "auto",
+        "protected_prefix": draw(st.integers(max(0, n - 9), n - 1)),
+        "budget_used_share": None,
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tool_loop_cases(), st.booleans())
+def test_pruning_at_its_limit_never_touches_the_final_turn_or_mixes_into_the_request(case, small):
+    check(case, SMALL if small else PruningSettings())
 
 
 @settings(**SETTINGS)
