@@ -113,6 +113,9 @@ BATCH_BYTES_LIMIT = 200 * 1024 * 1024
 FINAL_ERROR_TYPES = ("invalid_request_error", "authentication_error", "permission_error", "not_found_error",
                      "request_too_large")
 LIST_SKEW_SECONDS = 120  # clock difference tolerated between us and the API when adopting a batch
+# Results of a finished batch are read and recorded this many at a time, as they stream in: memory
+# stays bounded whatever the batch size (up to 100,000 results, 256 MB) and each chunk costs one lookup.
+RESULTS_CHUNK_SIZE = 250
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
@@ -460,6 +463,12 @@ def _crash_hook(name: str) -> int | None:
 def _die() -> None:
     log.warning("test hook: killing this process with SIGKILL")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _result_count(request_counts) -> int:
+    """How many result lines an ended batch has: one per request, whatever its outcome."""
+    return sum(getattr(request_counts, k, 0) or 0
+               for k in ("processing", "succeeded", "errored", "canceled", "expired"))
 
 
 # -- the queue -----------------------------------------------------------------------------
@@ -897,7 +906,8 @@ class DeferredQueue:
                                    request_counts=remote.request_counts.model_dump(), now=clock.now())
             if remote.processing_status == "ended":
                 try:
-                    await self._ingest(batch["id"], report, progress=progress)
+                    await self._ingest(batch["id"], report, expected_results=_result_count(remote.request_counts),
+                                       progress=progress)
                 except anthropic.APIError as e:  # what was committed stays; the next pass reads the rest
                     report.details.append(f"could not read the results of batch {batch['id']} yet: {e}")
         if progress and open_batches:
@@ -913,48 +923,75 @@ class DeferredQueue:
         task_store.finish_batch(self.store, batch_id, now=now)
         report.details.append(f"batch {batch_id} is unknown to the API; its unanswered tasks were re-queued")
 
-    async def _ingest(self, batch_id: str, report: _Pass, *, progress: Progress | None) -> None:
+    async def _ingest(self, batch_id: str, report: _Pass, *, expected_results: int | None,
+                      progress: Progress | None) -> None:
+        """Record the results of an ended batch as they stream in, RESULTS_CHUNK_SIZE at a time.
+
+        Each result is committed on its own as soon as it is read, and recording one twice is a no-op,
+        so a crash mid-stream loses nothing and the next reading skips what is already there. Members
+        with no result line are settled only once the whole stream was read, and only then is the
+        batch finished: a stream that breaks off leaves the batch to the next pass."""
         tenant = self.engine.tenant
-        members = task_store.batch_task_ids(self.store, batch_id)
-        lines = [entry async for entry in await self.engine.client.messages.batches.results(batch_id)]
+        unanswered = task_store.batch_task_ids(self.store, batch_id)  # members not seen in the stream yet
+        total = max(expected_results or 0, len(unanswered))  # the stream's length is not known up front
         crash_after = _crash_hook("MCP_TARS_TEST_CRASH_AFTER_INGEST")
-        seen: set[str] = set()
         outcomes: dict[str, int] = defaultdict(int)
-        payloads = task_store.task_payloads(self.store, [e.custom_id for e in lines], tenant=tenant)
-        for j, entry in enumerate(lines):
-            if progress and j % 10 == 0:
-                await progress(j, len(lines), f"ingesting results of {batch_id}: {j}/{len(lines)}")
-            task_id, result = entry.custom_id, entry.result
-            seen.add(task_id)
-            if task_id not in payloads:
-                outcomes["not ours"] += 1
-                continue
-            now = clock.now()
-            if result.type == "succeeded":
-                inserted, status = self._ingest_success(batch_id, task_id, result.message, payloads[task_id], now)
-                if inserted:
-                    report.collected += 1
-                    self._committed_results += 1
-                outcomes[status or "unknown"] += 1
-            else:
-                error = getattr(result, "error", None)
-                inner = getattr(error, "error", None)
-                retry, text = settle_outcome(result.type, getattr(inner, "type", None), getattr(inner, "message", None))
-                status = task_store.settle_unanswered(
-                    self.store, tenant, task_id=task_id, batch_id=batch_id, result_type=result.type, error=text,
-                    retry=retry, max_attempts=self.settings.max_attempts, now=now)
-                outcomes[f"{result.type} -> {status or 'unchanged'}"] += 1
-            if crash_after and self._committed_results >= crash_after:
-                _die()
+        read = 0
+
+        async def ingest_chunk(chunk: list) -> None:
+            nonlocal read
+            payloads = task_store.task_payloads(self.store, [e.custom_id for e in chunk], tenant=tenant)
+            for entry in chunk:
+                if progress and read % 10 == 0:
+                    shown = max(total, read)  # lines that are not ours may outnumber the batch's requests
+                    await progress(read, shown, f"ingesting results of {batch_id}: {read}/{shown}")
+                read += 1
+                task_id, result = entry.custom_id, entry.result
+                unanswered.discard(task_id)
+                if task_id not in payloads:
+                    outcomes["not ours"] += 1
+                    continue
+                now = clock.now()
+                if result.type == "succeeded":
+                    inserted, status = self._ingest_success(batch_id, task_id, result.message, payloads[task_id], now)
+                    if inserted:
+                        report.collected += 1
+                        self._committed_results += 1
+                    outcomes[status or "unknown"] += 1
+                else:
+                    error = getattr(result, "error", None)
+                    inner = getattr(error, "error", None)
+                    retry, text = settle_outcome(result.type, getattr(inner, "type", None), getattr(inner, "message", None))
+                    status = task_store.settle_unanswered(
+                        self.store, tenant, task_id=task_id, batch_id=batch_id, result_type=result.type, error=text,
+                        retry=retry, max_attempts=self.settings.max_attempts, now=now)
+                    outcomes[f"{result.type} -> {status or 'unchanged'}"] += 1
+                if crash_after and self._committed_results >= crash_after:
+                    _die()
+
+        # The SDK decodes the JSON Lines body lazily as it arrives: iterate it, never collect it.
+        stream = await self.engine.client.messages.batches.results(batch_id)
+        try:
+            chunk: list = []
+            async for entry in stream:
+                chunk.append(entry)
+                if len(chunk) >= RESULTS_CHUNK_SIZE:
+                    await ingest_chunk(chunk)
+                    chunk = []
+            if chunk:
+                await ingest_chunk(chunk)
+        finally:
+            await stream.close()  # an early exit must not leave the connection half read
+
         now = clock.now()
-        for task_id in sorted(members - seen):
+        for task_id in sorted(unanswered):
             retry, text = settle_outcome("missing", None, None)
             task_store.settle_unanswered(self.store, tenant, task_id=task_id, batch_id=batch_id, result_type="missing",
                                          error=text, retry=retry, max_attempts=self.settings.max_attempts, now=now)
             outcomes["missing -> re-queued"] += 1
         task_store.finish_batch(self.store, batch_id, now=now)
         if progress:
-            await progress(len(lines), len(lines), f"ingested {len(lines)} result(s) of {batch_id}")
+            await progress(read, read, f"ingested {read} result(s) of {batch_id}")
         report.details.append(f"batch {batch_id}: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
 
     def _ingest_success(self, batch_id: str, task_id: str, message, payload: dict, now: float) -> tuple[bool, str | None]:
