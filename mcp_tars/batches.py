@@ -84,6 +84,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable
 
 import anthropic
+import httpx2  # the SDK's HTTP client: a results download that breaks off mid-body raises its errors as they are
 
 from . import clock, prompt_cache, routing, tokens
 from .budget import BudgetGuard
@@ -908,8 +909,10 @@ class DeferredQueue:
                 try:
                     await self._ingest(batch["id"], report, expected_results=_result_count(remote.request_counts),
                                        progress=progress)
-                except anthropic.APIError as e:  # what was committed stays; the next pass reads the rest
-                    report.details.append(f"could not read the results of batch {batch['id']} yet: {e}")
+                except (anthropic.APIError, httpx2.TransportError) as e:  # what was recorded stays; the next pass reads the rest
+                    log.warning("results of batch %s broke off: %s", batch["id"], e)
+                    report.details.append(f"could not read the results of batch {batch['id']} yet "
+                                          f"({type(e).__name__}: {e}); the next pass reads the rest")
         if progress and open_batches:
             await progress(len(open_batches), len(open_batches), f"polled {len(open_batches)} batch(es)")
 

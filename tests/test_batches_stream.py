@@ -156,3 +156,26 @@ async def test_missing_and_foreign_results_across_chunks(queue, slow_sim, monkey
     assert ledger.count(queue.store) == 7
     with queue.store.read() as c:
         assert c.execute("SELECT status FROM batches WHERE id = ?", (batch_id,)).fetchone()[0] == "ingested"
+
+
+async def test_a_results_download_cut_half_way_is_resumed_on_the_next_pass(queue, slow_sim, monkeypatch):
+    """The connection drops in the middle of the results body: the pass goes on
+    (and says why), the chunks recorded before the cut stay, the next pass
+    records the rest, each result exactly once."""
+    sim, n = slow_sim, 40
+    monkeypatch.setattr(batches_module, "RESULTS_CHUNK_SIZE", 5)
+    ids = await defer_many(queue, n)
+    await queue.process(force=True)
+    (batch_id,) = sim.batches
+    sim.inject_faults("cut_body", path=f"/v1/messages/batches/{batch_id}/results")
+    out = await queue.process()  # the batch ends at this poll; its results break off half-way
+    assert 0 < ledger.count(queue.store) < n, "the cut came before any result, or not at all"
+    assert any("could not read the results" in d and batch_id in d for d in out["details"]), out["details"]
+    with queue.store.read() as c:
+        assert c.execute("SELECT status FROM batches WHERE id = ?", (batch_id,)).fetchone()[0] != "ingested"
+    out = await queue.process()
+    assert ledger.count(queue.store) == n and out["pending_batches"] == 0
+    assert all(queue.status(t)["status"] == "succeeded" for t in ids)
+    with queue.store.read() as c:
+        assert Counter(r[0] for r in c.execute("SELECT task_id FROM ledger")) == Counter({t: 1 for t in ids})
+    assert len(sim.bill) == n

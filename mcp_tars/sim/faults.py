@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import APIError
 
-FAULT_KINDS = ("429", "529", "500", "400", "stream_overloaded", "timeout", "reset")
+FAULT_KINDS = ("429", "529", "500", "400", "stream_overloaded", "timeout", "reset", "cut_body")
 DEFAULT_RANDOM_KINDS = ("429", "529", "500")
 DEFAULT_TIMEOUT_SECONDS = 5.0
 

@@ -43,6 +43,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     events: Generator[bytes, None, None] | None = None  # a server-sent event stream, one chunk per event
     reset: bool = False  # drop the connection without answering
+    cut_body: bool = False  # send the head and half the body, then drop the connection
 
 
 App = Callable[[IncomingRequest], Reply]
@@ -118,6 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         reply = self.server.app(request)
         if reply.reset:
+            self._reset_connection()
+        elif reply.cut_body and reply.events is None:
+            head = self._head(reply, {"content-length": str(len(reply.body))})
+            self.wfile.write(head + reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
             self._reset_connection()
         elif reply.events is not None:
             self._write_stream(reply)

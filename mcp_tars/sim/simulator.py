@@ -227,7 +227,9 @@ class SimulatedAnthropic:
         ``retry-after: retry_after``), "stream_overloaded" (the next streaming
         request gets a 200 stream that breaks with an overloaded_error event
         after its first text delta), "timeout" (the answer is delayed by
-        ``seconds``), "reset" (the connection is dropped with a TCP RST).
+        ``seconds``), "reset" (the connection is dropped with a TCP RST),
+        "cut_body" (a normal answer whose body breaks off half-way: headers
+        and half the body, then a TCP RST; e.g. a batch results download).
         ``path`` limits the fault to requests whose path starts with it.
         """
         self._faults.inject(
@@ -286,6 +288,7 @@ class SimulatedAnthropic:
                 self._sleep(fault.seconds if kind == "timeout" else 0.0)
                 self._sleep(self.latency_s)
                 reply = self._route(request, body, break_stream=kind == "stream_overloaded")
+                reply.cut_body = kind == "cut_body"
         except APIError as error:
             reply = _json_reply(error.body(request_id), error.status)
         except Exception as error:  # a bug in the sim: answer as the API would, and say what broke
