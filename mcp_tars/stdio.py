@@ -10,20 +10,21 @@ explicit streams, then the low-level server's run loop).
 Like the SDK, this keeps the wire safe from stray output while serving: fd 0
 points at the null device and fd 1 at stderr, so a library that prints (or a
 child process that reads stdin) cannot corrupt the protocol; both are restored
-on exit. Where pipes cannot be used (stdin or stdout a regular file, Windows)
+on exit, and so is the blocking mode of the open pipes (shared with the
+process that started the server). Where pipes cannot be used (stdin or stdout a
+regular file, a terminal or the null device, one socket for both, Windows)
 ``run`` falls back to the SDK's own transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import stat
 import sys
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -72,19 +73,33 @@ class _Lines:
 class _Out:
     """stdout as the writable that ``stdio_server`` writes each message to."""
 
-    def __init__(self, writer: asyncio.StreamWriter):
+    def __init__(self, writer: asyncio.StreamWriter, on_client_gone: Callable[[], None]):
         self._writer = writer
+        self._on_client_gone = on_client_gone
+        self._client_gone = False
 
     async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+        if not self._client_gone:
+            self._writer.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
-        await self._writer.drain()  # waits only when the client stops reading
+        if self._client_gone:
+            return
+        try:
+            await self._writer.drain()  # waits only when the client stops reading
+        except ConnectionError:
+            # The client closed its end (it exited or was killed): stop as at
+            # end of input rather than crash out of the server's lifespan.
+            self._client_gone = True
+            log.info("the client closed stdout: stopping")
+            self._on_client_gone()
 
 
 def _is_pipe_like(fd: int) -> bool:
+    # Not character devices: epoll refuses the null device (the loop would wait
+    # for ever), and a terminal's non-blocking mode would leak to the shell.
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def can_use_pipes() -> bool:
@@ -93,14 +108,22 @@ def can_use_pipes() -> bool:
         return False
     try:
         os.fstat(2)  # stray output is sent to stderr while serving
-        return _is_pipe_like(0) and _is_pipe_like(1)
+        stdin, stdout = os.fstat(0), os.fstat(1)
     except OSError:
         return False
+    if (stdin.st_dev, stdin.st_ino) == (stdout.st_dev, stdout.st_ino):
+        # One socket both ways (inetd, socat): the write pipe would take the
+        # first incoming request for the client hanging up.
+        return False
+    return _is_pipe_like(0) and _is_pipe_like(1)
 
 
 @asynccontextmanager
 async def _claimed_std_streams() -> AsyncIterator[tuple[int, int]]:
     """Private (close-on-exec) copies of the wire's fds; fd 0 and 1 diverted while serving."""
+    import fcntl  # POSIX only; can_use_pipes is False elsewhere
+
+    was_blocking = os.get_blocking(0), os.get_blocking(1)  # the event loop makes the pipes non-blocking
     wire_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
     wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     saved_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
@@ -120,6 +143,8 @@ async def _claimed_std_streams() -> AsyncIterator[tuple[int, int]]:
         os.dup2(saved_out, 1)
         os.close(saved_in)
         os.close(saved_out)
+        os.set_blocking(0, was_blocking[0])
+        os.set_blocking(1, was_blocking[1])
 
 
 @asynccontextmanager
@@ -135,14 +160,14 @@ async def pipe_stdio() -> AsyncIterator[tuple[_Lines, _Out]]:
             os.fdopen(wire_out, "wb", buffering=0))
         writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
         try:
-            yield _Lines(reader), _Out(writer)
+            yield _Lines(reader), _Out(writer, on_client_gone=read_transport.close)  # stdin then ends
         finally:
             read_transport.close()
+            writer.close()  # once what is buffered has been written
             try:
-                await writer.drain()
+                await writer.wait_closed()  # before the pipes are made blocking again
             except (ConnectionError, OSError):
                 pass  # the client went away: nothing left to deliver
-            write_transport.close()
 
 
 async def _serve(server: MCPServer) -> None:
