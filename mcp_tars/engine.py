@@ -720,6 +720,8 @@ class Engine:
                 store()
             except StoreError as e:
                 log.warning("an answer was not added to the response cache: %s", e)
+            except Exception:  # noqa: BLE001 - runs in the next caller's lookup or as a loop callback: fail neither
+                log.exception("an answer was not added to the response cache")
         return len(pending)
 
     # -- budget ---------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""A new answer enters the response cache just after it is returned
+(engine.ANSWER_STORE_DELAY_SECONDS), or before the next lookup, or when the
+engine closes. Nothing is lost on the way, and a failure to store one answer
+costs that cache entry only: it never fails another caller's request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from conftest import make_config
+from mcp_tars.engine import CompletionRequest
+from mcp_tars.server import open_state
+
+pytestmark = pytest.mark.anyio
+
+
+def _state(tmp_path):
+    return open_state(make_config(), str(tmp_path / "tars.db"))
+
+
+async def test_an_answer_is_a_hit_for_the_very_next_identical_request(tmp_path, api_env):
+    state = _state(tmp_path)
+    try:
+        first = await state.engine.complete(CompletionRequest(prompt="What is the capital of Peru?"))
+        again = await state.engine.complete(CompletionRequest(prompt="What is the capital of Peru?"))  # no pause
+        assert (first.source, again.source) == ("api", "cache")
+        assert again.text == first.text
+    finally:
+        await state.engine.aclose()
+        state.store.close()
+
+
+async def test_closing_the_engine_stores_the_answer_returned_just_before(tmp_path, api_env):
+    state = _state(tmp_path)
+    try:
+        await state.engine.complete(CompletionRequest(prompt="What is the capital of Chile?"))
+    finally:
+        await state.engine.aclose()  # at once: before the delayed store runs
+        state.store.close()
+    reopened = _state(tmp_path)
+    try:
+        again = await reopened.engine.complete(CompletionRequest(prompt="What is the capital of Chile?"))
+        assert again.source == "cache"
+    finally:
+        await reopened.engine.aclose()
+        reopened.store.close()
+
+
+def _refuse_answers_mentioning(state, word: str) -> None:
+    """A constraint in the database that refuses one answer (sqlite3.IntegrityError, not a StoreError)."""
+    state.store.conn.execute(
+        f"CREATE TRIGGER refuse_{word} BEFORE INSERT ON response_cache WHEN NEW.query_text LIKE '%{word}%' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by a test constraint'); END")
+
+
+async def test_a_failure_storing_one_answer_never_fails_the_next_request(tmp_path, api_env, caplog):
+    state = _state(tmp_path)
+    _refuse_answers_mentioning(state, "Bolivia")
+    try:
+        refused = await state.engine.complete(CompletionRequest(prompt="What is the capital of Bolivia?"))
+        assert refused.source == "api"
+        # the refused answer is still waiting to be stored: this lookup stores it first
+        with caplog.at_level(logging.WARNING, logger="mcp_tars"):
+            other = await state.engine.complete(CompletionRequest(prompt="What is the capital of Ecuador?"))
+        assert other.source == "api"
+        assert any("not added to the response cache" in r.getMessage() for r in caplog.records)
+        again = await state.engine.complete(CompletionRequest(prompt="What is the capital of Ecuador?"))
+        assert again.source == "cache"
+    finally:
+        await state.engine.aclose()
+        state.store.close()
+
+
+async def test_a_failure_storing_an_answer_in_the_background_stays_out_of_the_event_loop(tmp_path, api_env):
+    loop = asyncio.get_running_loop()
+    escaped: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    state = _state(tmp_path)
+    _refuse_answers_mentioning(state, "Uruguay")
+    try:
+        await state.engine.complete(CompletionRequest(prompt="What is the capital of Uruguay?"))
+        await asyncio.sleep(0.1)  # the delayed store runs, and fails
+        assert not escaped, escaped
+        assert not state.engine._unstored_answers
+    finally:
+        loop.set_exception_handler(None)
+        await state.engine.aclose()
+        state.store.close()
