@@ -112,6 +112,10 @@ class PruningSettings(BaseModel):
         4000, ge=200, le=200_000,
         description="When pruning drops the message holding the user's current request (a long tool loop is still answering it), the summary quotes that request verbatim up to this many characters (a longer one keeps its first and last halves). Raise it for agents whose tasks come with long specifications that must survive pruning; lower it to save tokens when requests are long pastes.",
     )
+    final_turn_max_tokens: int = Field(
+        150_000, ge=1000,
+        description="The final user turn (what the model answers now) is kept verbatim, unless it alone is larger than this: then automatic pruning shortens its tool results (never the user's own words) so that one giant tool output does not push the request past the model's context window. A note says so.",
+    )
     allow_cache_breakpoint_move: bool = Field(True, description="Prune inside the cached prefix when that is cheaper even after writing the cache again (the reason is recorded).")
     cache_read_price_ratio: float = Field(0.1, gt=0, le=1, description="Cache-read price as a share of the input price, for the breakpoint decision.")
     cache_write_price_ratio: float = Field(1.25, ge=1, le=3, description="Cache-write price as a share of the input price, for the breakpoint decision.")
@@ -611,21 +615,28 @@ class _Pruner:
         out.cut.append(Fragment(cut, f"{label}, cut part", 1.0, order, prose))
         return new
 
-    def _trim(self, i: int, limit: int | None = None) -> _Trimmed:
-        """Message ``i`` (never one of the tail, which stays verbatim) with its waste removed (cached)."""
-        key = (i, limit)
+    def _trim(self, i: int, limit: int | None = None, final_turn: bool = False) -> _Trimmed:
+        """Message ``i`` with its waste removed (cached). The tail stays verbatim,
+        except as a last resort (``final_turn``, see ``fit``): then only the
+        tool results of the final user turn are shortened."""
+        key = (i, limit, final_turn)
         if key in self._trim_cache:
             return self._trim_cache[key]
         message = self.messages[i]
         s = self.settings
         tool_limit, text_limit, head, tail = self._limits(limit)
+        if final_turn and limit:
+            # what the model works on now: keep as much as the room allows, its
+            # start and its end (a log's errors are usually at the end)
+            head, tail = limit // 2, limit * 2 // 5
         out = _Trimmed(message, 0, [], [], False)
         role = message.get("role")
         content = message.get("content")
         old_image = i < self.n - s.keep_images_last_messages
         base_order = i * 1000
         if isinstance(content, str):
-            new_content: Any = self._shorten(content, text_limit, head, tail, "message", role or "message", base_order, True, out, {"index": i})
+            new_content: Any = content if final_turn else self._shorten(
+                content, text_limit, head, tail, "message", role or "message", base_order, True, out, {"index": i})
         else:
             new_content = []
             for j, block in enumerate(_blocks(content)):
@@ -634,6 +645,9 @@ class _Pruner:
                     new_content.append(block)
                     continue
                 kind = block.get("type")
+                if final_turn and kind != "tool_result":
+                    new_content.append(block)  # the user's own words and attachments stay
+                    continue
                 if kind == "text":
                     text = self._shorten(block.get("text", ""), text_limit, head, tail, "message", role or "message", base_order + j, True, out, where)
                     new_content.append(block if text == block.get("text") else {**block, "text": text})
@@ -871,11 +885,14 @@ class _Pruner:
             k = self.window_start(k - 1, prefix, extend=False)
         return k
 
-    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None) -> _Draft:
+    def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None,
+                 shorten_final_turn: int | None = None) -> _Draft:
         """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1
-        (the tail verbatim). ``k`` may move earlier so that the summary has a
-        user message to join other than the final user turn and the current
-        request (see ``_summary_carrier_start``)."""
+        (the tail verbatim, unless ``shorten_final_turn`` gives a per-block limit
+        for the final turn's tool results: see ``fit``). ``k``
+        may move earlier so that the summary has a user message to join other
+        than the final user turn and the current request (see
+        ``_summary_carrier_start``)."""
         k = self._summary_carrier_start(prefix, k)
         s = self.settings
         messages = self.messages
@@ -884,10 +901,11 @@ class _Pruner:
         cut: list[Fragment] = []
         kept: list[dict] = []
         for i in range(k, self.n):
-            if i >= self.tail_start:  # the final user turn (with the turn it answers): verbatim
-                kept.append(messages[i])
+            if i >= self.tail_start and not (shorten_final_turn and i == self.last_user):
+                kept.append(messages[i])  # the final user turn (with the turn it answers): verbatim
                 continue
-            trimmed = self._trim(i, limit)
+            final = i >= self.tail_start
+            trimmed = self._trim(i, shorten_final_turn if final else limit, final_turn=final)
             kept.append(trimmed.message)
             removed.extend(trimmed.removed)
             cut.extend(trimmed.cut)
@@ -1029,6 +1047,19 @@ class _Pruner:
                 break  # the final user turn is never shortened: the model answers it now
             k = later[0]
             draft = self.assemble(prefix, k, "aggressive", target, limit)
+        final_turn_tokens = self.meter.per_message[self.last_user]
+        if (draft.tokens > target and final_turn_tokens > s.final_turn_max_tokens
+                and _has_tool_result(self.messages[self.last_user])):
+            # Last resort: a giant tool output would push the request past the
+            # model's context window, and a request the API rejects helps nobody.
+            results = sum(1 for b in _blocks(self.messages[self.last_user].get("content")) if isinstance(b, dict)
+                          and b.get("type") == "tool_result")
+            room = target - (draft.tokens - final_turn_tokens)  # what the target leaves for the final turn
+            draft = self.assemble(prefix, k, "aggressive", target, limit,
+                                  shorten_final_turn=max(limit, room // max(1, results)))
+            draft.notes.append(
+                f"the final user turn alone is about {final_turn_tokens:,} tokens, above pruning.final_turn_max_tokens "
+                f"({s.final_turn_max_tokens:,}): its tool results were shortened; everything else in it is verbatim")
         draft.notes.append(f"aggressive did not reach the target; kept the {self.n - draft.kept_from} most recent messages that fit")
         if draft.tokens > target:
             draft.notes.append(

@@ -600,3 +600,42 @@ def test_a_plain_final_request_is_never_merged_with_the_summary():
     assert result.messages[-1] == user(request)
     assert _summary_at(result.messages) < len(result.messages) - 1
     assert question_text(result.messages) == request
+
+
+def _giant_tool_turn(lines: int) -> list[dict]:
+    log = "\n".join(f"line {i}: value {i * 7919 % 100003} status ok payload {'x' * 40}" for i in range(lines))
+    return [{"role": "user", "content": "Run the build and show me the log."},
+            {"role": "assistant", "content": [{"type": "text", "text": "Running."},
+                                              {"type": "tool_use", "id": "t1", "name": "bash", "input": {"cmd": "make"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": log + "\nERROR: link failed"},
+                                         {"type": "text", "text": "What failed?"}]}]
+
+
+def test_a_final_turn_above_the_cap_has_its_tool_results_shortened_to_the_target():
+    """One giant tool output (1.7M tokens) would push any request past the
+    model's context window: as a last resort its tool result is cut to what the
+    target leaves (start and end kept), the user's words stay, and a note says so."""
+    from mcp_tars.pruning import prune_messages, validate_conversation
+
+    messages = _giant_tool_turn(60_000)
+    r = prune_messages(messages, max_tokens=12_000, level="auto")
+    assert validate_conversation(r.messages) == []
+    assert r.tokens_before > 1_000_000 and 6_000 < r.tokens_after <= 12_000  # the room is used, not wasted
+    final = r.messages[-1]["content"]
+    assert final[1] == {"type": "text", "text": "What failed?"}
+    result = final[0]["content"] if isinstance(final[0]["content"], str) else str(final[0]["content"])
+    assert "line 0:" in result and "ERROR: link failed" in result  # its start and its end
+    assert any("final_turn_max_tokens" in n for n in r.notes)
+
+
+def test_a_final_turn_below_the_cap_stays_verbatim_even_when_the_target_is_missed():
+    from mcp_tars.pruning import PruningSettings, prune_messages
+
+    messages = _giant_tool_turn(3_000)  # about 90K tokens: below the 150K cap
+    r = prune_messages(messages, max_tokens=12_000, level="auto")
+    assert r.messages[-1] == messages[-1] and r.tokens_after > 12_000
+    assert any("not reachable" in n for n in r.notes)
+    # the cap is configuration: lowered, the same turn is shortened
+    lowered = prune_messages(messages, max_tokens=12_000, level="auto",
+                             settings=PruningSettings(final_turn_max_tokens=50_000))
+    assert lowered.messages[-1] != messages[-1] and lowered.tokens_after <= 12_000
