@@ -534,7 +534,7 @@ class DeferredQueue:
                        f"(batch.expected_batch_seconds={self.settings.expected_batch_seconds}): ran immediately "
                        "at the standard rate")
         elif engine.cache is not None and req.use_cache:
-            hit = engine.cache.lookup(cache_params, engine.tenant)
+            hit = engine.cached_answer(cache_params)
             if hit is not None:
                 why_now = "answered from the response cache at no cost"
         if why_now is not None:

@@ -379,9 +379,7 @@ class Engine:
         # 1. response cache: keyed on the pinned model, or on the routing tier
         cache_params = response_cache_params(req, messages, complexity.level)
         if self.cache is not None and req.use_cache:
-            if self._unstored_answers:
-                self.store_pending_answers()  # an answer returned a moment ago is a hit now
-            hit = self.cache.lookup(cache_params, self.tenant)
+            hit = self.cached_answer(cache_params)
             if hit is not None:
                 return self.record_cache_hit(hit, req, complexity, started)
 
@@ -710,6 +708,13 @@ class Engine:
             asyncio.get_running_loop().call_later(ANSWER_STORE_DELAY_SECONDS, self.store_pending_answers)
         except RuntimeError:  # no event loop (a synchronous caller): store now
             self.store_pending_answers()
+
+    def cached_answer(self, cache_params: dict):
+        """The response cache's answer to this request, or None; an answer
+        returned a moment ago (still waiting to be stored) counts."""
+        if self._unstored_answers:
+            self.store_pending_answers()
+        return self.cache.lookup(cache_params, self.tenant)
 
     def store_pending_answers(self) -> int:
         """Add the answers returned since the last call to the response cache;

@@ -33,6 +33,22 @@ async def test_an_answer_is_a_hit_for_the_very_next_identical_request(tmp_path, 
         state.store.close()
 
 
+async def test_deferred_work_sees_an_answer_returned_a_moment_ago(tmp_path, api_env):
+    """defer_task right after the same optimized_complete: answered from the
+    cache at no cost, not sent to a batch."""
+    state = _state(tmp_path)
+    try:
+        first = await state.engine.complete(CompletionRequest(prompt="What is the capital of Ghana?"))
+        deferred = await state.queue.defer(CompletionRequest(prompt="What is the capital of Ghana?"), priority="normal",
+                                           max_wait_seconds=86400, critical=False)
+        assert first.source == "api"
+        assert deferred["status"] == "succeeded" and deferred["result"]["source"] == "cache"
+        assert len(api_env.bill) == 1
+    finally:
+        await state.engine.aclose()
+        state.store.close()
+
+
 async def test_closing_the_engine_stores_the_answer_returned_just_before(tmp_path, api_env):
     state = _state(tmp_path)
     try:
