@@ -105,3 +105,23 @@ async def test_a_failure_storing_an_answer_in_the_background_stays_out_of_the_ev
         loop.set_exception_handler(None)
         await state.engine.aclose()
         state.store.close()
+
+
+async def test_metrics_lines_are_written_just_after_the_call_and_on_close(tmp_path, api_env):
+    import json
+
+    from mcp_tars import metrics
+
+    state = open_state(make_config(monitoring={"metrics_log": "logs/metrics.log"}), str(tmp_path / "tars.db"))
+    log_path = tmp_path / "logs" / "metrics.log"
+    try:
+        await state.engine.complete(CompletionRequest(prompt="What is the capital of Nepal?"))
+        await state.engine.complete(CompletionRequest(prompt="What is the capital of Nepal?"))
+        await asyncio.sleep(metrics.FLUSH_DELAY_SECONDS * 10)
+        lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+        assert [line["source"] for line in lines] == ["api", "cache"]
+        await state.engine.complete(CompletionRequest(prompt="What is the capital of Oman?"))
+    finally:
+        await state.engine.aclose()  # at once: the last line is written on close
+        state.store.close()
+    assert len(log_path.read_text().splitlines()) == 3
