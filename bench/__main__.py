@@ -53,7 +53,7 @@ def _run_section(name: str, quick: bool) -> tuple[dict, bool]:
         from bench import overhead
 
         result = overhead.run(quick)
-        return result, all(result["verdict"].values())
+        return result, all(result["verdict"].values()) and all(result["verdict_vs_bare_floors"].values())
     if name == "scale":
         from bench import scale
 
