@@ -286,8 +286,11 @@ def test_zz_ledger_is_intact_after_fuzzing(harness):
         api_ids = {r[0] for r in c.execute("SELECT response_id FROM ledger WHERE source = 'api'")}
         dupes = c.execute("SELECT COUNT(*) - COUNT(DISTINCT response_id) FROM ledger").fetchone()[0]
     assert {"ledger", "sessions", "response_cache"} <= tables
-    billed = {line.response_id for line in harness.sim.bill if not line.response_id.startswith("batch")}
+    billed = {line.response_id for line in harness.sim.bill if not line.batch}  # batch rows: batch:<id>:<task>
     assert api_ids == billed and dupes == 0
+    with sqlite3.connect(harness.db) as c:
+        batch_rows = c.execute("SELECT COUNT(*) FROM ledger WHERE source = 'batch'").fetchone()[0]
+    assert batch_rows == sum(1 for line in harness.sim.bill if line.batch)
     assert len(api_ids) > 100  # the fuzzing really reached the API
     assert json.dumps(sorted(api_ids))  # ids are plain strings
 
