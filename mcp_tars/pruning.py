@@ -598,8 +598,9 @@ class _Pruner:
         scale = min(1.0, limit / s.oversized_tool_result_tokens)
         return limit, limit, max(20, int(s.head_tokens * scale)), int(s.tail_tokens * scale)
 
-    def _shorten(self, text: str, limit_tokens: int, head: int, tail: int, what: str, label: str, order: int, prose: bool, out: _Trimmed, where: dict) -> str:
-        if self.settings.redact_credentials:
+    def _shorten(self, text: str, limit_tokens: int, head: int, tail: int, what: str, label: str, order: int, prose: bool, out: _Trimmed, where: dict,
+                 redact: bool = True) -> str:
+        if redact and self.settings.redact_credentials:
             redacted, names = redact_credentials(text)
             if names:
                 out.removed.append({**where, "action": "credentials_redacted", "names": names})
@@ -632,7 +633,8 @@ class _Pruner:
         out = _Trimmed(message, 0, [], [], False)
         role = message.get("role")
         content = message.get("content")
-        old_image = i < self.n - s.keep_images_last_messages
+        # the final turn keeps its images and its credentials (see keep_images_last_messages, redact_credentials)
+        old_image = not final_turn and i < self.n - s.keep_images_last_messages
         base_order = i * 1000
         if isinstance(content, str):
             new_content: Any = content if final_turn else self._shorten(
@@ -663,7 +665,8 @@ class _Pruner:
                 elif kind == "tool_use":
                     new_content.append(self._trim_tool_use(i, j, block, tool_limit, head, tail, out))
                 elif kind == "tool_result":
-                    new_content.append(self._trim_tool_result(i, j, block, tool_limit, head, tail, old_image, out))
+                    new_content.append(self._trim_tool_result(i, j, block, tool_limit, head, tail, old_image, out,
+                                                              redact=not final_turn))
                 else:
                     new_content.append(block)
             if not new_content:
@@ -696,7 +699,8 @@ class _Pruner:
             new_input[key] = value
         return block if new_input == tool_input else {**block, "input": new_input}
 
-    def _trim_tool_result(self, i: int, j: int, block: dict, limit: int, head: int, tail: int, old_image: bool, out: _Trimmed) -> dict:
+    def _trim_tool_result(self, i: int, j: int, block: dict, limit: int, head: int, tail: int, old_image: bool, out: _Trimmed,
+                          redact: bool = True) -> dict:
         tool_id = block.get("tool_use_id", "")
         name = self.tool_names.get(tool_id, "tool")
         where = {"index": i, "block": j, "tool_use_id": tool_id}
@@ -710,12 +714,14 @@ class _Pruner:
             out.cut.append(Fragment(text, f"{name} result, older version", SUPERSEDED_WEIGHT, i * 1000 + j, False))
             return {**block, "content": f"[Older version of {self.superseded[(i, j)]} removed by context pruning: a newer version appears later.]"}
         if isinstance(content, str):
-            new = self._shorten(content, limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out, where)
+            new = self._shorten(content, limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out, where,
+                                redact)
             return block if new == content else {**block, "content": new}
         new_inner = []
         for inner in _blocks(content):
             if isinstance(inner, dict) and inner.get("type") == "text":
-                text = self._shorten(inner.get("text", ""), limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out, where)
+                text = self._shorten(inner.get("text", ""), limit, head, tail, "tool result", f"{name} result", i * 1000 + j, False, out,
+                                     where, redact)
                 new_inner.append(inner if text == inner.get("text") else {**inner, "text": text})
             elif isinstance(inner, dict) and inner.get("type") in ("image", "document") and old_image:
                 out.removed.append({**where, "action": f"{inner['type']}_removed", "tokens_removed": tok.IMAGE_TOKENS})
@@ -1048,25 +1054,57 @@ class _Pruner:
             k = later[0]
             draft = self.assemble(prefix, k, "aggressive", target, limit)
         final_turn_tokens = self.meter.per_message[self.last_user]
+        shortened_final_turn = False
         if (draft.tokens > target and final_turn_tokens > s.final_turn_max_tokens
                 and _has_tool_result(self.messages[self.last_user])):
             # Last resort: a giant tool output would push the request past the
             # model's context window, and a request the API rejects helps nobody.
-            results = sum(1 for b in _blocks(self.messages[self.last_user].get("content")) if isinstance(b, dict)
-                          and b.get("type") == "tool_result")
             room = target - (draft.tokens - final_turn_tokens)  # what the target leaves for the final turn
             draft = self.assemble(prefix, k, "aggressive", target, limit,
-                                  shorten_final_turn=max(limit, room // max(1, results)))
+                                  shorten_final_turn=max(limit, self._final_turn_text_limit(room)))
+            shortened_final_turn = True
             draft.notes.append(
                 f"the final user turn alone is about {final_turn_tokens:,} tokens, above pruning.final_turn_max_tokens "
                 f"({s.final_turn_max_tokens:,}): its tool results were shortened; everything else in it is verbatim")
         draft.notes.append(f"aggressive did not reach the target; kept the {self.n - draft.kept_from} most recent messages that fit")
         if draft.tokens > target:
+            final_turn = "with its tool results shortened as far as they go" if shortened_final_turn else "kept verbatim"
             draft.notes.append(
-                f"the target of {target:,} tokens is not reachable: the final user turn (kept verbatim), the system prompt, "
+                f"the target of {target:,} tokens is not reachable: the final user turn ({final_turn}), the system prompt, "
                 f"the cached prefix and the summary with the turn that carries it need about {draft.tokens:,}"
             )
         return draft
+
+    def _final_turn_text_limit(self, room: int) -> int:
+        """The per-text token limit that fits the final user turn into ``room``:
+        its tool results' texts above it are cut to it, the smaller ones stay
+        whole, and the room they leave goes to the large ones (an even split
+        would waste it). The user's words, images and the rest are fixed."""
+        message = self.messages[self.last_user]
+        sizes: list[int] = []  # tokens of each text a final-turn shortening may cut
+        fixed_content = []  # the turn without those texts: what no limit changes
+        for j, block in enumerate(_blocks(message.get("content"))):
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                fixed_content.append(block)
+            elif (self.last_user, j) in self.duplicate_of or (self.last_user, j) in self.superseded:
+                # replaced by a one-line marker whatever the limit: about this long
+                fixed_content.append({**block, "content": "[Duplicate output removed by context pruning: identical to ...]"})
+            elif isinstance(block.get("content", ""), str):
+                sizes.append(tok.estimate_text_tokens(block.get("content", ""), self.model))
+                fixed_content.append({**block, "content": ""})
+            else:
+                inner = _blocks(block.get("content"))
+                is_text = [isinstance(b, dict) and b.get("type") == "text" for b in inner]
+                sizes.extend(tok.estimate_text_tokens(str(b.get("text", "")), self.model) for b, t in zip(inner, is_text) if t)
+                fixed_content.append({**block, "content": [b for b, t in zip(inner, is_text) if not t]})  # images stay
+        left = room - self.meter.count({**message, "content": fixed_content})
+        sizes.sort()
+        for index, size in enumerate(sizes):
+            share = left / (len(sizes) - index)
+            if size > share:
+                return max(0, int(share))  # this text and every larger one are cut to the share
+            left -= size
+        return max(0, int(left))
 
     def run(self, level: str, prefix: int, target: int, budget_used_share: float | None, tokens_before: int) -> _Draft:
         if level != "auto":

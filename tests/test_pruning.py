@@ -639,3 +639,55 @@ def test_a_final_turn_below_the_cap_stays_verbatim_even_when_the_target_is_misse
     lowered = prune_messages(messages, max_tokens=12_000, level="auto",
                              settings=PruningSettings(final_turn_max_tokens=50_000))
     assert lowered.messages[-1] != messages[-1] and lowered.tokens_after <= 12_000
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+
+
+def _giant_turn_with_small_results() -> list[dict]:
+    """A tool loop whose last step returned one giant output (1.7M tokens, a
+    list of blocks with a screenshot) beside two ordinary ones (one prints a
+    credential) and the user's own words and image."""
+    giant = _giant_tool_turn(60_000)[2]["content"][0]["content"]
+    listing = "\n".join(f"src/module_{i}.py  {i * 37 % 997} lines" for i in range(300))  # ~3K tokens
+    return [
+        user("Build it and tell me what broke."),
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Build, list the sources, read the env.", "signature": "sig-loop"},
+            {"type": "tool_use", "id": "t1", "name": "bash", "input": {"cmd": "make"}},
+            {"type": "tool_use", "id": "t2", "name": "bash", "input": {"cmd": "ls -l src"}},
+            {"type": "tool_use", "id": "t3", "name": "bash", "input": {"cmd": "cat .env"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": giant}, IMAGE]},
+            {"type": "tool_result", "tool_use_id": "t2", "content": listing},
+            {"type": "tool_result", "tool_use_id": "t3", "content": "STRIPE_SECRET_KEY=sk_live_9fK2mQ7xR4tY8uP1aZ3cV6bN"},
+            {"type": "text", "text": "Here is the screen as I see it."}, IMAGE]},
+    ]
+
+
+def test_a_shortened_final_turn_gives_the_room_to_its_large_results():
+    """The small results stay whole and the giant one gets what they leave (an
+    even split among the three would waste two thirds of the room)."""
+    messages = _giant_turn_with_small_results()
+    r = prune_messages(messages, max_tokens=20_000, level="auto")
+    assert validate_conversation(r.messages) == []
+    assert any("final_turn_max_tokens" in n for n in r.notes)
+    assert 0.85 * 20_000 <= tok.estimate_request_tokens(r.messages) <= 20_000
+    assert r.messages[-1]["content"][1] == messages[-1]["content"][1]  # the listing, whole
+
+
+def test_a_shortened_final_turn_keeps_everything_but_the_cut_verbatim():
+    """Only the middle of the giant output goes: the turn the tool results
+    answer (thinking included), the user's words and images, the images in the
+    tool results and the other results, credentials included (the final turn
+    is never redacted), reach the model as sent."""
+    messages = _giant_turn_with_small_results()
+    settings = PruningSettings(keep_images_last_messages=0, redact_credentials=True)
+    r = prune_messages(messages, max_tokens=20_000, level="auto", settings=settings)
+    assert validate_conversation(r.messages) == []
+    assert r.messages[-2] == messages[-2]
+    final, sent = r.messages[-1]["content"], messages[-1]["content"]
+    assert final[1:] == sent[1:]
+    giant = final[0]["content"]
+    assert giant[1] == IMAGE and "cut from the middle" in giant[0]["text"]
+    assert giant[0]["text"].startswith("line 0:") and giant[0]["text"].endswith("ERROR: link failed")
