@@ -28,7 +28,9 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = None  # kept open: opening per call cost a fifth of a cache hit
         self._pending: list[dict] = []
-        self._flush_scheduled = False
+        # the loop that will call flush(): a loop that stops or closes first
+        # never does, so the next write takes over instead of waiting for it
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
 
     def _open(self) -> int:
         if self._fd is None:
@@ -58,21 +60,25 @@ class MetricsLog:
             "latency_ms": round(result.latency_ms, 2),
             "attempts": result.attempts,
         }
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop in this thread: write now
+            loop = None
         with self._lock:
             self._pending.append(line)
-            if self._flush_scheduled:
-                return
-            self._flush_scheduled = True
-        try:
-            asyncio.get_running_loop().call_later(FLUSH_DELAY_SECONDS, self.flush)
-        except RuntimeError:  # no event loop in this thread: write now
+            if self._flush_loop is not None and self._flush_loop.is_running():
+                return  # a flush is coming
+            self._flush_loop = loop
+        if loop is None:
             self.flush()
+        else:
+            loop.call_later(FLUSH_DELAY_SECONDS, self.flush)
 
     def flush(self) -> None:
         """Write the pending lines (one O_APPEND write: lines never interleave)."""
         with self._lock:
             lines, self._pending = self._pending, []
-            self._flush_scheduled = False
+            self._flush_loop = None
             if not lines:
                 return
             data = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines).encode()
