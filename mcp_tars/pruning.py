@@ -401,6 +401,9 @@ class _Meter:
     (everything that could be kept) are counted exactly, and the older
     messages, which are about to be dropped, on an evenly spread fifth of them
     with the rest estimated at that sample's own characters-per-token rate.
+    The final user turn and the turn it answers are always counted (a long
+    text is counted on samples of itself, so this stays cheap): pruning keeps
+    them, and the final-turn cap is checked against their own count.
     """
 
     SAMPLE_STRIDE = 5  # odd, so that both roles get sampled
@@ -416,7 +419,9 @@ class _Meter:
             exact_from -= 1
             budget -= len(texts[exact_from])
         sample = set(range(0, exact_from, self.SAMPLE_STRIDE)) if exact_from else set()
-        counted = {i: tok.estimate_text_tokens(texts[i], model) for i in sample | set(range(exact_from, len(messages)))}
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 1)
+        tail = set(range(max(0, last_user - 1), len(messages)))
+        counted = {i: tok.estimate_text_tokens(texts[i], model) for i in sample | tail | set(range(exact_from, len(messages)))}
         sampled_chars = sum(len(texts[i]) for i in sample)
         rate = sum(counted[i] for i in sample) / sampled_chars if sampled_chars else 1 / CHARS_PER_TOKEN
         self.per_message = [
@@ -425,7 +430,7 @@ class _Meter:
             + tok.MESSAGE_OVERHEAD_TOKENS
             for i, m in enumerate(messages)
         ]
-        self.estimated_messages = exact_from - len(sample)
+        self.estimated_messages = len(messages) - len(counted)
 
     def count(self, message: dict) -> int:
         return tok.estimate_message_tokens(message, self.model)

@@ -691,3 +691,23 @@ def test_a_shortened_final_turn_keeps_everything_but_the_cut_verbatim():
     giant = final[0]["content"]
     assert giant[1] == IMAGE and "cut from the middle" in giant[0]["text"]
     assert giant[0]["text"].startswith("line 0:") and giant[0]["text"].endswith("ERROR: link failed")
+
+
+def test_the_final_turn_cap_is_checked_against_the_turn_itself_not_a_rate_from_older_messages():
+    """A final turn longer than exact_count_max_chars was once estimated at
+    the characters-per-token rate of a sample of older messages: after dense
+    hex dumps, 130K tokens of prose read as about 480K, past the 150K cap, and
+    were cut although the cap says they go whole."""
+    rng = random.Random(7)
+    history = []
+    for i in range(10):
+        history += [user(f"dump {i}: " + "".join(rng.choice("0123456789abcdef") for _ in range(3000))),
+                    assistant("".join(rng.choice("0123456789abcdef") for _ in range(3000)))]
+    prose = " ".join(rng.choice(["the", "deploy", "service", "returned", "status", "and", "cache", "worker"])
+                     for _ in range(100_000))
+    messages = history + [user("Run the report."), tool_call("t1", "bash", {"cmd": "report"}),
+                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": prose}]}]
+    assert len(prose) > SETTINGS.exact_count_max_chars and tok.estimate_text_tokens(prose) < SETTINGS.final_turn_max_tokens
+    r = prune_messages(messages, max_tokens=100_000, level="auto")
+    assert r.messages[-1] == messages[-1], r.notes  # below the cap: whole, and the result says the target is missed
+    assert any("not reachable" in n for n in r.notes)
