@@ -356,12 +356,14 @@ class Engine:
                 self.cache.flush()  # buffered hit counts
             except Exception as e:  # noqa: BLE001 - closing must not fail on a full or locked disk
                 log.warning("response cache hit counts not saved: %s", e)
-        if self._client is not None:
-            await self._client.close()
-        if self._sync_client is not None:
-            self._sync_client.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        try:
+            if self._client is not None:
+                await self._client.close()
+            if self._sync_client is not None:
+                self._sync_client.close()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()  # writes the lines still pending, whatever happened above
 
     # -- the pipeline --------------------------------------------------------
 
