@@ -406,7 +406,7 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         messages: Annotated[list[dict[str, Any]], Field(description="Messages API conversation to shrink.")],
         system: Annotated[str | list[dict[str, Any]] | None, Field(description="System prompt (kept as is; counted).")] = None,
         max_tokens: Annotated[int, Field(description="Target size of the pruned context, in tokens.")] = 4000,
-        level: Annotated[Literal["auto", "light", "medium", "aggressive"], Field(description="Pruning level: auto picks the lightest that reaches max_tokens and, past aggressive, keeps only what fits (shortening the final turn's tool results only when that turn alone is above pruning.final_turn_max_tokens); light, medium and aggressive apply that level as configured.")] = "auto",
+        level: Annotated[Literal["auto", "light", "medium", "aggressive"], Field(description="Pruning level: auto starts at a level chosen from the size (and budget pressure), escalates until max_tokens is reached and, past aggressive, keeps only what fits (shortening the final turn's tool results only when that turn alone is above pruning.final_turn_max_tokens); light, medium and aggressive apply that level as configured.")] = "auto",
     ) -> PruneResultOut:
         """Shrink a conversation to about max_tokens while keeping it a valid Messages API conversation; dropped history is summarised."""
         state = state_of(ctx)
