@@ -472,18 +472,24 @@ def test_a_previous_pruning_is_extended_so_the_pruned_prefix_stays_byte_stable()
     assert extend_pruned(first, turn1) is None
 
 
-def test_the_current_request_survives_when_a_long_tool_loop_is_pruned():
-    from mcp_tars.tokens import content_text
-
-    request = "ok now go through the remaining things we talked about, tidy them up and tell me when done"
+def _tool_loop_after(request: str, steps: int = 12) -> list[dict]:
+    """A user request followed by a long tool loop still working on it."""
     messages = [{"role": "user", "content": "Earlier chat about lunch."},
                 {"role": "assistant", "content": "Sure."},
                 {"role": "user", "content": request}]
-    for i in range(12):
+    for i in range(steps):
         messages.append({"role": "assistant", "content": [
             {"type": "tool_use", "id": f"toolu_{i}", "name": "bash", "input": {"command": f"step {i}"}}]})
         messages.append({"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": f"output {i} " + "x" * 3000}]})
+    return messages
+
+
+def test_the_current_request_survives_when_a_long_tool_loop_is_pruned():
+    from mcp_tars.tokens import content_text
+
+    request = "ok now go through the remaining things we talked about, tidy them up and tell me when done"
+    messages = _tool_loop_after(request)
     for settings in (PruningSettings(),  # even with summaries off, the request is kept
                      PruningSettings.model_validate({"levels": {"aggressive": {"keep_last_messages": 3, "summarize": False}}})):
         result = prune_messages(messages, max_tokens=2000, level="aggressive", settings=settings)
@@ -495,14 +501,7 @@ def test_request_keep_chars_caps_the_quoted_current_request():
     from mcp_tars.tokens import content_text
 
     request = "Implement the following specification exactly. " + " ".join(f"Clause {i}: field_{i} must be checked." for i in range(400))
-    messages = [{"role": "user", "content": "Earlier chat about lunch."},
-                {"role": "assistant", "content": "Sure."},
-                {"role": "user", "content": request}]
-    for i in range(12):
-        messages.append({"role": "assistant", "content": [
-            {"type": "tool_use", "id": f"toolu_{i}", "name": "bash", "input": {"command": f"step {i}"}}]})
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": f"output {i} " + "x" * 3000}]})
+    messages = _tool_loop_after(request)
 
     def pruned_text(**knobs) -> str:
         result = prune_messages(messages, max_tokens=8000, level="aggressive", settings=PruningSettings(**knobs))
