@@ -88,7 +88,7 @@ import httpx2  # the SDK's HTTP client: a results download that breaks off mid-b
 
 from . import clock, prompt_cache, routing, tokens
 from .budget import BudgetGuard
-from .config import BatchSettings
+from .settings import BatchSettings
 from .engine import (
     CompletionRequest,
     CompletionResult,

@@ -30,7 +30,7 @@ from .store import alerts as alert_store
 from .store import ledger
 
 if TYPE_CHECKING:
-    from .config import BudgetSettings
+    from .settings import BudgetSettings
 
 Action = Literal["allow", "warn", "block", "downgrade", "defer"]
 POLICIES = ("block", "downgrade", "defer")

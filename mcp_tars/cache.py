@@ -48,116 +48,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import clock
 from .store import cache as sql
+from .settings import CacheSettings
 
 KEY_VERSION = "v1"  # bump when the canonical form changes: old keys then simply miss
-QUERY_TYPES = ("research", "fact_lookup", "code_pattern", "template", "default")
 
 
 # ---------------------------------------------------------------------------
 # settings
-
-
-class CacheSettings(BaseModel):
-    """The ``cache`` section of performance-config.json."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Serve and store answers from the response cache.")
-    semantic: bool = Field(
-        True,
-        description="Also answer paraphrases of a cached question (same context, last user message "
-        "reworded). Off: exact repeats only.",
-    )
-    scorer: Literal["lexical", "embedding"] = Field(
-        "lexical",
-        description="Similarity scorer for semantic matches: 'lexical' (built in, no downloads) or "
-        "'embedding' (local MiniLM model; needs the 'embeddings' extra). Both sit behind the same guards.",
-    )
-    similarity_threshold: float = Field(
-        0.9,
-        ge=0.0,
-        le=1.0,
-        description="A semantic match needs similarity >= this value. HIGHER is STRICTER: 1.0 accepts "
-        "only questions with identical analysed terms; lower values accept more filler and pronoun "
-        "differences (lexical) or looser paraphrases (embedding).",
-    )
-    max_substitutions: int = Field(
-        1,
-        ge=0,
-        le=3,
-        description="Content words one question may swap for different ones and still match (only the "
-        "embedding scorer accepts swaps; the lexical scorer never does). Added or dropped words always veto.",
-    )
-    semantic_max_chars: int = Field(
-        4000, ge=1, description="Last user messages longer than this are matched exactly only."
-    )
-    ttl_seconds: dict[str, int] = Field(
-        default_factory=lambda: {
-            "research": 3600,
-            "fact_lookup": 7200,
-            "code_pattern": 86400,
-            "template": 86400,
-            "default": 3600,
-        },
-        description="Time to live of a cached answer, by detected query type (research, fact_lookup, "
-        "code_pattern, template, default).",
-    )
-    max_entries: int = Field(100_000, ge=1, description="Most answers kept; above it the lowest-priority ones are evicted.")
-    max_bytes: int = Field(
-        512 * 1024 * 1024, ge=1024, description="Most bytes of cached answers kept; above it the lowest-priority ones are evicted."
-    )
-    evict_fraction: float = Field(
-        0.05,
-        gt=0.0,
-        le=0.5,
-        description="When a limit is exceeded, evict down to (1 - this) x the limit in one go, so eviction "
-        "runs once per many inserts instead of on every insert.",
-    )
-    eviction_recency_half_life_seconds: float = Field(
-        86400.0,
-        gt=0,
-        description="Eviction priority is (1 + hits) x money a hit saves / size, halved after this many "
-        "seconds without use.",
-    )
-    cache_high_temperature: bool = Field(
-        False, description="Also cache calls whose explicit temperature is above max_cacheable_temperature."
-    )
-    max_cacheable_temperature: float = Field(
-        0.7,
-        ge=0.0,
-        le=2.0,
-        description="Calls that explicitly ask for a temperature above this want varied answers and are "
-        "neither served from nor stored in the cache (unless cache_high_temperature). Calls that leave "
-        "temperature unset are cacheable.",
-    )
-    namespace: str | None = Field(
-        None,
-        description="Share one cache under this name across API keys (a team cache). Null: every tenant "
-        "(hash of the API key) has its own cache.",
-    )
-    hit_flush_seconds: float = Field(
-        5.0,
-        ge=0.0,
-        description="Hit counts and recency are written in batches at most this often (lookups stay reads).",
-    )
-
-    @field_validator("ttl_seconds")
-    @classmethod
-    def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(value) - set(QUERY_TYPES))
-        if unknown:
-            raise ValueError(f"unknown query type(s) {unknown} in cache.ttl_seconds; use {list(QUERY_TYPES)}")
-        bad = {k: v for k, v in value.items() if not isinstance(v, int) or v <= 0}
-        if bad:
-            raise ValueError(f"cache.ttl_seconds values must be positive whole seconds, got {bad}")
-        return {**{"default": 3600}, **value}
-
-    def ttl_for(self, query_type: str) -> int:
-        return self.ttl_seconds.get(query_type, self.ttl_seconds["default"])
 
 
 # ---------------------------------------------------------------------------

@@ -14,30 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import clock
 from .budget import BudgetGuard
 from .reports import build_report
+from .settings import HeartbeatSettings
 from .store import Store
 from .store import alerts as alert_store
-
-
-class HeartbeatSettings(BaseModel):
-    """Targets the heartbeat checks (the ``heartbeat`` section of performance-config.json)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    window: Literal["today", "yesterday", "7d", "30d", "month", "all"] = Field("7d", description="Period the rate checks look at (UTC days).")
-    min_calls: int = Field(20, ge=0, description="Below this many calls in the window, rate checks pass with 'not enough calls to judge'.")
-    min_cache_hit_rate: float = Field(0.20, ge=0, le=1, description="Share of calls answered by the response cache (the original brief targets 20-25%).")
-    min_routed_share: float = Field(0.30, ge=0, le=1, description="Share of calls that model routing made cheaper than the default model (the brief targets 45-50% on the cheap tier).")
-    min_savings_share: float = Field(0.30, ge=0, le=1, description="Total saved as a share of the baseline (the brief targets 30-40%).")
-    max_queued_tasks: int = Field(1000, ge=0, description="Most deferred tasks waiting in the queue before the backlog counts as too large.")
-    max_batch_hours: float = Field(24.0, gt=0, description="A submitted Message Batch still open after this many hours counts as stuck (the API finishes within 24 h).")
-    record_alerts: bool = Field(True, description="Record a missed target as an alert (once per check and UTC day).")
 
 
 @dataclass(frozen=True)

@@ -49,112 +49,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mcp_tars.tokens import estimate_message_tokens, estimate_text_tokens
+from mcp_tars.settings import PromptCacheSettings
 
 MAX_BREAKPOINTS = 4  # the API rejects a 5th with a 400
 TTL_5M = "5m"
 TTL_1H = "1h"
 _UNMARKABLE_BLOCKS = ("thinking", "redacted_thinking")
-
-
-def _default_minimums() -> dict[str, int]:
-    # Minimum cacheable prefix per model (prefix match, longest wins). Shorter
-    # prefixes are silently not cached. Documented values (anthropic-api.md):
-    # 512 Opus 5 / Fable 5, 5.1; 1,024 Opus 4.8, Sonnet 5, Sonnet 4.5; 2,048
-    # Opus 4.7, Sonnet 4.6 (observed); 4,096 Opus 4.5/4.6, Haiku 4.5.
-    # Not documented for the 5.5 models: we assume 1,024 for Sonnet/Opus 5.5
-    # (like Sonnet 5 and Opus 4.8) and 2,048 for Haiku 5.5 (the Haiku line has
-    # always had a higher minimum); the simulator uses the same guesses.
-    return {
-        "claude-haiku-5-5": 2048,
-        "claude-sonnet-5-5": 1024,
-        "claude-opus-5-5": 1024,
-        "claude-opus-5": 512,
-        "claude-fable-5": 512,
-        "claude-mythos-5": 1024,
-        "claude-sonnet-5": 1024,
-        "claude-opus-4-8": 1024,
-        "claude-opus-4-7": 2048,
-        "claude-opus-4-6": 4096,
-        "claude-opus-4-5": 4096,
-        "claude-sonnet-4-6": 2048,
-        "claude-sonnet-4-5": 1024,
-        "claude-haiku-4-5": 4096,
-    }
-
-
-class PromptCacheSettings(BaseModel):
-    """Prompt caching: where breakpoints go and which TTL they get."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Add cache breakpoints to requests whose prefix is long enough to cache.")
-    strategy: Literal["explicit", "auto", "auto_5m"] = Field(
-        "explicit",
-        description=(
-            "How breakpoints are set. 'explicit' (ours): the moving breakpoint on the last block of the last user "
-            "message, plus the stable-prefix and previous-turn anchors, with the TTL chosen per call. 'auto': the same, "
-            "but the moving breakpoint is the top-level automatic cache_control. 'auto_5m': plain 5-minute automatic "
-            "caching only (one top-level cache_control with ttl 5m, no anchors, no TTL choice), the way a client "
-            "without mcp-tars would do it; kept as a baseline for benchmarks."
-        ),
-    )
-    min_cacheable_tokens: dict[str, int] = Field(
-        default_factory=_default_minimums,
-        description="Minimum cacheable prefix in tokens, by model id prefix (longest match wins). 5.5 values are assumptions: the API does not document them.",
-    )
-    default_min_cacheable_tokens: int = Field(1024, ge=1, description="Minimum for a model no prefix matches.")
-    min_length_margin: float = Field(
-        0.1, ge=0, lt=1,
-        description="Offline token counts are estimates: mark a prefix once its estimate reaches (1 - margin) x the minimum. A marker below the real minimum is harmless (silently not cached).",
-    )
-    adopt_caller_markers_without_ttl: bool = Field(
-        True,
-        description=(
-            "A cache_control the caller set without a ttl (the API's default, 5 minutes) is read as 'cache here', not "
-            "'cache here for 5 minutes': it gets the TTL chosen for the request, like our own breakpoints (same "
-            "economics, same session timing), kept consistent with any caller markers that carry an explicit ttl "
-            "(a 1h breakpoint may not follow a 5m one). A marker with an explicit ttl ('5m' or '1h') is never changed. "
-            "false: TTL-less caller markers stay 5-minute, which forces 5m on every breakpoint after them."
-        ),
-    )
-    anchor_previous_turn: bool = Field(True, description="Also mark where the previous turn's moving breakpoint sat, so a turn that adds more than the API's ~20-block lookback still reads its cache.")
-    ttl_1h_min_gap_seconds: float = Field(
-        285, gt=0,
-        description="A gap between two calls of a session longer than this counts as one a 5-minute entry does not survive (300 s TTL, less a margin for clock skew and request latency).",
-    )
-    ttl_1h_max_gap_seconds: float = Field(3540, gt=0, description="Gaps longer than this outlive even the 1-hour TTL (3,600 s, less the same margin): 1h does not help there.")
-    long_gap_prior_agent: float = Field(
-        0.25, ge=0, le=1,
-        description="Expected share of gaps between 5 minutes and 1 hour for an agent session (tools in the request) before any gap is observed: agents wait on people, builds and heartbeats.",
-    )
-    long_gap_prior_chat: float = Field(0.1, ge=0, le=1, description="The same expectation for a session without tools.")
-    prior_weight_calls: float = Field(3, ge=0, description="How many observed gaps the prior is worth; observations outweigh it as they accumulate.")
-    write_5m_multiplier: float = Field(1.25, gt=0, description="5-minute cache write price / input price (API pricing).")
-    write_1h_multiplier: float = Field(2.0, gt=0, description="1-hour cache write price / input price (API pricing).")
-    read_multiplier: float = Field(0.1, ge=0, description="Cache read price / input price; 0.1 is the usual ratio (Sonnet 5.5 is 0.05: using 0.1 keeps the 1h choice conservative).")
-
-    @model_validator(mode="after")
-    def _check(self) -> "PromptCacheSettings":
-        if self.ttl_1h_max_gap_seconds <= self.ttl_1h_min_gap_seconds:
-            raise ValueError("prompt_cache: ttl_1h_max_gap_seconds must be larger than ttl_1h_min_gap_seconds")
-        if not self.write_1h_multiplier > self.write_5m_multiplier > self.read_multiplier:
-            raise ValueError("prompt_cache: multipliers must satisfy write_1h > write_5m > read (as in the API's pricing)")
-        for model, minimum in self.min_cacheable_tokens.items():
-            if minimum < 1:
-                raise ValueError(f"prompt_cache.min_cacheable_tokens[{model!r}] must be a positive token count; got {minimum}")
-        return self
-
-    def minimum_for(self, model: str) -> int:
-        best = ""
-        for prefix in self.min_cacheable_tokens:
-            if model.startswith(prefix) and len(prefix) > len(best):
-                best = prefix
-        return self.min_cacheable_tokens[best] if best else self.default_min_cacheable_tokens
 
 
 @dataclass

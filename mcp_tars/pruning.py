@@ -36,13 +36,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import tokens as tok
 from .credentials import redact_credentials
+from .settings import LEVEL_NAMES, PruningSettings
 from .summarize import Fragment, FragmentUnits, format_units, fragment_units, select_units, values_in
 
-LEVEL_NAMES = ("light", "medium", "aggressive")
 CHARS_PER_TOKEN = 3.6  # cl100k characters per token of mixed text; only to skip counting obvious cases
 SUMMARY_CHARS_PER_CL100K_TOKEN = 3.2  # summaries are dense in numbers, paths and identifiers
 # How much a fact is worth by where it was said, relative to tool output (1.0):
@@ -58,68 +57,6 @@ Summarizer = Callable[[list[dict]], str]
 
 
 # ---------------------------------------------------------------- settings
-
-
-class PruningLevel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    keep_last_messages: int = Field(10, ge=1, le=10_000, description="Most recent messages kept verbatim (apart from waste removal); older ones are dropped. Rounded up by one when needed to start the kept part on a valid turn.")
-    summarize: bool = Field(True, description="Replace dropped messages by a summary of their facts; false leaves only a one-line marker saying how much was dropped.")
-    summary_max_tokens: int = Field(2000, ge=0, le=100_000, description="Largest summary, in tokens.")
-    summary_max_share: float = Field(0.3, gt=0, le=1, description="Largest summary as a share of the tokens it replaces, so that pruning a short history still saves.")
-    summary_min_tokens: int = Field(400, ge=0, le=100_000, description="The summary may always use this many tokens, whatever summary_max_share allows (a short history can be dense in facts).")
-
-
-class PruningLevels(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    light: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=20, summary_max_tokens=3000, summary_max_share=0.2), description="Interactive sessions: keep the last 20 messages.")
-    medium: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=10, summary_max_tokens=5000, summary_max_share=0.2), description="Long-running tasks: keep the last 10 messages plus a summary.")
-    aggressive: PruningLevel = Field(default_factory=lambda: PruningLevel(keep_last_messages=3, summary_max_tokens=2000, summary_max_share=0.15), description="Batch work: a summary plus the last 3 messages.")
-
-    def get(self, name: str) -> PruningLevel:
-        return getattr(self, name)
-
-
-class PruningSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Prune automatically inside optimized_complete when a request passes auto_threshold_tokens.")
-    auto_threshold_tokens: int = Field(30_000, ge=1, description="optimized_complete prunes a request whose estimated input (system + messages) is above this many tokens.")
-    auto_target_tokens: int = Field(12_000, ge=1, description="Target size of automatic pruning. Well below the threshold on purpose: the following turns then grow for a while without pruning again, so the pruned prefix stays byte-stable and cacheable.")
-    levels: PruningLevels = Field(default_factory=PruningLevels, description="What each level keeps.")
-    auto_summary_target_share: float = Field(0.4, ge=0, le=0.9, description="level=auto: the summary may grow beyond its level's summary_max_tokens up to this share of the target, when the target leaves that room.")
-    light_max_ratio: float = Field(1.5, ge=1, description="level=auto: context/target ratio up to which the light level is tried first.")
-    medium_max_ratio: float = Field(3.0, ge=1, description="level=auto: ratio up to which medium is tried first; above it, aggressive.")
-    budget_escalate_share: float = Field(0.8, gt=0, le=1, description="level=auto: with this share of the budget used, start one level more aggressive.")
-    budget_aggressive_share: float = Field(0.95, gt=0, le=1, description="level=auto: with this share of the budget used, start at aggressive.")
-    oversized_tool_result_tokens: int = Field(2000, ge=50, description="A kept tool result (or tool input string) above this many tokens keeps only its head and tail.")
-    oversized_text_tokens: int = Field(6000, ge=50, description="A kept text block of an older user or assistant message above this many tokens keeps only its head and tail.")
-    head_tokens: int = Field(500, ge=10, description="Tokens kept from the start of an oversized block.")
-    tail_tokens: int = Field(300, ge=0, description="Tokens kept from the end of an oversized block.")
-    duplicate_min_tokens: int = Field(40, ge=1, description="Tool outputs and file contents at least this long are replaced by a marker when the same text appears again later.")
-    superseded_min_tokens: int = Field(40, ge=1, description="An older full version of a file at least this long is replaced by a marker when a newer full version appears later.")
-    keep_images_last_messages: int = Field(4, ge=0, description="Images and documents in the last N messages stay; older ones become a text marker (the last user turn always keeps its own).")
-    drop_old_thinking: bool = Field(True, description="Remove thinking blocks except those of the final assistant turn (the API requires only those; older ones cost tokens for nothing).")
-    redact_credentials: bool = Field(True, description="Replace credential values (API keys, tokens, passwords) by [REDACTED] in every message pruning keeps or rewrites, the last user turn and the cached prefix excepted. Summaries never contain credential values regardless.")
-    abstractive: bool = Field(False, description="Summarise dropped history with the cheapest configured model (its cost is recorded in the ledger; the same history is summarised once). Off: an offline extractive summary.")
-    summarizer_model: str | None = Field(None, description="Model of abstractive summaries; null picks the cheapest model of the price table.")
-    summary_max_output_tokens: int = Field(
-        1500, ge=100, le=16_000,
-        description="max_tokens of the abstractive summary call (abstractive: true). Output is the priciest token class, and pruning trims the summary to its level's budget anyway (completing a short one with extracted facts). Raise it when the levels allow summaries longer than this and you want the summarizer model to write them; lower it to cap what a summary can cost.",
-    )
-    request_keep_chars: int = Field(
-        4000, ge=200, le=200_000,
-        description="When pruning drops the message holding the user's current request (a long tool loop is still answering it), the summary quotes that request verbatim up to this many characters (a longer one keeps its first and last halves). Raise it for agents whose tasks come with long specifications that must survive pruning; lower it to save tokens when requests are long pastes.",
-    )
-    final_turn_max_tokens: int = Field(
-        150_000, ge=1000,
-        description="The final user turn (what the model answers now) is kept verbatim, unless it alone is larger than this: then automatic pruning shortens its tool results (never the user's own words) so that one giant tool output does not push the request past the model's context window. A note says so.",
-    )
-    allow_cache_breakpoint_move: bool = Field(True, description="Prune inside the cached prefix when that is cheaper even after writing the cache again (the reason is recorded).")
-    cache_read_price_ratio: float = Field(0.1, gt=0, le=1, description="Cache-read price as a share of the input price, for the breakpoint decision.")
-    cache_write_price_ratio: float = Field(1.25, ge=1, le=3, description="Cache-write price as a share of the input price, for the breakpoint decision.")
-    exact_count_max_chars: int = Field(600_000, ge=1000, description="The most recent messages up to this many characters are counted exactly; older ones (which pruning drops) are counted on a sample, so that counting never dominates the time of pruning a huge history.")
 
 
 # ---------------------------------------------------------------- results

@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import clock
+from .settings import ReportSettings
 from .store import Store
 from .store import alerts as alert_store
 from .store import reports as report_store
@@ -31,16 +31,6 @@ PERIODS = ("today", "yesterday", "7d", "30d", "month", "all")
 GROUP_BYS = ("model", "day", "strategy", "session")
 NO_SESSION_KEY = "(no session)"
 OTHER_SESSIONS_KEY = "(other sessions)"
-
-
-class ReportSettings(BaseModel):
-    """Knobs of the reports (the ``reports`` section of performance-config.json)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    top_sessions: int = Field(50, ge=1, le=10_000, description="Sessions listed one by one in a report grouped by session; the rest are gathered in one '(other sessions)' row so the groups still add up to the totals.")
-    daily_tree_days: int = Field(7, ge=1, le=366, description="Most days drawn as before/after trees in a Markdown report grouped by day (the newest).")
-    target_savings_share: float = Field(0.30, ge=0, le=1, description="Savings target shown on the dashboard, as a share of the baseline (the original brief aims at 30-40%).")
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mcp_tars.settings import HAIKU, OPUS, SONNET
 from mcp_tars.routing import (
-    HAIKU,
     LEVELS,
-    OPUS,
-    SONNET,
     Complexity,
     RoutingSettings,
     SessionRoute,
