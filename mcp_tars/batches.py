@@ -86,21 +86,21 @@ from typing import Any, Awaitable, Callable, Iterable
 import anthropic
 import httpx2  # the SDK's HTTP client: a results download that breaks off mid-body raises its errors as they are
 
-from . import clock, prompt_cache, routing, tokens
+from . import clock, tokens
 from .budget import BudgetGuard
-from .settings import BatchSettings
-from .engine import (
+from .engine import Engine
+from .plan import classify_request
+from .request import (
     CompletionRequest,
     CompletionResult,
-    Engine,
     InputError,
     build_messages,
     check_scalars,
-    request_params,
     response_cache_params,
     response_text,
 )
 from .routing import RoutingDecision
+from .settings import BatchSettings
 from .store import tasks as task_store
 
 log = logging.getLogger("mcp_tars.batches")
@@ -523,7 +523,7 @@ class DeferredQueue:
         deadline = now + max_wait_seconds
         task_id = _new_task_id()
 
-        complexity = routing.classify(messages, req.system, req.tools, settings=cfg.routing)
+        complexity = classify_request(req, messages, cfg.routing)
         cache_params = response_cache_params(req, messages, complexity.level)
         hit = None
         why_now = None
@@ -550,7 +550,7 @@ class DeferredQueue:
             return {"task_id": task_id, "status": "succeeded", "estimated_ready_at": iso_utc(clock.now()),
                     "priority": priority, "result": result.__dict__, "warnings": [why_now, *result.warnings]}
 
-        params, decisions, warnings = self._prepare(req, messages, complexity)
+        params, decisions, warnings = await self._prepare(req, messages, complexity)
         key = prefix_key(params.get("system"), params.get("tools"))
         category = category_of(params["model"], priority, key)
         peers = [self._pending(r) for r in task_store.tasks_by_status(self.store, engine.tenant, ["queued"])
@@ -568,28 +568,20 @@ class DeferredQueue:
         return {"task_id": task_id, "status": "queued", "estimated_ready_at": iso_utc(ready_at),
                 "priority": priority, "result": None, "warnings": warnings}
 
-    def _prepare(self, req: CompletionRequest, messages: list[dict],
-                 complexity: routing.Complexity) -> tuple[dict, dict, list[str]]:
-        """The Messages API params of a deferred task: routed, and pruned above
-        the threshold, exactly as the engine does for an immediate call."""
-        engine, cfg = self.engine, self.engine.config
-        warnings: list[str] = []
-        share, budget_warning = engine.budget_share()
-        if budget_warning:
-            warnings.append(budget_warning)
-        decision = routing.choose_model(
-            complexity, cfg.routing, pinned_model=req.model or None,
-            budget_used_share=share if (share is not None and cfg.budget.policy == "downgrade") else None,
-        )
-        model = decision.model
-        params = {"model": model, **request_params(req, messages)}
-        prune_info = engine.auto_prune(params, model, protected_prefix=prompt_cache.cache_prefix_end(params),
-                                       budget_share=share)
-        estimate = engine.estimate_cost(params, model) * float(engine.prices.batch_multiplier)
+    async def _prepare(self, req: CompletionRequest, messages: list[dict],
+                       complexity) -> tuple[dict, dict, list[str]]:
+        """The Messages API params of a deferred task: the engine's plan of the
+        call (routed, and pruned above the threshold), without the prompt-cache
+        shaping, which the batch does for the prefix its tasks share."""
+        engine = self.engine
+        plan = await engine.planner.plan(req, messages, complexity, tenant=engine.tenant, deferred=True,
+                                         summarizer=engine._summarizer(engine.default_caller))
+        decision = plan.decision
+        estimate = plan.estimated_cost_usd * float(engine.prices.batch_multiplier)
         decisions = {"routing": {k: getattr(decision, k) for k in ("model", "level", "score", "reason", "pinned",
                                                                      "sticky", "downgraded")},
-                     "pruning": prune_info, "estimated_cost_usd": estimate, "cache_tier": complexity.level}
-        return params, decisions, warnings
+                     "pruning": plan.prune_info, "estimated_cost_usd": estimate, "cache_tier": complexity.level}
+        return plan.params, decisions, plan.warnings
 
     def _task_row(self, task_id: str, req: CompletionRequest, *, priority: str, status: str, model: str,
                   category: str, key: str | None, params: dict, decisions: dict | None, now: float, deadline: float,
@@ -1001,12 +993,12 @@ class DeferredQueue:
         engine, cfg = self.engine, self.engine.config
         decisions = payload.get("decisions") or {}
         prune_info = decisions.get("pruning")
-        usage, attribution, content = engine.account(message, model=message.model, prune_info=prune_info,
+        usage, attribution, content = engine.accounting.account(message, model=message.model, prune_info=prune_info,
                                                      batch=True, when=_utc(now))
         routing_decision = RoutingDecision(**decisions["routing"]) if decisions.get("routing") else None
         request = payload.get("request") or {}
-        row = engine.ledger_row(
-            response_id=f"batch:{batch_id}:{task_id}", request_id=None, ts=now, session_id=request.get("session_id"),
+        row = engine.accounting.row(
+            tenant=engine.tenant, response_id=f"batch:{batch_id}:{task_id}", request_id=None, ts=now, session_id=request.get("session_id"),
             source="batch", model=message.model, requested_model=request.get("model"), usage=usage,
             attribution=attribution, routing_decision=routing_decision,
             prompt_cache=decisions.get("prompt_cache"),

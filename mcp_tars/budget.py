@@ -32,6 +32,14 @@ from .store import ledger
 if TYPE_CHECKING:
     from .settings import BudgetSettings
 
+class BudgetExceeded(RuntimeError):
+    """A call was blocked by the budget policy."""
+
+
+class BudgetDeferred(BudgetExceeded):
+    """The budget policy is "defer": the call belongs in the batch queue."""
+
+
 Action = Literal["allow", "warn", "block", "downgrade", "defer"]
 POLICIES = ("block", "downgrade", "defer")
 SCOPES = ("daily", "monthly")

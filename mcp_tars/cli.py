@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open(config):
-    from .server import open_state
+    from .app import open_state
 
     return open_state(config)
 

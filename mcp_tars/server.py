@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, AsyncIterator, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -19,11 +18,9 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from . import __version__, pruning, reports
-from .batches import DeferredQueue
-from .config import Config, load_config
-from .engine import BudgetExceeded, CompletionRequest, Engine, InputError, UpstreamError
-from .metrics import MetricsLog
-from .store import Store, StoreError
+from .app import AppState, open_state
+from .engine import BudgetExceeded, CompletionRequest, InputError, UpstreamError
+from .store import StoreError
 
 log = logging.getLogger("mcp_tars.server")
 
@@ -200,29 +197,6 @@ def structured_result(data: dict[str, Any]) -> CallToolResult:
 
 
 # -- server state --------------------------------------------------------------
-
-
-@dataclass
-class AppState:
-    config: Config
-    store: Store
-    engine: Engine
-    queue: DeferredQueue
-
-
-def open_state(config: Config | None = None, db_path: str | None = None) -> AppState:
-    config = config or load_config()
-    store = Store(db_path)
-    metrics = None
-    if config.monitoring.metrics_log:
-        from pathlib import Path
-
-        path = Path(config.monitoring.metrics_log)
-        if not path.is_absolute():
-            path = store.path.parent / path
-        metrics = MetricsLog(path)
-    engine = Engine(config, store, metrics=metrics)
-    return AppState(config, store, engine, engine.queue)
 
 
 CACHE_PURGE_INTERVAL_SECONDS = 3600

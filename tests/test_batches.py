@@ -29,6 +29,7 @@ from mcp_tars.batches import (
     share_prefixes,
 )
 from mcp_tars.config import BatchSettings
+from mcp_tars.app import connect_queue
 from mcp_tars.engine import CompletionRequest, Engine, InputError
 from mcp_tars.pricing import PriceTable, Usage
 from mcp_tars.sim import SimulatedAnthropic
@@ -217,7 +218,7 @@ async def queue_factory(tmp_path, api_env):
 
     def make(db="tars.db", **sections) -> DeferredQueue:
         engine = Engine(make_config(**sections), Store(tmp_path / db))
-        queue = engine.queue
+        queue = connect_queue(engine)
         made.append(queue)
         return queue
 
@@ -430,7 +431,7 @@ async def test_cancel_queued_and_submitted_tasks(tmp_path, monkeypatch):
     with SimulatedAnthropic(batch_ready_after_polls=5) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = Engine(make_config(), Store(tmp_path / "c.db")).queue
+        q = connect_queue(Engine(make_config(), Store(tmp_path / "c.db")))
         try:
             queued = (await defer(q, "Write a haiku about rain."))["task_id"]
             assert (await q.cancel(queued))["status"] == "canceled"
@@ -463,7 +464,7 @@ async def test_canceled_task_whose_batch_finishes_is_billed_not_answered(tmp_pat
     with SimulatedAnthropic(batch_ready_after_polls=2) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = Engine(make_config(), Store(tmp_path / "c.db")).queue
+        q = connect_queue(Engine(make_config(), Store(tmp_path / "c.db")))
         try:
             a = (await defer(q, "Name a red fruit.", priority="high"))["task_id"]
             b = (await defer(q, "Name a yellow fruit.", priority="high"))["task_id"]
@@ -643,7 +644,7 @@ async def test_a_task_whose_results_keep_expiring_ends_expired(tmp_path, sim, mo
     monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
     engine = Engine(make_config(batch={"max_attempts": 2, "worker_enabled": False}), Store(tmp_path / "x.db"))
-    q: DeferredQueue = engine.queue
+    q: DeferredQueue = connect_queue(engine)
     try:
         task = (await q.defer(CompletionRequest(prompt="Define entropy in one line."), priority="high",
                               max_wait_seconds=7 * 86400, critical=False))["task_id"]

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from mcp_tars import batches as batches_module
+from mcp_tars.app import connect_queue
 from mcp_tars.engine import CompletionRequest, Engine
 from mcp_tars.sim import SimulatedAnthropic
 from mcp_tars.store import Store, ledger
@@ -36,7 +37,7 @@ def slow_sim(monkeypatch):
 @pytest.fixture
 async def queue(tmp_path, slow_sim):
     engine = Engine(make_config(), Store(tmp_path / "tars.db"))
-    yield engine.queue
+    yield connect_queue(engine)
     await engine.aclose()
     engine.store.close()
 

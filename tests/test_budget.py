@@ -182,6 +182,7 @@ COMPLEX = ("Design a fault-tolerant architecture for a multi-region payment syst
 
 @pytest.fixture
 async def engine_factory(tmp_path, api_env):
+    from mcp_tars.app import connect_queue
     from mcp_tars.engine import Engine
 
     from conftest import make_config
@@ -190,6 +191,7 @@ async def engine_factory(tmp_path, api_env):
 
     def make(**budget_settings):
         engine = Engine(make_config(budget=budget_settings), Store(tmp_path / "e2e.db"))
+        connect_queue(engine)  # the defer policy hands calls to the batch queue, as in the server
         made.append(engine)
         return engine
 
