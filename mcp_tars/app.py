@@ -15,7 +15,7 @@ from .config import load_config
 from .engine import Engine
 from .metrics import MetricsLog
 from .settings import Config
-from .store import Store
+from .store import Store, open_store
 
 
 @dataclass
@@ -35,12 +35,12 @@ def connect_queue(engine: Engine) -> DeferredQueue:
 
 def open_state(config: Config | None = None, db_path: str | None = None, **engine_options) -> AppState:
     config = config or load_config()
-    store = Store(db_path)
+    store = open_store(db_path)
     metrics = None
     if config.monitoring.metrics_log:
         path = Path(config.monitoring.metrics_log)
         if not path.is_absolute():
-            path = store.path.parent / path
+            path = store.data_dir / path
         metrics = MetricsLog(path)
     engine = Engine(config, store, metrics=metrics, **engine_options)
     return AppState(config, store, engine, connect_queue(engine))

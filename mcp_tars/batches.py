@@ -1,6 +1,6 @@
 """Deferred work through the Message Batches API: half price, crash-safe.
 
-Work that can wait is queued in SQLite by priority with its deadline, sent as
+Work that can wait is queued in the store by priority with its deadline, sent as
 Message Batches (every line billed at 50%), polled, and its results entered in
 the ledger exactly once. Critical work, and work whose deadline a batch cannot
 meet, runs at once through the engine.
@@ -35,10 +35,12 @@ The state machine (transitions in ``store/tasks.py``, each one transaction):
 
 Crash safety:
 - a task is written before anything is sent; ``custom_id`` is the task id;
-- tasks are *claimed* (with the owner process) before ``batches.create``; the
-  API's batch id and the ``submitted`` mark are written in one transaction;
-- a claim whose owner died (or that outlived ``api.timeout_seconds``) is
-  reconciled with the API's batch list: a batch created after the claim with
+- tasks are *claimed* (with the owner process and a lease of
+  ``api.timeout_seconds`` + 60 s) before ``batches.create``; the API's batch
+  id and the ``submitted`` mark are written in one transaction;
+- a claim whose lease ran out, or whose owner died (checked in /proc on a
+  SQLite file, which lives on one machine; on a team database shared by
+  several machines only the lease decides), is reconciled with the API's batch list: a batch created after the claim with
   the same number of requests and unknown locally is adopted, otherwise the
   tasks go back to the queue. A task is never sent twice;
 - a result enters the ledger with ``response_id = batch:{batch_id}:{task_id}``
@@ -430,7 +432,7 @@ def process_owner(instance: str = "-") -> str:
 
 def owner_alive(owner: str | None) -> bool:
     """Whether the process that wrote ``owner`` still runs (same host only;
-    another host's claims are judged by their age)."""
+    another host's claims are judged by their lease)."""
     if not owner:
         return False
     try:
@@ -592,6 +594,7 @@ class DeferredQueue:
             "category": category, "model": model, "prefix_key": key, "request": _request_dict(req),
             "params": params_json, "request_bytes": len(params_json.encode()), "decisions": decisions,
             "created_at": now, "deadline_at": deadline, "estimated_ready_at": ready_at, "claim_owner": owner,
+            "lease_until": now + self._run_lease_seconds() if owner else None,  # running at once: whose, until when
         }
 
     @staticmethod
@@ -727,12 +730,31 @@ class DeferredQueue:
                 "details": report.details,
             }
 
+    def _claim_lease_seconds(self) -> float:
+        """How long a claim may wait for its batch: one batches.create call, and a margin."""
+        return self.engine.config.api.timeout_seconds + 60
+
+    def _run_lease_seconds(self) -> float:
+        """How long an immediate run may take: every attempt (retries, fallback
+        models) at its timeout and longest retry-after, and a margin."""
+        api = self.engine.config.api
+        longest_chain = max((len(c) for c in self.engine.config.routing.overload_fallback_chain.values()), default=0)
+        return (api.max_retries + 1) * (1 + longest_chain) * (api.timeout_seconds + api.max_retry_after_seconds) + 60
+
+    def _owner_gone(self, owner: str | None, lease_until: float | None, now: float) -> bool:
+        """Whether work another worker took can be taken over: its lease has run
+        out or, when the database lives on this machine only, its process is gone
+        (PostgreSQL: another machine's processes cannot be looked up, the lease decides)."""
+        if owner is None or (lease_until is not None and now > lease_until):
+            return True
+        return not self.store.shared_across_hosts and not owner_alive(owner)
+
     async def _reconcile(self, report: _Pass) -> None:
         tenant, now = self.engine.tenant, clock.now()
-        lease = self.engine.config.api.timeout_seconds + 60
         for claim in task_store.claims(self.store, tenant):
-            orphaned = (claim["owner"] is None or claim["owner"] == self._owner or not owner_alive(claim["owner"])
-                        or now - claim["claimed_at"] > lease)
+            # claims made before leases existed: judged by their age, as then
+            lease_until = claim["lease_until"] or claim["claimed_at"] + self._claim_lease_seconds()
+            orphaned = claim["owner"] == self._owner or self._owner_gone(claim["owner"], lease_until, now)
             if not orphaned:
                 continue  # another live process is creating this batch right now
             try:
@@ -748,7 +770,8 @@ class DeferredQueue:
                 task_store.release_claim(self.store, claim["token"], None, now=now)
                 report.details.append(f"{len(claim['task_ids'])} task(s) whose batch was never created went back to the queue")
         for row in task_store.running_tasks(self.store, tenant):
-            if row["claim_owner"] != self._owner and not owner_alive(row["claim_owner"]):
+            lease_until = row["lease_until"] or row["created_at"] + self._run_lease_seconds()
+            if row["claim_owner"] != self._owner and self._owner_gone(row["claim_owner"], lease_until, now):
                 task_store.finish_running(
                     self.store, row["id"], status="failed", now=now,
                     error="the server stopped while this task ran at the standard rate; it was not run again, "
@@ -832,8 +855,9 @@ class DeferredQueue:
     async def _submit_chunk(self, chunk: list[Pending], priority: str, report: _Pass) -> int:
         tenant = self.engine.tenant
         token = "claim_" + uuid.uuid4().hex
+        now = clock.now()
         taken = task_store.claim(self.store, tenant, [t.id for t in chunk], token=token, owner=self._owner,
-                                 now=clock.now())
+                                 now=now, lease_until=now + self._claim_lease_seconds())
         if not taken:
             return 0
         payloads = task_store.task_payloads(self.store, taken)
@@ -868,7 +892,8 @@ class DeferredQueue:
 
         async def run(task: Pending) -> None:
             async with gate:
-                if not task_store.start_running(self.store, task.id, self._owner):
+                if not task_store.start_running(self.store, task.id, self._owner,
+                                                lease_until=clock.now() + self._run_lease_seconds()):
                     return
                 req = CompletionRequest(**payloads[task.id]["request"])
                 try:

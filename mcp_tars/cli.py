@@ -1,4 +1,4 @@
-"""The ``mcp-tars`` command: serve, report, demo, heartbeat, export, cache.
+"""The ``mcp-tars`` command: serve, report, demo, heartbeat, export, cache, db.
 
 Like the MCP server, this is a thin edge over the engine and the store.
 """
@@ -24,7 +24,8 @@ GROUPS = ("model", "day", "strategy", "session")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcp-tars", description="An MCP server that cuts what you pay for the Anthropic API.")
     p.add_argument("--config", help="performance-config.json to use (default: $MCP_TARS_CONFIG or the packaged copy)")
-    p.add_argument("--db", help="SQLite ledger path (default: $MCP_TARS_DB or a per-user data directory)")
+    p.add_argument("--db", help="the database: a SQLite file path or a postgresql://user:password@host:port/database "
+                                "URL (default: $MCP_TARS_DB, else a file in the per-user data directory)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the MCP server")
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="manage the response cache")
     c.add_argument("action", choices=("clear", "stats", "purge-expired"))
 
+    db = sub.add_parser("db", help="upgrade the database, or copy a history into another database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply the schema migrations the database lacks (serve does it on start too)")
+    cp = db_sub.add_parser("copy", help="copy the ledger, alerts and sessions of SRC into DST (idempotent, exact)")
+    cp.add_argument("src", help="the database to copy from: a SQLite file path or a postgresql:// URL")
+    cp.add_argument("dst", help="the database to copy into (e.g. the team's postgresql:// URL)")
+
     cfg = sub.add_parser("config", help="check or print the configuration")
     cfg.add_argument("action", choices=("check", "show", "path", "reference"),
                      help="reference prints the Markdown table of every field (the README's)")
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config()
         handler = {
             "serve": _serve, "report": _report, "heartbeat": _heartbeat, "export": _export,
-            "cache": _cache, "config": _config,
+            "cache": _cache, "db": _db, "config": _config,
         }[args.command]
         return handler(args, config) or 0
     except ConfigError as e:
@@ -106,11 +114,11 @@ def _open(config):
 
 def _serve(args, config) -> int:
     from .server import create_server
-    from .store import Store
+    from .store import open_store
 
-    # open (and migrate) the database before serving: a damaged, locked or newer
-    # file stops here with its message, not as a traceback inside the transport
-    Store().close()
+    # open (and migrate) the database before serving: a damaged, locked, newer or
+    # unreachable database stops here with its message, not as a traceback inside the transport
+    open_store().close()
     server = create_server(lambda: _open(config))
     if args.transport == "stdio":
         from . import stdio
@@ -134,9 +142,9 @@ def _report(args, config) -> int:
     from . import reports
     from .budget import BudgetGuard
     from .engine import tenant_of
-    from .store import Store
+    from .store import open_store
 
-    store = Store()
+    store = open_store()
     tenant = tenant_of(os.environ.get("ANTHROPIC_API_KEY"), config.tenant_namespace) if _tenant_scoped() else None
     budget = BudgetGuard(store, config.budget).status(tenant) if tenant else None
     if args.html:
@@ -196,12 +204,11 @@ def _heartbeat(args, config) -> int:
 
 def _export(args, config) -> int:
     from . import export
-    from .store import Store
-
     from .engine import tenant_of
+    from .store import open_store
 
     tenant = tenant_of(os.environ.get("ANTHROPIC_API_KEY"), config.tenant_namespace) if _tenant_scoped() else None
-    data = export.costs_json(Store(), tenant=tenant)
+    data = export.costs_json(open_store(), tenant=tenant)
     Path(args.output).write_text(json.dumps(data, indent=2), "utf-8")
     print(f"wrote {args.output} ({len(data)} day(s))", file=sys.stderr)
     return 0
@@ -209,15 +216,43 @@ def _export(args, config) -> int:
 
 def _cache(args, config) -> int:
     from .cache import ResponseCache
-    from .store import Store
+    from .store import open_store
 
-    cache = ResponseCache(Store(), config.cache)
+    cache = ResponseCache(open_store(), config.cache)
     if args.action == "clear":
         print(f"removed {cache.clear()} cached answer(s)")
     elif args.action == "purge-expired":
         print(f"removed {cache.purge_expired(retention_days=config.monitoring.retention_days)} expired answer(s)")
     else:
         print(json.dumps(cache.stats(), indent=2))
+    return 0
+
+
+def _db(args, config) -> int:
+    from .store import open_store
+
+    if args.db_command == "migrate":
+        with open_store(migrate=False) as store:
+            applied = store.migrate()
+            known = len(store.migrations)
+            if applied:
+                print(f"{store.location}: applied {', '.join(applied)} ({known} migrations in all)")
+            else:
+                print(f"{store.location}: up to date ({known} migrations)")
+        return 0
+    from .store.copy import copy_history
+
+    if args.src == args.dst:
+        raise ValueError("db copy: SRC and DST are the same database")
+    with open_store(args.src) as src, open_store(args.dst) as dst:
+        report = copy_history(src, dst)
+        print(f"copied {src.location} into {dst.location}: {report.ledger_rows:,} ledger row(s) read, "
+              f"{report.ledger_added:,} new in DST ({report.ledger_rows - report.ledger_added:,} already there); "
+              f"{report.alerts_added} alert(s) and {report.sessions_added} session(s) new")
+        if report.open_tasks_left:
+            print(f"note: SRC still has {report.open_tasks_left} deferred task(s) not finished; their results are "
+                  "recorded in SRC. Let them finish there (mcp-tars --db SRC heartbeat), then copy again: rows "
+                  "already copied are not copied twice.", file=sys.stderr)
     return 0
 
 

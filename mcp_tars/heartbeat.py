@@ -122,10 +122,6 @@ def _deferred_check(store: Store, config: Any, tenant: str, now: float, settings
     from .batches import latest_batch_submit_at  # the queue's rule; imported late, it pulls in the engine
     from .store import tasks as task_store
 
-    with store.read() as c:
-        has_queue = c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'").fetchone()
-    if not has_queue:
-        return CheckResult("deferred", True, None, None, "no deferred queue in this database")
     queued = task_store.tasks_by_status(store, tenant, ["queued"])
     batches = task_store.open_batches(store, tenant)
     return check_deferred(queued, batches, now=now, settings=settings,

@@ -1,5 +1,6 @@
-"""Shared fixtures: the simulated API on loopback, a private data dir, and ways
-to run the real server (in-process through the MCP client, or as a stdio
+"""Shared fixtures: the simulated API on loopback, a private data dir, the
+databases (SQLite, and the PostgreSQL server .ci/postgres starts), and ways to
+run the real server (in-process through the MCP client, or as a stdio
 subprocess)."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -28,9 +31,75 @@ def _isolated_env(tmp_path, monkeypatch):
     config_dir.mkdir()
     monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("MCP_TARS_DB", str(tmp_path / "tars.db"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))  # a team database's spool goes there
     monkeypatch.setenv("MCP_TARS_STRICT_RESPONSES", "1")
     monkeypatch.delenv("MCP_TARS_CONFIG", raising=False)
     monkeypatch.delenv("MCP_TARS_CLOCK_FILE", raising=False)
+
+
+# -- databases ----------------------------------------------------------------------------------
+
+POSTGRES_URL_FILE = Path(__file__).resolve().parent.parent / ".ci" / "postgres-url"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@lru_cache(maxsize=1)
+def _postgres_server() -> tuple[str | None, str | None]:
+    """(URL of the test server, None) or (None, why there is none)."""
+    url = os.environ.get("MCP_TARS_TEST_POSTGRES_URL") or (
+        POSTGRES_URL_FILE.read_text().strip() if POSTGRES_URL_FILE.exists() else None)
+    if not url:
+        return None, ("no PostgreSQL for the tests: run .ci/postgres as root (it starts one and writes "
+                      ".ci/postgres-url), or set MCP_TARS_TEST_POSTGRES_URL")
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5):
+            pass
+    except Exception as e:  # noqa: BLE001 - any reason is a reason to say so
+        return None, f"the test PostgreSQL server does not answer ({type(e).__name__}: {e}); run .ci/postgres as root"
+    return url, None
+
+
+def postgres_server_url() -> str:
+    """The test server's URL. Without one the test fails under CI (a postgres
+    test must never pass by not running) and is skipped elsewhere."""
+    url, problem = _postgres_server()
+    if url is None:
+        if in_ci():
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return url
+
+
+def _with_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A URL of the test server whose tables live in a fresh schema of their own
+    (dropped afterwards): tests, and test runs, never see each other's rows."""
+    import psycopg
+
+    server = postgres_server_url()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    yield _with_schema(server, schema)
+    with psycopg.connect(server, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Each backend in turn: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "tars.db")
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from mcp_tars.app import connect_queue
 from mcp_tars.engine import CompletionRequest, Engine, InputError
 from mcp_tars.pricing import PriceTable, Usage
 from mcp_tars.sim import SimulatedAnthropic
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import tasks as task_store
 
 from conftest import TEST_API_KEY, make_config
@@ -217,7 +217,7 @@ async def queue_factory(tmp_path, api_env):
     made: list[DeferredQueue] = []
 
     def make(db="tars.db", **sections) -> DeferredQueue:
-        engine = Engine(make_config(**sections), Store(tmp_path / db))
+        engine = Engine(make_config(**sections), open_store(tmp_path / db))
         queue = connect_queue(engine)
         made.append(queue)
         return queue
@@ -251,11 +251,7 @@ def batch_posts(sim: SimulatedAnthropic) -> list:
 
 
 def ledger_rows(store: Store, **where) -> list[dict]:
-    clause = " AND ".join(f"{k} = ?" for k in where) or "1"
-    with store.read() as c:
-        cur = c.execute(f"SELECT * FROM ledger WHERE {clause}", tuple(where.values()))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [r for r in ledger.rows(store) if all(r[k] == v for k, v in where.items())]
 
 
 async def defer(queue, prompt, priority="normal", max_wait_seconds=86400, critical=False, **fields):
@@ -431,7 +427,7 @@ async def test_cancel_queued_and_submitted_tasks(tmp_path, monkeypatch):
     with SimulatedAnthropic(batch_ready_after_polls=5) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = connect_queue(Engine(make_config(), Store(tmp_path / "c.db")))
+        q = connect_queue(Engine(make_config(), open_store(tmp_path / "c.db")))
         try:
             queued = (await defer(q, "Write a haiku about rain."))["task_id"]
             assert (await q.cancel(queued))["status"] == "canceled"
@@ -464,7 +460,7 @@ async def test_canceled_task_whose_batch_finishes_is_billed_not_answered(tmp_pat
     with SimulatedAnthropic(batch_ready_after_polls=2) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-        q = connect_queue(Engine(make_config(), Store(tmp_path / "c.db")))
+        q = connect_queue(Engine(make_config(), open_store(tmp_path / "c.db")))
         try:
             a = (await defer(q, "Name a red fruit.", priority="high"))["task_id"]
             b = (await defer(q, "Name a yellow fruit.", priority="high"))["task_id"]
@@ -505,7 +501,8 @@ async def test_orphaned_claim_is_adopted_not_resubmitted(queue_factory, api_env)
     q = queue_factory()
     ids = [(await defer(q, f"Give an antonym of word {i}.", priority="high"))["task_id"] for i in range(3)]
     host = process_owner().rsplit(":", 3)[0]
-    task_store.claim(q.store, q.engine.tenant, ids, token="claim_x", owner=f"{host}:999999999:-:x", now=clock.now())
+    task_store.claim(q.store, q.engine.tenant, ids, token="claim_x", owner=f"{host}:999999999:-:x", now=clock.now(),
+                     lease_until=clock.now() + 600)  # a dead process on this host: /proc says so before the lease
     payloads = task_store.task_payloads(q.store, ids)
     await q.engine.client.messages.batches.create(
         requests=[{"custom_id": t, "params": payloads[t]["params"]} for t in ids])
@@ -515,7 +512,8 @@ async def test_orphaned_claim_is_adopted_not_resubmitted(queue_factory, api_env)
 
     # a claim whose batch was never created goes back to the queue, then out once
     more = (await defer(q, "Give an antonym of cold.", priority="low"))["task_id"]
-    task_store.claim(q.store, q.engine.tenant, [more], token="claim_y", owner=f"{host}:999999999:-:x", now=clock.now())
+    task_store.claim(q.store, q.engine.tenant, [more], token="claim_y", owner=f"{host}:999999999:-:x", now=clock.now(),
+                     lease_until=clock.now() + 600)
     await q.process()
     assert q.status(more)["status"] == "queued"
     await q.process(force=True)
@@ -637,13 +635,13 @@ async def test_batch_answers_feed_the_response_cache(queue_factory, api_env):
 async def test_a_task_whose_results_keep_expiring_ends_expired(tmp_path, sim, monkeypatch):
     from mcp_tars.batches import DeferredQueue
     from mcp_tars.engine import CompletionRequest, Engine
-    from mcp_tars.store import Store
+    from mcp_tars.store import Store, open_store
 
     from conftest import TEST_API_KEY, make_config
 
     monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
-    engine = Engine(make_config(batch={"max_attempts": 2, "worker_enabled": False}), Store(tmp_path / "x.db"))
+    engine = Engine(make_config(batch={"max_attempts": 2, "worker_enabled": False}), open_store(tmp_path / "x.db"))
     q: DeferredQueue = connect_queue(engine)
     try:
         task = (await q.defer(CompletionRequest(prompt="Define entropy in one line."), priority="high",

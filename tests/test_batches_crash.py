@@ -95,8 +95,8 @@ def assert_exactly_once(db: Path, sim: SimulatedAnthropic, task_ids: list[str]) 
     assert sent == Counter({t: 1 for t in task_ids})  # the API never got a task twice
     billed = Counter(line.custom_id for line in sim.bill)
     assert billed == Counter({t: 1 for t in task_ids})
-    (ledger_total,) = db_query(db, "SELECT SUM(cost_usd) FROM ledger")[0]
-    assert ledger_total == pytest.approx(sim.bill_total_usd(), rel=1e-9)
+    (ledger_total,) = db_query(db, "SELECT SUM(cost_picousd) FROM ledger")[0]
+    assert ledger_total / 1e12 == pytest.approx(sim.bill_total_usd(), rel=1e-9)
     assert {tier for (tier,) in db_query(db, "SELECT DISTINCT service_tier FROM ledger")} == {"batch"}
 
 

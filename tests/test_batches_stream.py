@@ -14,7 +14,7 @@ from mcp_tars import batches as batches_module
 from mcp_tars.app import connect_queue
 from mcp_tars.engine import CompletionRequest, Engine
 from mcp_tars.sim import SimulatedAnthropic
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import tasks as task_store
 
 from conftest import TEST_API_KEY, make_config
@@ -36,7 +36,7 @@ def slow_sim(monkeypatch):
 
 @pytest.fixture
 async def queue(tmp_path, slow_sim):
-    engine = Engine(make_config(), Store(tmp_path / "tars.db"))
+    engine = Engine(make_config(), open_store(tmp_path / "tars.db"))
     yield connect_queue(engine)
     await engine.aclose()
     engine.store.close()
@@ -106,8 +106,7 @@ async def test_a_batch_larger_than_a_chunk_is_ingested_chunk_by_chunk(queue, slo
 
     # every task succeeded once, with one ledger row, and the ledger matches the bill
     assert all(queue.status(t)["status"] == "succeeded" for t in ids)
-    with queue.store.read() as c:
-        rows = c.execute("SELECT task_id, cost_usd FROM ledger").fetchall()
+    rows = [(r["task_id"], r["cost_usd"]) for r in ledger.rows(queue.store)]
     assert Counter(t for t, _ in rows) == Counter({t: 1 for t in ids})
     assert len(sim.bill) == n and all(line.batch for line in sim.bill)
     assert math.fsum(cost for _, cost in rows) == pytest.approx(sim.bill_total_usd(), rel=1e-12, abs=1e-15)
@@ -177,6 +176,5 @@ async def test_a_results_download_cut_half_way_is_resumed_on_the_next_pass(queue
     out = await queue.process()
     assert ledger.count(queue.store) == n and out["pending_batches"] == 0
     assert all(queue.status(t)["status"] == "succeeded" for t in ids)
-    with queue.store.read() as c:
-        assert Counter(r[0] for r in c.execute("SELECT task_id FROM ledger")) == Counter({t: 1 for t in ids})
+    assert Counter(r["task_id"] for r in ledger.rows(queue.store)) == Counter({t: 1 for t in ids})
     assert len(sim.bill) == n

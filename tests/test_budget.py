@@ -12,7 +12,7 @@ import pytest
 from mcp_tars import budget
 from mcp_tars.budget import BudgetGuard, evaluate, fits
 from mcp_tars.config import BudgetSettings
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import alerts as alert_store
 
 NOW = datetime(2026, 2, 13, 15, 0, tzinfo=timezone.utc).timestamp()
@@ -99,7 +99,7 @@ def test_fits_admits_deferred_tasks_in_order_until_a_limit():
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "budget.db")
+    s = open_store(tmp_path / "budget.db")
     yield s
     s.close()
 
@@ -190,7 +190,7 @@ async def engine_factory(tmp_path, api_env):
     made = []
 
     def make(**budget_settings):
-        engine = Engine(make_config(budget=budget_settings), Store(tmp_path / "e2e.db"))
+        engine = Engine(make_config(budget=budget_settings), open_store(tmp_path / "e2e.db"))
         connect_queue(engine)  # the defer policy hands calls to the batch queue, as in the server
         made.append(engine)
         return engine

@@ -20,7 +20,7 @@ from mcp_tars.cache import (
     request_key,
     split_for_semantic,
 )
-from mcp_tars.store import Store
+from mcp_tars.store import Store, open_store
 
 TENANT = "tenant-hash-1"
 ANSWER = {
@@ -42,7 +42,7 @@ def matches(a: str, b: str, threshold: float = 0.9) -> bool:
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "cache.db")
+    s = open_store(tmp_path / "cache.db")
     yield s
     s.close()
 
@@ -340,10 +340,10 @@ def test_use_cache_false_and_disabled_cache_skip_lookup(store, cache):
 
 def test_cache_survives_a_restart(tmp_path):
     path = tmp_path / "restart.db"
-    first = Store(path)
+    first = open_store(path)
     put(ResponseCache(first, CacheSettings()), req())
     first.close()
-    second = Store(path)
+    second = open_store(path)
     try:
         assert ResponseCache(second, CacheSettings()).lookup(req("explain machine learning"), TENANT).kind == "semantic"
     finally:

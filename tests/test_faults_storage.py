@@ -20,8 +20,10 @@ from mcp import Client
 
 from conftest import TEST_API_KEY, make_config, server_env
 from mcp_tars.server import create_server, open_state
-from mcp_tars.store import Store, StoreError, ledger
-from mcp_tars.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
+from mcp_tars.store import Store, open_store, StoreError, ledger
+from mcp_tars.store.migrations import MIGRATIONS_TABLE, migrations
+
+MIGRATIONS = migrations("sqlite")
 
 pytestmark = pytest.mark.anyio
 
@@ -117,12 +119,12 @@ async def test_full_disk_keeps_the_answer_and_spools_the_row(tmp_path, api_env):
     assert TEST_API_KEY not in spool.read_text()
 
     # ... and in it once the disk has room again (the next start)
-    store = Store(db)
+    store = open_store(db)
     assert store.replayed_rows == 1
     store.close()
     assert not spool.exists()
     assert [r[0] for r in _rows(db)] == [api_env.bill[0].response_id]
-    Store(db).close()  # a second start adds nothing twice
+    open_store(db).close()  # a second start adds nothing twice
     assert len(_rows(db)) == 1
 
 
@@ -137,14 +139,14 @@ async def test_read_only_database_keeps_the_answer_and_spools_the_row(tmp_path, 
         assert not r.is_error, r.content
         assert "read-only" in " ".join(r.structured_content["warnings"])
     assert _rows(db) == []
-    Store(db).close()
+    open_store(db).close()
     assert [r[0] for r in _rows(db)] == [line.response_id for line in api_env.bill]
 
 
 async def test_locked_database_spools_then_catches_up_when_the_lock_is_gone(tmp_path, api_env, monkeypatch):
     monkeypatch.setenv("MCP_TARS_BUSY_TIMEOUT_MS", "300")
     db = tmp_path / "locked.db"
-    Store(db).close()
+    open_store(db).close()
     holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     try:
         async with Client(_server_with(db)) as client:
@@ -169,12 +171,12 @@ async def test_locked_database_spools_then_catches_up_when_the_lock_is_gone(tmp_
 def test_lock_held_at_start_up_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MCP_TARS_BUSY_TIMEOUT_MS", "200")
     db = tmp_path / "startlock.db"
-    Store(db).close()
+    open_store(db).close()
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreError, match="lock"):
-            Store(db)
+            open_store(db)
     finally:
         holder.close()
 
@@ -208,7 +210,7 @@ def test_damaged_database_stops_the_server_with_a_clear_message(tmp_path, sim, d
     if damage == "garbage":
         db.write_bytes(os.urandom(16384))
     else:
-        store = Store(db)
+        store = open_store(db)
         ledger.insert_many(store, [_filler_row(i) for i in range(300)])
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.close()
@@ -227,7 +229,7 @@ def test_damaged_database_stops_the_server_with_a_clear_message(tmp_path, sim, d
 
 def test_newer_database_is_refused(tmp_path, sim):
     db = tmp_path / "tars.db"
-    Store(db).close()
+    open_store(db).close()
     with sqlite3.connect(db) as c:
         c.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ('m999_from_the_future', datetime('now'))")
     out = _serve_exit(tmp_path, sim, "serve", "--transport", "http", "--port", "0")
@@ -239,21 +241,13 @@ def test_newer_database_is_refused(tmp_path, sim):
 
 
 async def test_older_database_is_migrated_and_keeps_its_rows(tmp_path, api_env):
-    import sqlite_utils
-
     db = tmp_path / "old.db"
-    old = MIGRATIONS[:3]  # the first release: ledger, sessions, daily spend
-    conn = sqlite3.connect(db, isolation_level=None)
-    database = sqlite_utils.Database(conn)
-    conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, applied_at TEXT NOT NULL)")
-    for m in old:
-        m.apply(database)
-        conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, datetime('now'))", (m.name,))
-    conn.close()
-    store = Store(db, migrate=False)
-    ledger.insert(store, {"response_id": "msg_from_v1", "ts": time.time(), "tenant": "key:old", "source": "api",
-                          "model": "claude-haiku-5-5", "pricing_source": "table", "input_tokens": 10,
-                          "output_tokens": 5, "cost_usd": 0.0001})
+    store = open_store(db, migrate=False)
+    store.migrate(until="m003_daily_spend")  # the first release: ledger, sessions, daily spend
+    with store.write() as c:  # a row as that release wrote it (money in REAL USD)
+        c.execute("INSERT INTO ledger (response_id, ts, day, tenant, source, model, pricing_source, input_tokens, "
+                  "output_tokens, cost_usd) VALUES ('msg_from_v1', ?, '2026-01-02', 'key:old', 'api', "
+                  "'claude-haiku-5-5', 'table', 10, 5, 0.0001)", (time.time(),))
     store.close()
 
     async with Client(_server_with(db)) as client:
@@ -261,7 +255,9 @@ async def test_older_database_is_migrated_and_keeps_its_rows(tmp_path, api_env):
         assert not r.is_error, r.content
     with sqlite3.connect(db) as c:
         names = [row[0] for row in c.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
+        old_cost = c.execute("SELECT cost_picousd FROM ledger WHERE response_id = 'msg_from_v1'").fetchone()[0]
     assert names == [m.name for m in MIGRATIONS]
+    assert old_cost == 100_000_000  # $0.0001, to the picodollar
     assert [row[0] for row in _rows(db)] == ["msg_from_v1", api_env.bill[0].response_id]
 
 

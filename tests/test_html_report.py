@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_tars import reports
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 
 from test_reports import DAY, MODELS, NOW, make_row, mixed_rows
 
@@ -72,7 +72,7 @@ def elements(dom: str) -> list[tuple[str, dict, str | None]]:
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "ledger.db")
+    s = open_store(tmp_path / "ledger.db")
     yield s
     s.close()
 

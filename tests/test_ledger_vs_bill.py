@@ -1,15 +1,17 @@
 """Over 1,000 mixed calls through the server, the ledger equals the simulated
-API's own bill to within $0.000001, and no response is counted twice."""
+API's own bill to within $0.000001, and no response is counted twice: on a
+SQLite file and on a PostgreSQL database."""
 
 from __future__ import annotations
 
 import random
-import sqlite3
 
 import pytest
 from mcp import Client
 
 from conftest import in_process_server, make_config
+from mcp_tars.store import ledger, open_store
+from mcp_tars.store.schema import exact_usd
 
 pytestmark = pytest.mark.anyio
 
@@ -18,14 +20,14 @@ MODELS = ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5", "claude-so
 LONG_SYSTEM = "You review pull requests for a payments company. Be precise and brief. " * 250
 
 
-async def test_a_thousand_mixed_calls_match_the_bill(tmp_path, api_env, monkeypatch):
+async def test_a_thousand_mixed_calls_match_the_bill(tmp_path, api_env, monkeypatch, db_url):
     sim = api_env
     clock_file = tmp_path / "clock"
     clock_file.write_text("0")
     monkeypatch.setenv("MCP_TARS_CLOCK_FILE", str(clock_file))
     from mcp_tars import clock
 
-    db = tmp_path / "run.db"
+    db = db_url
     rng = random.Random(7)
     server = in_process_server(make_config(api={"max_retries": 6}), str(db))
     calls = errors = 0
@@ -63,11 +65,13 @@ async def test_a_thousand_mixed_calls_match_the_bill(tmp_path, api_env, monkeypa
             if "messages" in args:
                 sessions[args["session_id"]].append({"role": "assistant", "content": r.structured_content["text"]})
     assert errors == 0
-    with sqlite3.connect(db) as c:
-        api_rows = c.execute("SELECT response_id, cost_usd, cache_write_5m_tokens, cache_write_1h_tokens, "
-                             "cache_read_tokens, attempts FROM ledger WHERE source = 'api'").fetchall()
-        hits = c.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM ledger WHERE source = 'cache'").fetchone()
-        total = c.execute("SELECT SUM(cost_usd) FROM ledger").fetchone()[0]
+    with open_store(db) as store:
+        everything = ledger.rows(store)
+    api_rows = [(r["response_id"], r["cost_usd"], r["cache_write_5m_tokens"], r["cache_write_1h_tokens"],
+                 r["cache_read_tokens"], r["attempts"]) for r in everything if r["source"] == "api"]
+    hit_rows = [r for r in everything if r["source"] == "cache"]
+    hits = (len(hit_rows), sum(r["cost_picousd"] for r in hit_rows))
+    total = float(sum(exact_usd(r["cost_picousd"]) for r in everything))
     billed_ids = [line.response_id for line in sim.bill]
     assert len(billed_ids) == len(set(billed_ids))
     assert sorted(r[0] for r in api_rows) == sorted(billed_ids)  # every billed response once, nothing else

@@ -3,6 +3,8 @@ automatic pruning inside a session keeps the prompt cache working."""
 
 from __future__ import annotations
 
+import math
+
 import anthropic
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from conftest import make_config
 from mcp_tars.engine import CompletionRequest, Engine
 from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
-from mcp_tars.store import Store
+from mcp_tars.store import Store, open_store
 from test_pruning_properties import cases
 
 
@@ -48,7 +50,7 @@ async def test_session_pruning_keeps_the_pruned_prefix_cached(tmp_path, api_env)
     user_turns = [i for i, m in enumerate(session.messages)
                   if m["role"] == "user" and i > 0 and session.messages[i - 1]["role"] == "assistant"]
     engine = Engine(make_config(pruning={"auto_threshold_tokens": 20_000, "auto_target_tokens": 8_000}),
-                    Store(tmp_path / "p.db"))
+                    open_store(tmp_path / "p.db"))
     results = []
     try:
         for end in user_turns[-30:]:
@@ -79,7 +81,7 @@ async def test_abstractive_summary_is_billed_once_and_cached(tmp_path, api_env):
     if messages[-1]["role"] != "user":
         messages = messages[:-1]
     config = make_config(pruning={"auto_threshold_tokens": 10_000, "auto_target_tokens": 4_000, "abstractive": True})
-    engine = Engine(config, Store(tmp_path / "a.db"))
+    engine = Engine(config, open_store(tmp_path / "a.db"))
     try:
         first = await engine.complete(CompletionRequest(messages=messages, system=session.system, max_tokens=50,
                                                         model="claude-sonnet-5-5", use_cache=False))
@@ -88,10 +90,10 @@ async def test_abstractive_summary_is_billed_once_and_cached(tmp_path, api_env):
     finally:
         await engine.aclose()
     assert first.pruning and any(n.startswith("summary: abstractive") for n in first.pruning["notes"]), first.pruning["notes"]
-    rows = engine.store.conn.execute(
-        "SELECT model, cost_usd FROM ledger WHERE decisions LIKE '%pruning_summary%'").fetchall()
-    assert len(rows) == 1, engine.store.conn.execute("SELECT source, model, decisions FROM ledger").fetchall()  # summarised once
+    everything = ledger.rows(engine.store)
+    rows = [(r["model"], r["cost_usd"]) for r in everything if "pruning_summary" in (r["decisions"] or "")]
+    assert len(rows) == 1, [(r["source"], r["model"], r["decisions"]) for r in everything]  # summarised once
     assert rows[0][0] == "claude-haiku-5-5" and rows[0][1] > 0  # the cheapest tier, billed like any call
     assert again.pruning and ledger.count(engine.store) == 3  # two answers + one summary
-    total = engine.store.conn.execute("SELECT SUM(cost_usd) FROM ledger").fetchone()[0]
+    total = math.fsum(r["cost_usd"] for r in everything)
     assert abs(total - api_env.bill_total_usd()) < 1e-9

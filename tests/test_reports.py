@@ -20,7 +20,7 @@ from rich.console import Console
 
 from mcp_tars import export, heartbeat, reports
 from mcp_tars.pricing import PriceTable, Usage, attribute_cache_hit, attribute_call
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import alerts as alert_store
 from mcp_tars.store import reports as report_store
 
@@ -133,7 +133,7 @@ def assert_totals(totals: dict, exp: dict) -> None:
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "ledger.db")
+    s = open_store(tmp_path / "ledger.db")
     yield s
     s.close()
 
@@ -246,7 +246,7 @@ money = st.floats(min_value=0, max_value=5, allow_nan=False, allow_infinity=Fals
                           st.integers(0, 200_000), st.integers(0, 20_000), st.integers(0, 50_000),
                           st.integers(0, 30_000), st.integers(0, 5)), min_size=1, max_size=40))
 def test_levers_add_up_exactly_for_any_ledger(calls):
-    store = Store(":memory:")
+    store = open_store(":memory:")
     rows = [make_row(i, ts=NOW - day * DAY, model=model, source=source, session=f"s{day}",
                      usage=Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=read,
                                  cache_write_5m_tokens=pruned // 7),
@@ -316,7 +316,7 @@ def test_rollups_follow_inserts_duplicates_updates_and_deletes(filled):
     assert ledger.insert_many(store, rows[:50]) == 0  # the same responses again: not counted twice
     with store.write() as c:
         c.execute("UPDATE ledger SET task_id = 'task_x' WHERE response_id = 'r1'")
-        c.execute("UPDATE ledger SET cost_usd = cost_usd + 1, model = 'claude-opus-5-5', day = '2026-02-13' "
+        c.execute("UPDATE ledger SET cost_picousd = cost_picousd + 1000000000000, model = 'claude-opus-5-5', day = '2026-02-13' "
                   "WHERE response_id = 'r2'")
         c.execute("DELETE FROM ledger WHERE response_id IN ('r3', 'r4', 'u1')")
     assert report_store.rollup_mismatches(store) == []
@@ -356,7 +356,7 @@ def test_markdown_escapes_table_cells_and_renders_an_empty_ledger(store):
     ledger.insert_many(store, [make_row(1, ts=NOW, model=DEFAULT, session="a|b`c")])
     md = reports.render_markdown(reports.build_report(store, group_by="session", now=NOW))
     assert "| a\\|b'c |" in md
-    empty = Store(":memory:")
+    empty = open_store(":memory:")
     md = reports.render_markdown(reports.build_report(empty, now=NOW))
     assert "No calls in this period." in md and "**0 calls**" in md
 
@@ -489,7 +489,7 @@ async def test_report_totals_equal_the_simulated_bill(tmp_path, api_env):
     from conftest import make_config
 
     sim = api_env
-    store = Store(tmp_path / "e2e.db")
+    store = open_store(tmp_path / "e2e.db")
     engine = Engine(make_config(), store)
     queue = DeferredQueue(engine)
     sources = []
@@ -572,7 +572,7 @@ async def test_cost_report_tool_resources_and_prompt(tmp_path, api_env):
 def test_heartbeat_run_checks_over_a_real_configuration(tmp_path):
     from conftest import make_config
 
-    store = Store(tmp_path / "hb.db")
+    store = open_store(tmp_path / "hb.db")
     rows = [make_row(i, ts=NOW - (i % 3) * 3600, model="claude-sonnet-5-5") for i in range(30)]  # no routing, no cache
     ledger.insert_many(store, rows)
     config = make_config(budget={"daily_usd": 0.05, "policy": "block"})

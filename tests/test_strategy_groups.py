@@ -1,11 +1,11 @@
 """cost_report(group_by="strategy"): one group per lever with every figure a
 model, day or session group has, over the calls that lever touched (its
-saving on the call is non-zero); and migration m033, which keys the day x
-model roll-up by that set of levers.
+saving on the call is non-zero); and the upgrade of an older SQLite file
+(money in REAL USD, roll-ups as m033 built them) to today's schema.
 
 The ledger is written by the real engine and deferred queue against the
-simulated API; expected figures are computed here straight from the
-``ledger`` table in SQL, not from the roll-ups the reports read.
+simulated API; expected figures are computed here from the ledger's rows,
+not from the roll-ups the reports read.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import pytest
 
 from conftest import TEST_API_KEY, make_config
 from mcp_tars import reports
-from mcp_tars.store import Store, ledger
-from mcp_tars.store import migrations
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import reports as report_store
 
-LEVER_COLUMNS = {"cache": "saved_cache_usd", "routing": "saved_routing_usd", "pruning": "saved_pruning_usd",
-                 "prompt_cache": "saved_prompt_cache_usd", "batch": "saved_batch_usd"}
+LEVER_COLUMNS = {"cache": "saved_cache_picousd", "routing": "saved_routing_picousd",
+                 "pruning": "saved_pruning_picousd", "prompt_cache": "saved_prompt_cache_picousd",
+                 "batch": "saved_batch_picousd"}
 LONG_SYSTEM = "You are the release assistant of a small web company. Answer briefly and precisely. " * 120
 DAY = 86400.0
-NEW_MIGRATION = "m033_rollup_lever_mask"
 
 
 def close(a: float, b: float) -> bool:
@@ -56,7 +55,7 @@ async def _traffic(db_path: str) -> None:
     from mcp_tars.engine import CompletionRequest, Engine
 
     config = make_config(pruning={"auto_threshold_tokens": 6_000, "auto_target_tokens": 3_000})
-    engine = Engine(config, Store(db_path))
+    engine = Engine(config, open_store(db_path))
     queue = DeferredQueue(engine)
     try:
         for prompt in ("What is DNS?", "What is DNS?", "What's the capital of France?", "What is DNS?",
@@ -103,7 +102,7 @@ def traffic_db(tmp_path_factory):
 
 @pytest.fixture
 def store(traffic_db):
-    s = Store(traffic_db)
+    s = open_store(traffic_db)
     yield s
     s.close()
 
@@ -112,18 +111,23 @@ def strategy_report(store: Store) -> dict:
     return reports.build_report(store, period="all", group_by="strategy")
 
 
-def ledger_figures(store: Store, where: str = "true") -> dict:
-    """What a group over ``where`` should hold, summed straight from the ledger."""
-    with store.read() as c:
-        row = c.execute(
-            "SELECT COUNT(*), COALESCE(SUM(COALESCE(cost_usd, 0)), 0), COALESCE(SUM(COALESCE(baseline_cost_usd, 0)), 0), "
-            "COALESCE(SUM(source = 'cache'), 0), COALESCE(SUM(source = 'batch'), 0), COALESCE(SUM(input_tokens), 0), "
-            "COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0), "
-            "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(COALESCE(saved_usd, 0)), 0) "
-            f"FROM ledger WHERE {where}").fetchone()
-    keys = ("calls", "cost_usd", "baseline_cost_usd", "cache_hits", "batch_calls", "input_tokens",
-            "cache_read_tokens", "cache_writes", "output_tokens", "saved_usd")
-    return dict(zip(keys, row))
+def ledger_figures(store: Store, keep=lambda row: True) -> dict:
+    """What a group over the ledger rows ``keep`` accepts should hold, summed here from the rows."""
+    rows = [r for r in ledger.rows(store) if keep(r)]
+
+    def total(key):
+        return sum(r[key] or 0 for r in rows)
+
+    return {"calls": len(rows), "cost_usd": total("cost_usd"), "baseline_cost_usd": total("baseline_cost_usd"),
+            "cache_hits": sum(r["source"] == "cache" for r in rows), "batch_calls": sum(r["source"] == "batch" for r in rows),
+            "input_tokens": total("input_tokens"), "cache_read_tokens": total("cache_read_tokens"),
+            "cache_writes": total("cache_write_5m_tokens") + total("cache_write_1h_tokens"),
+            "output_tokens": total("output_tokens"), "saved_usd": total("saved_usd")}
+
+
+def lever_saving(key: str):
+    """A ledger row's saving by lever ``key``, in picodollars (NULL as 0)."""
+    return lambda row: row[LEVER_COLUMNS[key]] or 0
 
 
 # -- the groups -------------------------------------------------------------------------------------------
@@ -174,7 +178,7 @@ async def test_the_cost_report_tool_returns_the_same_groups(traffic_db, monkeypa
 
 
 def test_an_empty_period_still_lists_every_lever_with_zeros(tmp_path):
-    empty = Store(tmp_path / "empty.db")
+    empty = open_store(tmp_path / "empty.db")
     report = strategy_report(empty)
     assert [g["key"] for g in report["groups"]] == list(reports.LEVER_KEYS)
     for g in report["groups"]:
@@ -210,8 +214,8 @@ def test_each_group_holds_all_of_its_own_levers_saving(store):
 def test_group_figures_equal_the_ledger_rows_with_that_levers_saving(store):
     report = strategy_report(store)
     for g in report["groups"]:
-        column = LEVER_COLUMNS[g["key"]]
-        want = ledger_figures(store, f"COALESCE({column}, 0) != 0")
+        saving = lever_saving(g["key"])
+        want = ledger_figures(store, lambda r: saving(r) != 0)
         assert g["calls"] == want["calls"] > 0, g["key"]
         assert close(g["cost_usd"], want["cost_usd"]) and close(g["baseline_cost_usd"], want["baseline_cost_usd"])
         assert close(g["saved_usd"], want["saved_usd"])
@@ -230,12 +234,12 @@ def test_a_lever_that_made_calls_dearer_still_counts_them(store):
     """Non-zero, not positive: a prompt-cache write that is not read back, or a
     call routed up, is in its lever's group (so the group holds all of the
     lever's saving) but not among the calls it helped."""
-    dearer = {key: ledger_figures(store, f"COALESCE({column}, 0) < 0")["calls"]
-              for key, column in LEVER_COLUMNS.items()}
+    dearer = {key: ledger_figures(store, lambda r, saving=lever_saving(key): saving(r) < 0)["calls"]
+              for key in LEVER_COLUMNS}
     assert sum(dearer.values()) > 0, "the traffic should include a call some lever made dearer"
     groups = {g["key"]: g for g in strategy_report(store)["groups"]}
     for key, n in dearer.items():
-        helped = ledger_figures(store, f"COALESCE({LEVER_COLUMNS[key]}, 0) > 0")["calls"]
+        helped = ledger_figures(store, lambda r, saving=lever_saving(key): saving(r) > 0)["calls"]
         assert groups[key]["calls_helped"] == helped
         assert groups[key]["calls"] == helped + n, key
 
@@ -258,31 +262,26 @@ def test_strategy_view_renders_cost_baseline_calls_and_the_levers_saving(store):
         assert reports._usd(g["baseline_cost_usd"]) in table
 
 
-# -- migration m033 ------------------------------------------------------------------------------------------
+# -- upgrading an older file (m034: money in picodollars) ----------------------------------------------------
 
-# The roll-ups as m032 built them, before m033 keyed the day x model one by levers.
-V2_ROLLUP_TABLES = {
-    "rollup_daily_model": {"tenant": "{r}.tenant", "day": "{r}.day", "model": "{r}.model"},
-    "rollup_daily_session": {"tenant": "{r}.tenant", "day": "{r}.day", "session_key": "COALESCE({r}.session_id, '')"},
-}
+OLD_SCHEMA = "m033_rollup_lever_mask"  # the last schema with money in REAL USD
 
 
-def open_at_previous_version(path, monkeypatch) -> Store:
-    """A database at the schema before m033: every earlier migration applied,
-    the roll-ups in their m032 layout, daily_spend and its trigger in place."""
-    names = [m.name for m in migrations.MIGRATIONS]
-    with monkeypatch.context() as mp:
-        mp.setattr("mcp_tars.store.MIGRATIONS", migrations.MIGRATIONS[:names.index(NEW_MIGRATION)])
-        store = Store(path)
-    with store.write():
-        for table, keys in V2_ROLLUP_TABLES.items():
-            for suffix in ("insert", "delete", "update"):
-                store.db.execute(f"DROP TRIGGER {table}_{suffix}")
-            store.db.execute(f"DROP TABLE {table}")
-            migrations._rollup(store.db, table, keys, migrations._ROLLUP_SUMS_V2)
-            store.db.execute(f"CREATE INDEX {table}_day ON {table}(day)")
-    assert NEW_MIGRATION not in store.applied_migrations()
+def open_at_old_schema(path) -> Store:
+    """A SQLite file as mcp-tars left it before m034: every migration up to
+    m033 applied, as frozen, with its REAL money columns and JSON-reading triggers."""
+    store = open_store(path, migrate=False)
+    store.migrate(until=OLD_SCHEMA)
+    assert store.applied_migrations()[-1] == OLD_SCHEMA
     return store
+
+
+def insert_old_rows(store: Store, rows: list[dict]) -> None:
+    """Rows as the old mcp-tars wrote them (money in USD, REAL): the SQLite file of that version."""
+    columns = ledger.LEDGER_COLUMNS
+    with store.write() as c:
+        c.executemany(f"INSERT INTO ledger ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                      [tuple(r.get(k) for k in columns) for r in rows])
 
 
 def _day(ts: float) -> str:
@@ -293,30 +292,9 @@ def _comparable(report: dict) -> dict:
     return {"totals": report["totals"], "groups": report["groups"], "savings_by_lever": report["savings_by_lever"]}
 
 
-def _assert_reports_equal(before: dict, after: dict) -> None:
-    """Equal, money within float summation noise (the roll-up rows are split differently)."""
-    def walk(a, b, where):
-        if isinstance(a, dict):
-            assert set(a) == set(b), where
-            for k in a:
-                walk(a[k], b[k], f"{where}.{k}")
-        elif isinstance(a, list):
-            assert len(a) == len(b), where
-            for i, (x, y) in enumerate(zip(a, b)):
-                walk(x, y, f"{where}[{i}]")
-        elif isinstance(a, float) and isinstance(b, float):
-            assert close(a, b), (where, a, b)
-        else:
-            assert a == b, (where, a, b)
-
-    walk(before, after, "report")
-
-
-def test_migration_upgrades_a_database_with_rows(tmp_path, traffic_db, monkeypatch):
-    source = Store(traffic_db)
-    cur = source.conn.execute("SELECT * FROM ledger ORDER BY id")
-    names = [d[0] for d in cur.description]
-    rows = [{k: v for k, v in zip(names, r) if k != "id"} for r in cur.fetchall()]
+def test_upgrading_an_old_file_keeps_every_figure_exact(tmp_path, traffic_db):
+    source = open_store(traffic_db)
+    rows = [{k: r[k] for k in ledger.LEDGER_COLUMNS} for r in ledger.rows(source)]
     source.close()
     # the same traffic on earlier days and for a second tenant, so day groups and spend ranges have more than one day
     moved = []
@@ -324,45 +302,48 @@ def test_migration_upgrades_a_database_with_rows(tmp_path, traffic_db, monkeypat
         for r in rows:
             moved.append({**r, "response_id": f"{r['response_id']}~{shift}", "ts": r["ts"] - shift * DAY,
                           "day": _day(r["ts"] - shift * DAY), "tenant": tenant or r["tenant"]})
-    old = open_at_previous_version(tmp_path / "old.db", monkeypatch)
-    assert ledger.insert_many(old, rows + moved) == len(rows) * 4
-    tenant = rows[0]["tenant"]
-    now = max(r["ts"] for r in rows)
-    today, month = _day(now), _day(now)[:7]
-    with old.read() as c:
-        old_spend = {(t, first, last): c.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM daily_spend WHERE tenant = ? AND day BETWEEN ? AND ?",
-            (t, first, last)).fetchone()[0]
-            for t in (tenant, "key:other") for first, last in ((today, today), (f"{month}-01", today),
-                                                               (_day(now - 3 * DAY), today))}
-    assert old_spend[(tenant, today, today)] > 0
-    before = {(g, t): _comparable(reports.build_report(old, tenant=t, period="all", group_by=g, now=now))
-              for g in ("model", "day") for t in (tenant, None)}
-    assert len(before[("day", None)]["groups"]) == 4
+    everything = rows + moved
+    reference = open_store(tmp_path / "reference.db")  # the same rows written by today's mcp-tars
+    assert ledger.insert_many(reference, everything) == len(everything)
+
+    old = open_at_old_schema(tmp_path / "old.db")
+    insert_old_rows(old, everything)
+    with old.read() as c:  # the old triggers kept the old totals
+        assert c.execute("SELECT SUM(calls) FROM daily_spend").fetchone()[0] == len(everything)
     old.close()
 
-    upgraded = Store(tmp_path / "old.db")  # opening migrates
+    upgraded = open_store(tmp_path / "old.db")  # opening migrates
     try:
-        assert NEW_MIGRATION in upgraded.applied_migrations()
-        with upgraded.read() as c:
-            assert {r[0] for r in c.execute(
-                "SELECT name FROM sqlite_master WHERE name IN ('daily_spend', 'ledger_daily_spend')")} == {
-                "daily_spend", "ledger_daily_spend"}  # budgets still read the per-day totals
-            columns = [r[1] for r in c.execute("PRAGMA table_info(rollup_daily_model)")]
-        assert "levers" in columns
-        after = {(g, t): _comparable(reports.build_report(upgraded, tenant=t, period="all", group_by=g, now=now))
-                 for g in ("model", "day") for t in (tenant, None)}
-        _assert_reports_equal(before, after)
-        for (t, first, last), usd in old_spend.items():
-            assert close(ledger.spend(upgraded, t, first, last), usd), (t, first, last)
+        assert upgraded.applied_migrations()[-2:] == ["m034_exact_money", "m035_task_leases"]
+        # every row as today's mcp-tars stores it: money to the picodollar, the replaced tokens of each hit
+        def as_stored(store):
+            return sorted(({k: v for k, v in r.items() if k != "id"} for r in ledger.rows(store)),
+                          key=lambda r: r["response_id"])
+
+        stored = as_stored(upgraded)
+        assert stored == as_stored(reference)
+        assert any(r["cache_replaced_tokens"] for r in stored)
+        tenant = rows[0]["tenant"]
+        now = max(r["ts"] for r in rows)
+        for group_by in ("model", "day", "strategy", "session"):
+            for t in (tenant, None):
+                assert _comparable(reports.build_report(upgraded, tenant=t, period="all", group_by=group_by, now=now)) \
+                    == _comparable(reports.build_report(reference, tenant=t, period="all", group_by=group_by, now=now))
+        today, month = _day(now), _day(now)[:7]
+        for t in (tenant, "key:other"):
+            for first, last in ((today, today), (f"{month}-01", today), (_day(now - 3 * DAY), today)):
+                assert ledger.spend(upgraded, t, first, last) == ledger.spend(reference, t, first, last)
+        assert ledger.spend(upgraded, tenant, _day(now - 3 * DAY), today) > 0
         assert report_store.rollup_mismatches(upgraded) == []
         # the strategy groups of the upgraded file follow its ledger
         report = reports.build_report(upgraded, period="all", group_by="strategy", now=now)
         for g in report["groups"]:
-            want = ledger_figures(upgraded, f"COALESCE({LEVER_COLUMNS[g['key']]}, 0) != 0")
+            saving = lever_saving(g["key"])
+            want = ledger_figures(upgraded, lambda r: saving(r) != 0)
             assert g["calls"] == want["calls"] and close(g["cost_usd"], want["cost_usd"])
         # and new rows keep it exact
         ledger.insert_many(upgraded, [{**r, "response_id": r["response_id"] + "~new"} for r in rows])
         assert report_store.rollup_mismatches(upgraded) == []
     finally:
         upgraded.close()
+        reference.close()

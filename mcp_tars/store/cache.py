@@ -11,41 +11,68 @@ Every lookup is an index probe, never a scan:
 
 Totals (entries, bytes) live in a one-row table kept by triggers, so checking
 the limits after an insert costs one row read. Eviction runs in chunks.
+
+Every function takes the connection ``Store.read()`` or ``Store.write()``
+yields (SQLite or PostgreSQL). Rows come and go with money in USD (float);
+the table holds picodollars. On PostgreSQL every writing function first locks
+the totals row: cache writes from several machines then queue one after the
+other (each is short) instead of deadlocking over the entries they delete,
+and an answer stored twice at once replaces the first one, as on SQLite.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterable, Sequence
+
+from . import Connection, rows_as_dicts
+from .schema import to_picousd, usd
 
 _ENTRY_COLUMNS = (
     "tenant", "request_key", "context_key", "semantic_key", "term_keys", "query_text", "query_type",
     "model", "requested_model", "content", "text", "stop_reason", "usage", "cost_usd",
     "baseline_cost_usd", "savings", "size_bytes", "created_at", "expires_at", "last_used_at",
 )
+_MONEY = {"cost_usd": "cost_picousd", "baseline_cost_usd": "baseline_cost_picousd"}
+_MONEY_KEYS = {column: key for key, column in _MONEY.items()}
+_STORED_COLUMNS = tuple(_MONEY.get(c, c) for c in _ENTRY_COLUMNS)
 _INSERT_ENTRY = (
-    f"INSERT INTO response_cache ({', '.join(_ENTRY_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _ENTRY_COLUMNS)})"
+    f"INSERT INTO response_cache ({', '.join(_STORED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _STORED_COLUMNS)}) RETURNING id"
 )
 _INSERT_ENTRY_WITH_ID = (
-    f"INSERT INTO response_cache (id, {', '.join(_ENTRY_COLUMNS)}) "
-    f"VALUES (:id, {', '.join(':' + c for c in _ENTRY_COLUMNS)})"
+    f"INSERT INTO response_cache (id, {', '.join(_STORED_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' for _ in _STORED_COLUMNS)})"
 )
+_INSERT_POSTING = "INSERT INTO response_cache_terms (term_key, entry_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _HIT_COLUMNS = (
-    "id, context_key, query_text, query_type, model, content, text, usage, cost_usd, baseline_cost_usd, "
+    "id, context_key, query_text, query_type, model, content, text, usage, cost_picousd, baseline_cost_picousd, "
     "savings, created_at, exact_hits, semantic_hits"
 )
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
+def _rows(cursor) -> list[dict]:
+    out = rows_as_dicts(cursor)
+    for row in out:
+        for key, column in _MONEY.items():
+            if column in row:
+                row[key] = usd(row.pop(column))
+    return out
+
+
+def _stored(row: dict) -> tuple:
+    """An entry's values in _STORED_COLUMNS order, money in picodollars."""
+    return tuple(to_picousd(row[_MONEY_KEYS[c]]) if c in _MONEY_KEYS else row[c] for c in _STORED_COLUMNS)
+
+
+def _lock_totals(conn: Connection) -> None:
+    if conn.backend == "postgres":
+        conn.execute("SELECT entries FROM response_cache_totals WHERE id = 1 FOR UPDATE")
 
 
 # -- reads ------------------------------------------------------------------
 
 
-def find_exact(conn: sqlite3.Connection, request_key: str, now: float) -> dict | None:
+def find_exact(conn: Connection, request_key: str, now: float) -> dict | None:
     rows = _rows(conn.execute(
         f"SELECT {_HIT_COLUMNS} FROM response_cache WHERE request_key = ? AND expires_at > ?",
         (request_key, now),
@@ -53,7 +80,7 @@ def find_exact(conn: sqlite3.Connection, request_key: str, now: float) -> dict |
     return rows[0] if rows else None
 
 
-def find_by_semantic_key(conn: sqlite3.Connection, semantic_key: int, context_key: str, now: float, limit: int) -> list[dict]:
+def find_by_semantic_key(conn: Connection, semantic_key: int, context_key: str, now: float, limit: int) -> list[dict]:
     return _rows(conn.execute(
         f"SELECT {_HIT_COLUMNS} FROM response_cache "
         "WHERE semantic_key = ? AND context_key = ? AND expires_at > ? ORDER BY id DESC LIMIT ?",
@@ -61,17 +88,17 @@ def find_by_semantic_key(conn: sqlite3.Connection, semantic_key: int, context_ke
     ))
 
 
-def term_frequencies(conn: sqlite3.Connection, term_keys: Sequence[int], cap: int) -> list[int]:
+def term_frequencies(conn: Connection, term_keys: Sequence[int], cap: int) -> list[int]:
     """How many entries carry each term key, counted up to ``cap`` (bounded work)."""
     return [
         conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM response_cache_terms WHERE term_key = ? LIMIT ?)", (k, cap)
+            "SELECT count(*) FROM (SELECT 1 FROM response_cache_terms WHERE term_key = ? LIMIT ?) AS found", (k, cap)
         ).fetchone()[0]
         for k in term_keys
     ]
 
 
-def find_by_terms(conn: sqlite3.Connection, term_keys: Sequence[int], now: float, per_term_limit: int) -> list[dict]:
+def find_by_terms(conn: Connection, term_keys: Sequence[int], now: float, per_term_limit: int) -> list[dict]:
     ids: list[int] = []
     for k in term_keys:
         ids.extend(r[0] for r in conn.execute(
@@ -88,21 +115,21 @@ def find_by_terms(conn: sqlite3.Connection, term_keys: Sequence[int], now: float
     ))
 
 
-def totals(conn: sqlite3.Connection) -> tuple[int, int]:
+def totals(conn: Connection) -> tuple[int, int]:
     row = conn.execute("SELECT entries, bytes FROM response_cache_totals WHERE id = 1").fetchone()
     return (row[0], row[1]) if row else (0, 0)
 
 
-def stats(conn: sqlite3.Connection, tenant: str | None, now: float) -> dict:
+def stats(conn: Connection, tenant: str | None, now: float) -> dict:
     where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
     row = conn.execute(
         "SELECT count(*), coalesce(sum(size_bytes), 0), coalesce(sum(exact_hits), 0), "
-        "coalesce(sum(semantic_hits), 0), coalesce(sum(saved_usd), 0), "
-        f"coalesce(sum(expires_at <= ?), 0) FROM response_cache {where}",
+        "coalesce(sum(semantic_hits), 0), coalesce(sum(saved_picousd), 0), "
+        f"coalesce(sum(CASE WHEN expires_at <= ? THEN 1 ELSE 0 END), 0) FROM response_cache {where}",
         (now, *args),
     ).fetchone()
     by_type = {
-        r[0]: {"entries": r[1], "hits": r[2]}
+        r[0]: {"entries": int(r[1]), "hits": int(r[2])}
         for r in conn.execute(
             f"SELECT query_type, count(*), sum(exact_hits + semantic_hits) FROM response_cache {where} "
             "GROUP BY query_type ORDER BY query_type",
@@ -110,11 +137,11 @@ def stats(conn: sqlite3.Connection, tenant: str | None, now: float) -> dict:
         )
     }
     return {
-        "entries": row[0],
-        "bytes": row[1],
-        "expired_entries": row[5],
-        "hits": {"exact": row[2], "semantic": row[3], "total": row[2] + row[3]},
-        "saved_usd": round(row[4], 6),
+        "entries": int(row[0]),
+        "bytes": int(row[1]),
+        "expired_entries": int(row[5]),
+        "hits": {"exact": int(row[2]), "semantic": int(row[3]), "total": int(row[2]) + int(row[3])},
+        "saved_usd": round(usd(row[4]), 6),
         "by_query_type": by_type,
     }
 
@@ -122,9 +149,10 @@ def stats(conn: sqlite3.Connection, tenant: str | None, now: float) -> dict:
 # -- writes -----------------------------------------------------------------
 
 
-def _delete_entries(conn: sqlite3.Connection, rows: Iterable[tuple[int, str | None]]) -> int:
-    """Delete entries and their postings; rows are (id, term_keys)."""
-    rows = list(rows)
+def _delete_entries(conn: Connection, rows: Iterable[tuple[int, str | None]]) -> int:
+    """Delete entries and their postings; rows are (id, term_keys). In id
+    order, as every writer changes entries, so two never wait on each other in a cycle."""
+    rows = sorted(rows)
     postings = [(int(k), entry_id) for entry_id, keys in rows if keys for k in keys.split()]
     if postings:
         conn.executemany("DELETE FROM response_cache_terms WHERE term_key = ? AND entry_id = ?", postings)
@@ -132,53 +160,54 @@ def _delete_entries(conn: sqlite3.Connection, rows: Iterable[tuple[int, str | No
     return len(rows)
 
 
-def insert_entry(conn: sqlite3.Connection, row: dict, term_keys: Sequence[int]) -> int:
+def insert_entry(conn: Connection, row: dict, term_keys: Sequence[int]) -> int:
     """Insert one answer, replacing an older answer to the same request."""
+    _lock_totals(conn)
     old = conn.execute("SELECT id, term_keys FROM response_cache WHERE request_key = ?", (row["request_key"],)).fetchall()
     if old:
         _delete_entries(conn, old)
-    entry_id = conn.execute(_INSERT_ENTRY, row).lastrowid
+    entry_id = conn.execute(_INSERT_ENTRY, _stored(row)).fetchone()[0]
     if term_keys:
-        conn.executemany(
-            "INSERT OR IGNORE INTO response_cache_terms (term_key, entry_id) VALUES (?, ?)",
-            [(k, entry_id) for k in term_keys],
-        )
+        conn.executemany(_INSERT_POSTING, [(k, entry_id) for k in term_keys])
     return entry_id
 
 
-def insert_entries(conn: sqlite3.Connection, entries: Sequence[tuple[dict, Sequence[int]]]) -> int:
+def insert_entries(conn: Connection, entries: Sequence[tuple[dict, Sequence[int]]]) -> int:
     """Bulk insert of new answers (benchmarks, imports): no replacement check."""
+    _lock_totals(conn)
     first = conn.execute("SELECT coalesce(max(id), 0) FROM response_cache").fetchone()[0] + 1
-    rows = [{**row, "id": first + i} for i, (row, _) in enumerate(entries)]
-    conn.executemany(_INSERT_ENTRY_WITH_ID, rows)
-    conn.executemany(
-        "INSERT OR IGNORE INTO response_cache_terms (term_key, entry_id) VALUES (?, ?)",
-        [(k, first + i) for i, (_, keys) in enumerate(entries) for k in keys],
-    )
-    return len(rows)
+    conn.executemany(_INSERT_ENTRY_WITH_ID, [(first + i, *_stored(row)) for i, (row, _) in enumerate(entries)])
+    conn.executemany(_INSERT_POSTING, [(k, first + i) for i, (_, keys) in enumerate(entries) for k in keys])
+    if conn.backend == "postgres":  # ids given here: the identity sequence moves past them
+        conn.execute("SELECT setval(pg_get_serial_sequence('response_cache', 'id'), ?)", (first + len(entries) - 1,))
+    return len(entries)
 
 
-def record_hits(conn: sqlite3.Connection, updates: Sequence[tuple[int, int, float, float, int]]) -> None:
-    """updates: (exact hits, semantic hits, money saved, last used, entry id)."""
+def record_hits(conn: Connection, updates: Sequence[tuple[int, int, float, float, int]]) -> None:
+    """updates: (exact hits, semantic hits, money saved in USD, last used, entry id)."""
     conn.executemany(
         "UPDATE response_cache SET exact_hits = exact_hits + ?, semantic_hits = semantic_hits + ?, "
-        "saved_usd = saved_usd + ?, last_used_at = max(last_used_at, ?) WHERE id = ?",
-        updates,
+        "saved_picousd = saved_picousd + ?, "
+        "last_used_at = CASE WHEN last_used_at > ? THEN last_used_at ELSE ? END WHERE id = ?",
+        [(exact, semantic, to_picousd(saved), used, used, entry_id)
+         for exact, semantic, saved, used, entry_id in sorted(updates, key=lambda u: u[4])],
     )
 
 
 # Value of keeping an entry: hits so far x what one more hit saves, per byte,
 # halved for every half-life without use. Expired entries are worth nothing.
+# (Money in picodollars here: the same order as in USD.) Parameters: now, now, now, half_life.
 _PRIORITY = (
-    "CASE WHEN expires_at <= :now THEN 0.0 ELSE "
-    "(1.0 + exact_hits + semantic_hits) * (baseline_cost_usd + 0.000001) / (size_bytes + 1024.0) "
-    "/ (1.0 + max(0.0, :now - last_used_at) / :half_life) END"
+    "CASE WHEN expires_at <= ? THEN 0.0 ELSE "
+    "(1.0 + exact_hits + semantic_hits) * (baseline_cost_picousd + 1000000.0) / (size_bytes + 1024.0) "
+    "/ (1.0 + (CASE WHEN ? > last_used_at THEN ? - last_used_at ELSE 0.0 END) / ?) END"
 )
 
 
-def evict(conn: sqlite3.Connection, *, target_entries: int, target_bytes: int, now: float, half_life: float) -> int:
+def evict(conn: Connection, *, target_entries: int, target_bytes: int, now: float, half_life: float) -> int:
     """Delete the lowest-priority entries until both targets hold. One sorted
     pass over the table per call: called once per chunk, not per insert."""
+    _lock_totals(conn)
     entries, size = totals(conn)
     if entries <= target_entries and size <= target_bytes:
         return 0
@@ -188,8 +217,8 @@ def evict(conn: sqlite3.Connection, *, target_entries: int, target_bytes: int, n
     offset = 0
     while entries > target_entries or size > target_bytes:
         rows = conn.execute(
-            f"SELECT id, term_keys, size_bytes FROM response_cache ORDER BY {_PRIORITY}, last_used_at LIMIT :n OFFSET :o",
-            {"now": now, "half_life": half_life, "n": batch, "o": offset},
+            f"SELECT id, term_keys, size_bytes FROM response_cache ORDER BY {_PRIORITY}, last_used_at, id LIMIT ? OFFSET ?",
+            (now, now, now, half_life, batch, offset),
         ).fetchall()
         if not rows:
             break
@@ -203,7 +232,8 @@ def evict(conn: sqlite3.Connection, *, target_entries: int, target_bytes: int, n
     return _delete_entries(conn, victims)
 
 
-def delete_expired(conn: sqlite3.Connection, now: float, created_before: float | None = None) -> int:
+def delete_expired(conn: Connection, now: float, created_before: float | None = None) -> int:
+    _lock_totals(conn)
     rows = conn.execute("SELECT id, term_keys FROM response_cache WHERE expires_at <= ?", (now,)).fetchall()
     if created_before is not None:
         rows += conn.execute(
@@ -212,7 +242,8 @@ def delete_expired(conn: sqlite3.Connection, now: float, created_before: float |
     return _delete_entries(conn, rows)
 
 
-def clear(conn: sqlite3.Connection, tenant: str | None) -> int:
+def clear(conn: Connection, tenant: str | None) -> int:
+    _lock_totals(conn)
     if tenant is None:
         n = conn.execute("SELECT count(*) FROM response_cache").fetchone()[0]
         conn.execute("DELETE FROM response_cache_terms")

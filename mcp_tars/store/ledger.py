@@ -1,16 +1,21 @@
-"""Ledger queries: one row per API call, cache hit or batch result."""
+"""Ledger queries: one row per API call, cache hit or batch result.
+
+Rows come in as the engine builds them (money in USD, JSON fields as dicts)
+and are stored with money in picodollars (``schema.LEDGER_MONEY``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from . import Store
+from . import Connection, Store, rows_as_dicts, where_clause
+from .schema import LEDGER_MONEY, to_picousd, usd
 
+# The keys of a row as the engine writes it.
 LEDGER_COLUMNS = (
     "response_id", "request_id", "ts", "day", "tenant", "session_id", "source", "model",
     "requested_model", "service_tier", "input_tokens", "cache_write_5m_tokens",
@@ -21,8 +26,10 @@ LEDGER_COLUMNS = (
     "routing_reason", "prompt_cache", "tokens_before_pruning", "tokens_after_pruning",
     "pruning", "stop_reason", "latency_ms", "attempts", "task_id", "decisions",
 )
+# The columns of the table (the same, money in picodollars, plus what the roll-ups read).
+STORED_COLUMNS = tuple(LEDGER_MONEY.get(c, c) for c in LEDGER_COLUMNS) + ("cache_replaced_tokens",)
 _INSERT = (
-    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) "
+    f"INSERT INTO ledger ({', '.join(STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in STORED_COLUMNS)}) "
     "ON CONFLICT (response_id) DO NOTHING"
 )
 
@@ -37,6 +44,21 @@ _ZERO_DEFAULTS = {
 }
 
 
+def _replaced_tokens(values: Mapping[str, Any]) -> int | None:
+    """A cache hit's ``decisions.cache.replaced_tokens``: the tokens of the call it replaced."""
+    if values.get("source") != "cache":
+        return None
+    decisions = values.get("decisions")
+    if isinstance(decisions, str):
+        try:
+            decisions = json.loads(decisions)
+        except ValueError:
+            return None
+    cache = decisions.get("cache") if isinstance(decisions, dict) else None
+    tokens = cache.get("replaced_tokens") if isinstance(cache, dict) else None
+    return int(tokens) if isinstance(tokens, (int, float)) and not isinstance(tokens, bool) else None
+
+
 def _prepare(row: Mapping[str, Any]) -> tuple:
     unknown = set(row) - set(LEDGER_COLUMNS)
     if unknown:
@@ -49,10 +71,21 @@ def _prepare(row: Mapping[str, Any]) -> tuple:
     for key in ("prompt_cache", "pruning", "decisions"):
         if values.get(key) is not None and not isinstance(values[key], str):
             values[key] = json.dumps(values[key], sort_keys=True, default=str)
-    return tuple(values.get(c) for c in LEDGER_COLUMNS)
+    replaced = _replaced_tokens(values)
+    for key, column in LEDGER_MONEY.items():
+        values[column] = to_picousd(values.pop(key, None))
+    values["cache_replaced_tokens"] = replaced
+    return tuple(values.get(c) for c in STORED_COLUMNS)
 
 
-def insert(store: Store, row: Mapping[str, Any], conn: sqlite3.Connection | None = None) -> bool:
+def _lock_order(rows: list[tuple]) -> list[tuple]:
+    # tenant and day first: every writer takes the roll-up rows of its
+    # (tenant, day) groups in the same order (see schema.ROLLUPS)
+    t, d = STORED_COLUMNS.index("tenant"), STORED_COLUMNS.index("day")
+    return sorted(rows, key=lambda r: (r[t], r[d]))
+
+
+def insert(store: Store, row: Mapping[str, Any], conn: Connection | None = None) -> bool:
     """Record one row; False when a row with the same response_id exists (the
     same response is never counted twice). Pass ``conn`` to join a transaction
     already open via ``store.write()``."""
@@ -63,9 +96,31 @@ def insert(store: Store, row: Mapping[str, Any], conn: sqlite3.Connection | None
     return store.write_one(_INSERT, params) == 1
 
 
-def insert_many(store: Store, rows: list[Mapping[str, Any]]) -> int:
+def insert_many(store: Store, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Record rows in one transaction; returns how many were new."""
+    prepared = _lock_order([_prepare(r) for r in rows])
+    if not prepared:
+        return 0
     with store.write() as c:
-        return sum(c.execute(_INSERT, _prepare(r)).rowcount for r in rows)
+        return c.executemany(_INSERT, prepared).rowcount
+
+
+def insert_stored(store: Store, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Record rows as another store returned them (``stored_rows``: money in
+    picodollars), unchanged; returns how many were new."""
+    prepared = _lock_order([tuple(r.get(c) for c in STORED_COLUMNS) for r in rows])
+    if not prepared:
+        return 0
+    with store.write() as c:
+        return c.executemany(_INSERT, prepared).rowcount
+
+
+def stored_rows(store: Store, *, after_id: int = 0, limit: int = 5000) -> list[dict]:
+    """Rows as stored (money in picodollars), in insertion order, from the one
+    after ``after_id``; each has its ``id`` for the next page."""
+    with store.read() as c:
+        return rows_as_dicts(c.execute(
+            f"SELECT id, {', '.join(STORED_COLUMNS)} FROM ledger WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)))
 
 
 def spend(store: Store, tenant: str, first_day: str, last_day: str) -> float:
@@ -73,10 +128,10 @@ def spend(store: Store, tenant: str, first_day: str, last_day: str) -> float:
     per-day totals a trigger keeps beside the ledger (one row per day)."""
     with store.read() as c:
         row = c.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM daily_spend WHERE tenant = ? AND day BETWEEN ? AND ?",
+            "SELECT COALESCE(SUM(cost_picousd), 0) FROM daily_spend WHERE tenant = ? AND day BETWEEN ? AND ?",
             (tenant, first_day, last_day),
         ).fetchone()
-    return float(row[0])
+    return usd(row[0])
 
 
 def count(store: Store) -> int:
@@ -84,14 +139,27 @@ def count(store: Store) -> int:
         return c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
 
 
+def with_usd(row: dict) -> dict:
+    """A stored row with its money in USD as well (``cost_usd`` beside ``cost_picousd``...)."""
+    return {**row, **{key: usd(row.get(column)) for key, column in LEDGER_MONEY.items()}}
+
+
 def by_response_id(store: Store, response_id: str) -> dict | None:
+    """The stored row (money in picodollars and, under the engine's keys, in USD)."""
     with store.read() as c:
-        c.row_factory = sqlite3.Row
-        try:
-            row = c.execute("SELECT * FROM ledger WHERE response_id = ?", (response_id,)).fetchone()
-        finally:
-            c.row_factory = None
-    return dict(row) if row else None
+        rows = rows_as_dicts(c.execute(
+            f"SELECT id, {', '.join(STORED_COLUMNS)} FROM ledger WHERE response_id = ?", (response_id,)))
+    return with_usd(rows[0]) if rows else None
+
+
+def rows(store: Store, *, tenant: str | None = None, source: str | None = None) -> list[dict]:
+    """Every row (of a tenant, or of a source), oldest first, money in USD and picodollars.
+    For checks and tests; reports read the roll-ups."""
+    where, params = where_clause(("tenant = ?", tenant), ("source = ?", source))
+    with store.read() as c:
+        found = rows_as_dicts(c.execute(f"SELECT id, {', '.join(STORED_COLUMNS)} FROM ledger{where} ORDER BY id",
+                                        params))
+    return [with_usd(r) for r in found]
 
 
 # -- sessions -----------------------------------------------------------------
@@ -114,14 +182,20 @@ def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, leve
     """Record a call of a session: its tier and the gap since the previous call."""
     with store.write() as c:
         row = c.execute(
-            "SELECT last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ?", (tenant, session_id)
+            f"SELECT last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ? {store.for_update}",
+            (tenant, session_id)
         ).fetchone()
         if row is None:
-            c.execute(
-                "INSERT INTO sessions (tenant, session_id, level, model, calls, first_ts, last_ts) VALUES (?, ?, ?, ?, 1, ?, ?)",
+            # ON CONFLICT: another machine may add the same session at the same moment
+            inserted = c.execute(
+                "INSERT INTO sessions (tenant, session_id, level, model, calls, first_ts, last_ts) "
+                "VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (tenant, session_id) DO NOTHING",
                 (tenant, session_id, level, model, ts, ts),
-            )
-            return
+            ).rowcount
+            if inserted:
+                return
+            row = c.execute(f"SELECT last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ? {store.for_update}",
+                            (tenant, session_id)).fetchone()
         gaps = json.loads(row[1])
         if row[0] is not None:
             gaps = (gaps + [max(0.0, ts - row[0])])[-MAX_REMEMBERED_GAPS:]
@@ -132,20 +206,42 @@ def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, leve
         )
 
 
+def stored_sessions(store: Store) -> list[dict]:
+    with store.read() as c:
+        return rows_as_dicts(c.execute(
+            "SELECT tenant, session_id, level, model, calls, first_ts, last_ts, gaps FROM sessions "
+            "ORDER BY tenant, session_id"))
+
+
+def insert_sessions(store: Store, sessions: list[dict]) -> int:
+    """Add sessions another store returned (``stored_sessions``); one already here is kept."""
+    if not sessions:
+        return 0
+    columns = ("tenant", "session_id", "level", "model", "calls", "first_ts", "last_ts", "gaps")
+    with store.write() as c:
+        return c.executemany(
+            f"INSERT INTO sessions ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            "ON CONFLICT (tenant, session_id) DO NOTHING", [tuple(s[k] for k in columns) for s in sessions]).rowcount
+
+
 # -- the recovery spool ---------------------------------------------------------
 # When the database cannot take a row after the API has already answered (and
-# billed), the row goes to a JSON-lines file beside the database (mode 0600) and
-# is added to the ledger the next time the store opens. Rows are keyed by
-# response_id, so replaying twice never counts a response twice.
+# billed), the row goes to a JSON-lines file on this machine (mode 0600; beside
+# a SQLite file, in the data directory for a server) and is added to the
+# ledger the next time the store opens. Rows are keyed by response_id, so
+# replaying twice never counts a response twice.
 
 
-def spool_path(store: Store) -> Path:
-    return store.path.with_name(store.path.name + ".ledger-spool.jsonl")
+def spool_path(store: Store) -> Path | None:
+    return store.spool_path
 
 
 def spool(store: Store, row: Mapping[str, Any]) -> Path:
     """Append one ledger row to the recovery spool (fsync'd); raises OSError if even that fails."""
-    path = spool_path(store)
+    path = store.spool_path
+    if path is None:
+        raise OSError("an in-memory database has no recovery spool")
+    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(dict(row), sort_keys=True, default=str) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -159,8 +255,8 @@ def spool(store: Store, row: Mapping[str, Any]) -> Path:
 def replay_spool(store: Store) -> int:
     """Add spooled rows to the ledger, then remove the spool; returns rows added.
     A torn last line (a crash mid-write) is skipped."""
-    path = spool_path(store)
-    if str(store.path) == ":memory:":
+    path = store.spool_path
+    if path is None or not path.parent.is_dir():
         return 0
     added = sum(_replay_orphan(store, orphan) for orphan in path.parent.glob(f"{path.name}.*.replaying"))
     if not path.exists():
@@ -176,7 +272,8 @@ def replay_spool(store: Store) -> int:
 
 def _replay_orphan(store: Store, taken: Path) -> int:
     """A file a replaying process took and never finished (it died): replay it
-    unless its process is still alive."""
+    unless its process is still alive. The spool is a file on this machine, so
+    its pid can be checked here."""
     try:
         pid = int(taken.name.rsplit(".", 2)[-2])
     except ValueError:
@@ -190,7 +287,7 @@ def _replay_orphan(store: Store, taken: Path) -> int:
         pass
     except PermissionError:
         return 0
-    return _replay_file(store, spool_path(store), taken)
+    return _replay_file(store, store.spool_path, taken)
 
 
 def _replay_file(store: Store, path: Path, taken: Path) -> int:
@@ -222,3 +319,4 @@ def _append(path: Path, taken: Path) -> None:
     finally:
         os.close(fd)
     taken.unlink()
+

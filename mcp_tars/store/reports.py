@@ -1,23 +1,49 @@
 """Report queries. Every report is answered from the per-day roll-ups that
-triggers keep beside the ledger (migrations m031-m033), so its cost grows with the
-number of days, models and sessions, not with the number of calls.
+triggers keep beside the ledger (``schema.ROLLUPS``), so its cost grows with
+the number of days, models and sessions, not with the number of calls.
 
-Every function returns plain sums (one dict per group, the roll-up's columns);
-the arithmetic on them (rates, shares, savings by lever) is ``mcp_tars.reports``.
+Every function returns plain sums (one dict per group, the roll-up's columns,
+money in USD under ``*_usd`` keys); the arithmetic on them (rates, shares,
+savings by lever) is ``mcp_tars.reports``.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Iterable
 
-from . import Store, where_clause
-from .migrations import _ROLLUP_SUMS_V2 as _ROLLUP_SUMS  # the current roll-up columns
-from .migrations import LEVER_BITS, create_report_rollups
+from . import Store, rows_as_dicts, where_clause
+from .schema import FLOAT_SUMS, LEVER_BITS, MONEY_SUMS, ROLLUP_SUMS, rollup_ddl, usd
 
-SUM_COLUMNS: tuple[str, ...] = tuple(c for c, _ in _ROLLUP_SUMS)
+
+def _api_name(column: str) -> str:
+    return column.replace("_picousd", "_usd")
+
+
+# The sums every group carries, under the names reports use (money in USD).
+SUM_COLUMNS: tuple[str, ...] = tuple(_api_name(c) for c, _ in ROLLUP_SUMS)
 OTHER_SESSIONS = "\x00other"  # the key of the group that gathers the sessions below the top N
-_SUMS_SQL = ", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)
+_SUMS_SQL = ", ".join(f"SUM({c}) AS {c}" for c, _ in ROLLUP_SUMS)
 _GROUPINGS = ((), ("model",), ("day",), ("day", "model"))
+LEVERS: tuple[str, ...] = tuple(lever for lever, _ in LEVER_BITS)
+_SUM_KEYS = frozenset(c for c, _ in ROLLUP_SUMS)
+
+
+def _converted(row: dict) -> dict:
+    """A row of sums as reports use it: money in USD, counts as int (a
+    PostgreSQL SUM of BIGINT is a Decimal), NULL sums (no rows) as 0."""
+    out = {}
+    for key, value in row.items():
+        if key in MONEY_SUMS:
+            out[_api_name(key)] = usd(value or 0)
+        elif key in FLOAT_SUMS:
+            out[key] = float(value or 0)
+        elif key in _SUM_KEYS:
+            out[key] = int(value or 0)
+        else:
+            out[key] = value
+    return out
+
 
 
 def _where(tenant: str | None, first_day: str | None, last_day: str | None) -> tuple[str, list]:
@@ -26,9 +52,7 @@ def _where(tenant: str | None, first_day: str | None, last_day: str | None) -> t
 
 def _rows(store: Store, sql: str, params: Iterable) -> list[dict]:
     with store.read() as c:
-        cur = c.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [_converted(r) for r in rows_as_dicts(c.execute(sql, list(params)))]
 
 
 def sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None,
@@ -44,14 +68,7 @@ def sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: s
     sql = f"SELECT {select} FROM rollup_daily_model{where}"
     if by:
         sql += f" GROUP BY {keys} HAVING SUM(calls) > 0 ORDER BY {keys}"
-    rows = _rows(store, sql, params)
-    if not by:
-        row = rows[0]
-        return [{c: (row[c] if row[c] is not None else 0) for c in SUM_COLUMNS}]
-    return rows
-
-
-LEVERS: tuple[str, ...] = tuple(lever for lever, _ in LEVER_BITS)
+    return _rows(store, sql, params)
 
 
 def lever_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict[str, dict]:
@@ -61,18 +78,20 @@ def lever_sums(store: Store, *, tenant: str | None, first_day: str | None, last_
     groups overlap; each holds all of its own lever's saving. A lever that
     touched nothing gets zeros."""
     where, params = _where(tenant, first_day, last_day)
-    # One pass, at most 2**len(LEVERS) rows back: fold each mask into its levers here.
-    rows = _rows(store, f"SELECT levers, {_SUMS_SQL} FROM rollup_daily_model{where} GROUP BY levers ORDER BY levers",
-                 params)
-    out = {lever: dict.fromkeys(SUM_COLUMNS, 0) for lever in LEVERS}
+    # One pass, at most 2**len(LEVERS) rows back: fold each mask into its levers here,
+    # in picodollars (exact), converting once at the end.
+    with store.read() as c:
+        rows = rows_as_dicts(c.execute(
+            f"SELECT levers, {_SUMS_SQL} FROM rollup_daily_model{where} GROUP BY levers ORDER BY levers", params))
+    raw = {lever: dict.fromkeys(_SUM_KEYS, 0) for lever in LEVERS}
     for row in rows:
         mask = row.pop("levers")
         for bit, lever in enumerate(LEVERS):
             if mask >> bit & 1:
-                into = out[lever]
+                into = raw[lever]
                 for column, value in row.items():
-                    into[column] += value
-    return out
+                    into[column] += value if column in FLOAT_SUMS else int(value)
+    return {lever: _converted(sums_) for lever, sums_ in raw.items()}
 
 
 def session_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None,
@@ -88,7 +107,7 @@ def session_sums(store: Store, *, tenant: str | None, first_day: str | None, las
     with store.read() as c:
         keys = [r[0] for r in c.execute(
             f"SELECT session_key FROM rollup_daily_session{where} GROUP BY session_key HAVING SUM(calls) > 0 "
-            "ORDER BY SUM(cost_usd) DESC, SUM(calls) DESC, session_key LIMIT ?", [*params, top])]
+            "ORDER BY SUM(cost_picousd) DESC, SUM(calls) DESC, session_key LIMIT ?", [*params, top])]
     if not keys:
         return []
     marks = ", ".join("?" for _ in keys)
@@ -114,47 +133,59 @@ def day_span(store: Store, *, tenant: str | None) -> tuple[str | None, str | Non
 def batches_ingested_per_day(store: Store, *, tenant: str | None, first_day: str | None,
                              last_day: str | None) -> dict[str, int]:
     """Message Batches whose results entered the ledger, per UTC day (the
-    deferred queue's ``batches`` table; empty when it does not exist)."""
+    deferred queue's ``batches`` table)."""
+    where, params = where_clause(("tenant = ?", tenant))
+    inside = f"{where} AND" if where else " WHERE"
     with store.read() as c:
-        if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'").fetchone() is None:
-            return {}
-    where, params = _where(tenant, first_day, last_day)
-    rows = _rows(store, "SELECT day, COUNT(*) AS n FROM (SELECT tenant, date(ingested_at, 'unixepoch') AS day "
-                        f"FROM batches WHERE ingested_at IS NOT NULL){where} GROUP BY day", params)
-    return {r["day"]: r["n"] for r in rows}
+        times = [r[0] for r in c.execute(f"SELECT ingested_at FROM batches{inside} ingested_at IS NOT NULL", params)]
+    out: dict[str, int] = {}
+    for ts in times:  # a batch holds up to 100,000 results: there are few of them
+        day = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+        if (first_day is None or day >= first_day) and (last_day is None or day <= last_day):
+            out[day] = out.get(day, 0) + 1
+    return out
 
 
 def ledger_sums(store: Store, *, tenant: str | None, first_day: str | None, last_day: str | None) -> dict:
     """The same sums computed straight from the ledger (slow: a full scan of
     the range). For checking the roll-ups, not for reports."""
     where, params = _where(tenant, first_day, last_day)
-    select = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in _ROLLUP_SUMS)
-    row = _rows(store, f"SELECT {select} FROM ledger{where}", params)[0]
-    return {c: (row[c] if row[c] is not None else 0) for c in SUM_COLUMNS}
+    select = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in ROLLUP_SUMS)
+    return _rows(store, f"SELECT {select} FROM ledger{where}", params)[0]
 
 
-def rollup_mismatches(store: Store, *, tolerance_usd: float = 1e-6) -> list[str]:
+def rollup_mismatches(store: Store, *, tolerance_ms: float = 1e-6) -> list[str]:
     """Differences between the roll-ups and the ledger, per tenant and day; an
-    empty list when they agree (money within ``tolerance_usd``)."""
-    direct_sql = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in _ROLLUP_SUMS)
-    direct = {(r.pop("tenant"), r.pop("day")): r for r in _rows(
-        store, f"SELECT tenant, day, {direct_sql} FROM ledger GROUP BY tenant, day", [])}
+    empty list when they agree. Money and counts must be equal exactly (they
+    are integers); the latency sum within ``tolerance_ms``."""
+    direct_sql = ", ".join(f"SUM({e.format(r='ledger')}) AS {c}" for c, e in ROLLUP_SUMS)
+    with store.read() as c:
+        direct = {(r.pop("tenant"), r.pop("day")): r for r in rows_as_dicts(c.execute(
+            f"SELECT tenant, day, {direct_sql} FROM ledger GROUP BY tenant, day"))}
+        rolled_by_table = {table: {(r.pop("tenant"), r.pop("day")): r for r in rows_as_dicts(c.execute(
+            f"SELECT tenant, day, {_SUMS_SQL} FROM {table} GROUP BY tenant, day HAVING SUM(calls) != 0"))}
+            for table in ("rollup_daily_model", "rollup_daily_session")}
+        spend = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in c.execute(
+            "SELECT tenant, day, calls, cost_picousd FROM daily_spend WHERE calls != 0")}
     problems: list[str] = []
-    for table in ("rollup_daily_model", "rollup_daily_session"):
-        rolled = {(r.pop("tenant"), r.pop("day")): r for r in _rows(
-            store, f"SELECT tenant, day, {_SUMS_SQL} FROM {table} GROUP BY tenant, day HAVING SUM(calls) != 0", [])}
+    for table, rolled in rolled_by_table.items():
         for key in sorted(set(direct) | set(rolled)):
             a_row, b_row = direct.get(key, {}), rolled.get(key, {})
-            for col in SUM_COLUMNS:
+            for col, _ in ROLLUP_SUMS:
                 a, b = a_row.get(col) or 0, b_row.get(col) or 0
-                differ = abs(a - b) > tolerance_usd if isinstance(a, float) or isinstance(b, float) else a != b
+                differ = abs(a - b) > tolerance_ms if col in FLOAT_SUMS else int(a) != int(b)
                 if differ:
                     problems.append(f"{table} {key[0]} {key[1]} {col}: ledger {a!r}, roll-up {b!r}")
+    for key in sorted(set(direct) | set(spend)):
+        want = (int(direct[key]["calls"]), int(direct[key]["cost_picousd"])) if key in direct else (0, 0)
+        if spend.get(key, (0, 0)) != want:
+            problems.append(f"daily_spend {key[0]} {key[1]}: ledger {want}, roll-up {spend.get(key)}")
     return problems
 
 
 def rebuild_rollups(store: Store) -> None:
-    """Recompute the roll-ups from the ledger (after a manual edit with the
-    triggers dropped, or to repair a damaged file)."""
-    with store.write():
-        create_report_rollups(store.db)
+    """Recompute the roll-ups from the ledger, in their current version (after
+    a manual edit with the triggers dropped, or to repair a damaged file)."""
+    with store.write() as c:
+        for statement in rollup_ddl(store.backend):
+            c.execute(statement)
