@@ -40,7 +40,7 @@ from mcp_tars.cache import (
     prepare_entry,
     split_for_semantic,
 )
-from mcp_tars.store import Store
+from mcp_tars.store import Store, open_store
 from mcp_tars.store import cache as cache_sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def pair_params(text: str, context: dict | None) -> dict:
 def evaluate_pairs(pairs: list[dict], settings: CacheSettings | None = None, scorer=None) -> list[dict]:
     """Run every pair through a real cache both ways; returns one result per pair."""
     settings = settings or CacheSettings()
-    store = Store(":memory:")
+    store = open_store(":memory:")
     cache = ResponseCache(store, settings, scorer=scorer)
     results = []
     for i, pair in enumerate(pairs):
@@ -195,7 +195,7 @@ def measure_latency(sizes: list[int], samples: int, scorer_name: str) -> list[di
     settings = CacheSettings(scorer=scorer_name, max_entries=max(sizes) * 2, max_bytes=1 << 40,
                              hit_flush_seconds=3600)
     tmp = tempfile.mkdtemp(prefix="bench-cache-")
-    store = Store(os.path.join(tmp, "bench.db"))
+    store = open_store(os.path.join(tmp, "bench.db"))
     cache = ResponseCache(store, settings, scorer=make_scorer(settings))
     rng = random.Random(7)
     rows = []

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from mcp_tars import clock, export, reports
 from mcp_tars.pricing import PriceTable, Usage, attribute_cache_hit, attribute_call
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import Store, open_store, ledger
 from mcp_tars.store import reports as report_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.TemporaryDirectory()
     db_path = Path(args.db) if args.db else Path(tmp.name) / "bench.db"
-    store = Store(db_path)
+    store = open_store(db_path)
     shapes = call_shapes(rng)
 
     results: dict = {"sizes": sizes, "runs": args.runs, "target_seconds": TARGET_SECONDS, "by_size": {}}

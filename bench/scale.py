@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from mcp_tars import clock
-from mcp_tars.store import Store
+from mcp_tars.store import Store, open_store
 
 from bench.workloads import write_json
 
@@ -50,7 +50,7 @@ def ledger_scale(sizes: list[int], runs: int) -> dict[int, dict[str, float]]:
     now = clock.now()
     out: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        store = Store(Path(tmp) / "ledger.db")
+        store = open_store(Path(tmp) / "ledger.db")
         shapes = call_shapes(rng)
         filled = 0
         for size in sorted(sizes):
