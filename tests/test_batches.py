@@ -213,11 +213,12 @@ def test_no_breakpoint_when_short_alone_different_models_or_caller_placed_one():
 
 
 @pytest.fixture
-async def queue_factory(tmp_path, api_env):
+async def queue_factory(db_url, api_env):
+    """Queues over one database (each backend in turn); a second one is a restart."""
     made: list[DeferredQueue] = []
 
-    def make(db="tars.db", **sections) -> DeferredQueue:
-        engine = Engine(make_config(**sections), open_store(tmp_path / db))
+    def make(**sections) -> DeferredQueue:
+        engine = Engine(make_config(**sections), open_store(db_url))
         queue = connect_queue(engine)
         made.append(queue)
         return queue
@@ -502,7 +503,7 @@ async def test_orphaned_claim_is_adopted_not_resubmitted(queue_factory, api_env)
     ids = [(await defer(q, f"Give an antonym of word {i}.", priority="high"))["task_id"] for i in range(3)]
     host = process_owner().rsplit(":", 3)[0]
     task_store.claim(q.store, q.engine.tenant, ids, token="claim_x", owner=f"{host}:999999999:-:x", now=clock.now(),
-                     lease_until=clock.now() + 600)  # a dead process on this host: /proc says so before the lease
+                     lease_until=clock.now() - 1)  # its lease has run out
     payloads = task_store.task_payloads(q.store, ids)
     await q.engine.client.messages.batches.create(
         requests=[{"custom_id": t, "params": payloads[t]["params"]} for t in ids])
@@ -513,11 +514,37 @@ async def test_orphaned_claim_is_adopted_not_resubmitted(queue_factory, api_env)
     # a claim whose batch was never created goes back to the queue, then out once
     more = (await defer(q, "Give an antonym of cold.", priority="low"))["task_id"]
     task_store.claim(q.store, q.engine.tenant, [more], token="claim_y", owner=f"{host}:999999999:-:x", now=clock.now(),
-                     lease_until=clock.now() + 600)
+                     lease_until=clock.now() - 1)
     await q.process()
     assert q.status(more)["status"] == "queued"
     await q.process(force=True)
     assert q.status(more)["status"] == "succeeded" and len(batch_posts(sim)) == 2
+
+
+@pytest.mark.anyio
+async def test_a_dead_owners_claim_is_taken_over_at_once_on_one_machine_and_after_its_lease_on_a_shared_database(
+        queue_factory, api_env, shifted_clock):
+    """SQLite lives on one machine: /proc says the owner is gone, the claim is
+    reconciled at once. A PostgreSQL database is shared across machines, where
+    the same pid may be a live process elsewhere: only the lease decides."""
+    q = queue_factory()
+    ids = [(await defer(q, f"Give a synonym of word {i}.", priority="high"))["task_id"] for i in range(3)]
+    now = clock.now()
+    shifted_clock(now)
+    host = process_owner().rsplit(":", 3)[0]
+    task_store.claim(q.store, q.engine.tenant, ids, token="claim_z", owner=f"{host}:999999999:-:x", now=now,
+                     lease_until=now + 600)
+    payloads = task_store.task_payloads(q.store, ids)
+    await q.engine.client.messages.batches.create(
+        requests=[{"custom_id": t, "params": payloads[t]["params"]} for t in ids])
+    out = await q.process()
+    if q.store.shared_across_hosts:
+        assert not any("adopted" in d for d in out["details"]) and out["collected"] == 0
+        assert all(q.status(t)["status"] == "submitted" for t in ids)  # claimed: being sent, for all we know
+        shifted_clock(now + 601)
+        out = await q.process()
+    assert any("adopted" in d for d in out["details"]) and out["collected"] == 3
+    assert len(batch_posts(api_env)) == 1  # sent once, whoever finished the job
 
 
 @pytest.mark.anyio

@@ -98,8 +98,8 @@ def test_fits_admits_deferred_tasks_in_order_until_a_limit():
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "budget.db")
+def store(db_url):
+    s = open_store(db_url)
     yield s
     s.close()
 

@@ -32,6 +32,20 @@ _INSERT = (
     f"INSERT INTO ledger ({', '.join(STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in STORED_COLUMNS)}) "
     "ON CONFLICT (response_id) DO NOTHING"
 )
+# PostgreSQL takes many rows as one statement over arrays, one per column: the
+# statement triggers then update each roll-up group once per chunk (about 5x the
+# rows per second of one statement per row).
+_FLOAT_COLUMNS = {"ts", "cache_similarity", "latency_ms"}
+_INTEGER_COLUMNS = {c for c in STORED_COLUMNS if c.endswith(("_tokens", "_picousd", "_pruning"))} | {
+    "baseline_estimated", "routing_score", "attempts"}
+_PG_ARRAY_TYPES = ["double precision[]" if c in _FLOAT_COLUMNS else "bigint[]" if c in _INTEGER_COLUMNS else "text[]"
+                   for c in STORED_COLUMNS]
+_PG_INSERT_ARRAYS = (
+    f"INSERT INTO ledger ({', '.join(STORED_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"?::{t}" for t in _PG_ARRAY_TYPES) + ") ON CONFLICT (response_id) DO NOTHING"
+)
+_PG_KINDS = [float if c in _FLOAT_COLUMNS else int if c in _INTEGER_COLUMNS else str for c in STORED_COLUMNS]
+PG_ROWS_PER_STATEMENT = 5000
 
 
 def utc_day(ts: float) -> str:
@@ -96,23 +110,29 @@ def insert(store: Store, row: Mapping[str, Any], conn: Connection | None = None)
     return store.write_one(_INSERT, params) == 1
 
 
-def insert_many(store: Store, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Record rows in one transaction; returns how many were new."""
-    prepared = _lock_order([_prepare(r) for r in rows])
+def _insert_prepared(store: Store, prepared: list[tuple]) -> int:
     if not prepared:
         return 0
     with store.write() as c:
-        return c.executemany(_INSERT, prepared).rowcount
+        if c.backend != "postgres":
+            return c.executemany(_INSERT, prepared).rowcount
+        added = 0
+        for start in range(0, len(prepared), PG_ROWS_PER_STATEMENT):
+            columns = [[None if v is None else kind(v) for v in values] for kind, values in
+                       zip(_PG_KINDS, zip(*prepared[start:start + PG_ROWS_PER_STATEMENT]))]
+            added += c.execute(_PG_INSERT_ARRAYS, columns).rowcount
+        return added
+
+
+def insert_many(store: Store, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Record rows in one transaction; returns how many were new."""
+    return _insert_prepared(store, _lock_order([_prepare(r) for r in rows]))
 
 
 def insert_stored(store: Store, rows: Iterable[Mapping[str, Any]]) -> int:
     """Record rows as another store returned them (``stored_rows``: money in
     picodollars), unchanged; returns how many were new."""
-    prepared = _lock_order([tuple(r.get(c) for c in STORED_COLUMNS) for r in rows])
-    if not prepared:
-        return 0
-    with store.write() as c:
-        return c.executemany(_INSERT, prepared).rowcount
+    return _insert_prepared(store, _lock_order([tuple(r.get(c) for c in STORED_COLUMNS) for r in rows]))
 
 
 def stored_rows(store: Store, *, after_id: int = 0, limit: int = 5000) -> list[dict]:

@@ -150,7 +150,8 @@ class Rollup:
 
 
 # daily_spend first: on PostgreSQL every ledger write locks its (tenant, day)
-# row before the others, so concurrent writers never wait for each other in a cycle.
+# rows before the others, in key order, so concurrent writers never wait for
+# each other in a cycle.
 ROLLUPS: tuple[Rollup, ...] = (
     # budgets: a month of spend is at most 31 rows, one indexed range per check
     Rollup("daily_spend", {"tenant": "{r}.tenant", "day": "{r}.day"},
@@ -164,12 +165,19 @@ ROLLUPS: tuple[Rollup, ...] = (
 )
 
 
-def _upsert(rollup: Rollup, r: str, sign: str, qualify: bool) -> str:
-    keys = ", ".join(rollup.keys)
-    target = f"{rollup.table}." if qualify else ""
-    sets = ", ".join(f"{c} = {target}{c} + excluded.{c}" for c, _ in rollup.sums)
+def _upsert(rollup: Rollup, r: str, sign: str) -> str:
+    """The SQLite trigger statement that adds (or, with sign "-", removes) ledger row ``r``."""
+    sets = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in rollup.sums)
     return (f"INSERT INTO {rollup.table} ({', '.join(rollup.columns)}) VALUES ({rollup.values(r, sign)}) "
-            f"ON CONFLICT ({keys}) DO UPDATE SET {sets};")
+            f"ON CONFLICT ({', '.join(rollup.keys)}) DO UPDATE SET {sets};")
+
+
+def _sums_select(rollup: Rollup, source: str, sign: str = "") -> str:
+    """``SELECT keys, SUM(...)`` of the ledger rows in ``source``, one row per group."""
+    keys = [e.format(r="ledger") for e in rollup.keys.values()]
+    sums = [f"{sign}SUM({e.format(r='ledger')})" for _, e in rollup.sums]
+    alias = "" if source == "ledger" else " AS ledger"
+    return f"SELECT {', '.join(keys + sums)} FROM {source}{alias} GROUP BY {', '.join(keys)}"
 
 
 def _create_table(rollup: Rollup, backend: str) -> list[str]:
@@ -181,24 +189,33 @@ def _create_table(rollup: Rollup, backend: str) -> list[str]:
            + f",\n    PRIMARY KEY ({', '.join(rollup.keys)})\n)"]
     if rollup.day_index:
         out.append(f"CREATE INDEX {rollup.table}_day ON {rollup.table}(day)")
-    group = ", ".join(e.format(r="ledger") for e in rollup.keys.values())
-    out.append(f"INSERT INTO {rollup.table} ({', '.join(rollup.columns)}) SELECT "
-               + ", ".join([e.format(r="ledger") for e in rollup.keys.values()]
-                           + [f"SUM({e.format(r='ledger')})" for _, e in rollup.sums])
-               + f" FROM ledger GROUP BY {group}")
+    out.append(f"INSERT INTO {rollup.table} ({', '.join(rollup.columns)}) {_sums_select(rollup, 'ledger')}")
     return out
+
+
+def _pg_upsert(rollup: Rollup, source: str, sign: str) -> str:
+    # groups in key order: concurrent statements lock the roll-up rows in the same order
+    order = ", ".join(str(i + 1) for i in range(len(rollup.keys)))
+    sets = ", ".join(f"{c} = {rollup.table}.{c} + excluded.{c}" for c, _ in rollup.sums)
+    return (f"INSERT INTO {rollup.table} ({', '.join(rollup.columns)}) {_sums_select(rollup, source, sign)} "
+            f"ORDER BY {order} ON CONFLICT ({', '.join(rollup.keys)}) DO UPDATE SET {sets};")
 
 
 def rollup_ddl(backend: str) -> list[str]:
     """Statements that drop and rebuild every roll-up (tables, backfill from the
-    ledger, triggers) in the current version, for ``backend`` ("sqlite" or "postgres")."""
+    ledger, triggers) in the current version, for ``backend`` ("sqlite" or "postgres").
+
+    SQLite: row triggers, three per roll-up. PostgreSQL: statement triggers
+    over the transition tables, so a statement that inserts 500 rows updates
+    each group it touches once (one function, so the roll-ups are always
+    updated in the same order, daily_spend first)."""
     if backend == "sqlite":
         out: list[str] = []
         for rollup in ROLLUPS:
             out += [f"DROP TRIGGER IF EXISTS {rollup.table}_{op}" for op in ("insert", "delete", "update")]
             out.append(f"DROP TABLE IF EXISTS {rollup.table}")
             out += _create_table(rollup, backend)
-            add_new, remove_old = _upsert(rollup, "NEW", "", False), _upsert(rollup, "OLD", "-", False)
+            add_new, remove_old = _upsert(rollup, "NEW", ""), _upsert(rollup, "OLD", "-")
             out.append(f"CREATE TRIGGER {rollup.table}_insert AFTER INSERT ON ledger BEGIN\n    {add_new}\nEND")
             out.append(f"CREATE TRIGGER {rollup.table}_delete AFTER DELETE ON ledger BEGIN\n    {remove_old}\nEND")
             out.append(f"CREATE TRIGGER {rollup.table}_update AFTER UPDATE OF {', '.join(rollup.watched())} "
@@ -206,18 +223,20 @@ def rollup_ddl(backend: str) -> list[str]:
         return out
     if backend != "postgres":
         raise ValueError(f"unknown backend {backend!r}")
-    out = ["DROP TRIGGER IF EXISTS ledger_rollups ON ledger", "DROP FUNCTION IF EXISTS ledger_rollups()"]
+    out = [f"DROP TRIGGER IF EXISTS ledger_rollups_{op} ON ledger" for op in ("insert", "delete", "update")]
+    out.append("DROP FUNCTION IF EXISTS ledger_rollups()")
     out += [f"DROP TABLE IF EXISTS {rollup.table}" for rollup in ROLLUPS]
     for rollup in ROLLUPS:
         out += _create_table(rollup, backend)
-    # One function, so the three upserts always run in the same order (see ROLLUPS).
-    remove_old = "\n        ".join(_upsert(rollup, "OLD", "-", True) for rollup in ROLLUPS)
-    add_new = "\n        ".join(_upsert(rollup, "NEW", "", True) for rollup in ROLLUPS)
+    remove_old = "\n        ".join(_pg_upsert(rollup, "old_rows", "-") for rollup in ROLLUPS)
+    add_new = "\n        ".join(_pg_upsert(rollup, "new_rows", "") for rollup in ROLLUPS)
     out.append("CREATE FUNCTION ledger_rollups() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
                f"    IF TG_OP IN ('UPDATE', 'DELETE') THEN\n        {remove_old}\n    END IF;\n"
                f"    IF TG_OP IN ('INSERT', 'UPDATE') THEN\n        {add_new}\n    END IF;\n"
                "    RETURN NULL;\nEND\n$$")
-    watched = sorted({c for rollup in ROLLUPS for c in rollup.watched()})
-    out.append(f"CREATE TRIGGER ledger_rollups AFTER INSERT OR DELETE OR UPDATE OF {', '.join(watched)} ON ledger "
-               "FOR EACH ROW EXECUTE FUNCTION ledger_rollups()")
+    # (a trigger with transition tables cannot list columns: every UPDATE of the ledger re-adds its rows)
+    for op, tables in (("insert", "NEW TABLE AS new_rows"), ("delete", "OLD TABLE AS old_rows"),
+                       ("update", "OLD TABLE AS old_rows NEW TABLE AS new_rows")):
+        out.append(f"CREATE TRIGGER ledger_rollups_{op} AFTER {op.upper()} ON ledger REFERENCING {tables} "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION ledger_rollups()")
     return out

@@ -81,6 +81,8 @@ def _clean(value):
     # PostgreSQL text cannot hold NUL characters (SQLite can): they become U+FFFD
     if isinstance(value, str) and "\x00" in value:
         return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):  # an array parameter
+        return [_clean(v) for v in value]
     return value
 
 
