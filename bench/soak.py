@@ -32,7 +32,6 @@ import json
 import os
 import random
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from mcp_tars.store import ledger, open_store
+from mcp_tars.store.schema import exact_usd
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"
@@ -193,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
 
     message_requests = [r for r in requests if r["path"] == "/v1/messages"]
     billed_ids = [line["response_id"] for line in bill["lines"]]
-    with sqlite3.connect(db) as c:
-        rows = c.execute("SELECT response_id, source, cost_usd FROM ledger").fetchall()
-        dup_ledger = c.execute("SELECT COUNT(*) - COUNT(DISTINCT response_id) FROM ledger").fetchone()[0]
+    with open_store(db) as store:
+        rows = [(r["response_id"], r["source"], r["cost_picousd"]) for r in ledger.rows(store)]
+    dup_ledger = len(rows) - len({r[0] for r in rows})  # the UNIQUE index makes it 0; counted, not assumed
     api_rows = [r for r in rows if r[1] == "api"]
-    ledger_api_usd = sum(r[2] or 0 for r in api_rows)
+    ledger_api_usd = float(sum(exact_usd(r[2] or 0) for r in api_rows))
     missing = set(billed_ids) - {r[0] for r in api_rows}
     unbilled = {r[0] for r in api_rows} - set(billed_ids)
     rss = [s[1] for s in sampler.samples]

@@ -7,7 +7,6 @@ every failed attempt (which the API does not bill) is none.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from mcp import Client
 
 from conftest import in_process_server, make_config
+from mcp_tars.store import ledger, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -22,9 +22,8 @@ SIMPLE = "What is the capital of France?"  # routed to the cheap tier (claude-ha
 
 
 def _ledger(db: Path) -> list[dict]:
-    with sqlite3.connect(db) as c:
-        c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute("SELECT * FROM ledger ORDER BY id")]
+    with open_store(db) as store:
+        return ledger.rows(store)
 
 
 def _assert_ledger_matches_bill(db: Path, sim) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import make_config, server_env
+from mcp_tars.store import ledger, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -162,6 +162,6 @@ async def test_real_mcp_sessions_share_one_lifespan(tmp_path, sim):
             with anyio.fail_after(30):
                 async with Client(url) as client:
                     await client.list_tools()
-    with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 3
+    with open_store(db) as store:
+        assert ledger.count(store) == 3
     assert len(sim.bill) == 3

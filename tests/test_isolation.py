@@ -20,6 +20,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import TEST_API_KEY, in_process_server, make_config, server_env
+from mcp_tars.store import ledger, open_store
+from mcp_tars.store import cache as cache_sql
 from test_http_transport import http_server
 
 pytestmark = pytest.mark.anyio
@@ -82,9 +84,11 @@ async def test_two_api_keys_never_share_cache_hits_or_reports(tmp_path, api_env,
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["totals"]["calls"] == 2
 
-    with sqlite3.connect(db) as c:
-        tenants = {r[0] for r in c.execute("SELECT DISTINCT tenant FROM ledger")}
-        cache_tenants = {r[0] for r in c.execute("SELECT DISTINCT tenant FROM response_cache")}
+    with open_store(db) as store:
+        tenants = {r["tenant"] for r in ledger.rows(store)}
+        with store.read() as c:  # the tenants the cache's entries belong to
+            cache_tenants = {t for t in tenants if cache_sql.stats(c, t, 0)["entries"]}
+            assert sum(cache_sql.stats(c, t, 0)["entries"] for t in tenants) == cache_sql.totals(c)[0] > 0
     assert len(tenants) == 2 and cache_tenants <= tenants
     assert all(t.startswith("key:") and "sk-" not in t for t in tenants)
 
@@ -157,10 +161,15 @@ async def test_cache_clear_command_removes_cached_prompts(tmp_path, api_env):
     out = _cli(env, "cache", "clear")
     assert out.returncode == 0, out.stderr
     assert "removed 1 cached answer" in out.stdout
-    with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 0
+    assert _cached_answers(db) == 0
+    with sqlite3.connect(db) as c:  # nothing of it left in the file either
         assert c.execute("SELECT COUNT(*) FROM response_cache_terms").fetchone()[0] == 0
     assert (await _ask(server))["source"] == "api"
+
+
+def _cached_answers(db: Path) -> int:
+    with open_store(db) as store, store.read() as c:
+        return cache_sql.totals(c)[0]
 
 
 def _age_cache(db: Path, days: float) -> None:
@@ -179,8 +188,7 @@ async def test_retention_days_purges_old_prompts_at_start_up_and_periodically(tm
     # start-up: the old answer is gone before the first call
     server = in_process_server(config, str(db))
     async with Client(server) as client:
-        with sqlite3.connect(db) as c:
-            assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 0
+        assert _cached_answers(db) == 0
         r = await client.call_tool("optimized_complete", {"prompt": QUESTION})
         assert r.structured_content["source"] == "api"
 
@@ -192,18 +200,15 @@ async def test_retention_days_purges_old_prompts_at_start_up_and_periodically(tm
         assert r.structured_content["source"] == "api"
         with anyio.fail_after(5):  # a new answer is stored just after it is returned
             while True:
-                with sqlite3.connect(db) as c:
-                    if c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 2:
-                        break
+                if _cached_answers(db) == 2:
+                    break
                 await anyio.sleep(0.005)
         _age_cache(db, 3)
         with anyio.fail_after(10):
             while True:
-                with sqlite3.connect(db) as c:
-                    if c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 0:
-                        break
+                if _cached_answers(db) == 0:
+                    break
                 await anyio.sleep(0.05)
     # a fresh answer (inside the retention window) is kept
     await _ask(in_process_server(config, str(db)), "What is the longest river in Africa?")
-    with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 1
+    assert _cached_answers(db) == 1

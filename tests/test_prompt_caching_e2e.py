@@ -13,7 +13,6 @@ reads; plain 5-minute automatic caching reads clearly less and costs more.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from mcp import Client
@@ -21,6 +20,7 @@ from mcp import Client
 from conftest import in_process_server, make_config
 from mcp_tars import clock
 from mcp_tars.prompt_cache import PromptCacheSettings, SessionTiming, shape_request
+from mcp_tars.store import ledger, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -134,9 +134,8 @@ async def test_agent_sessions_read_at_least_90_percent_from_the_prompt_cache(tmp
 
     # Every call's routing and prompt-cache decisions are in the ledger, as the bill saw them.
     bill = {line.response_id: line.usage for line in sim.bill}
-    with sqlite3.connect(ours["db"]) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM ledger ORDER BY ts").fetchall()
+    with open_store(ours["db"]) as store:
+        rows = sorted(ledger.rows(store), key=lambda r: r["ts"])
     assert len(rows) == 32
     ttls = []
     for row in rows:
@@ -150,8 +149,8 @@ async def test_agent_sessions_read_at_least_90_percent_from_the_prompt_cache(tmp
         assert row["cache_read_tokens"] == usage["cache_read_input_tokens"]
         assert row["cache_write_1h_tokens"] == usage["cache_creation"]["ephemeral_1h_input_tokens"]
     assert ttls.count("1h") >= 20  # long pauses: the conversation is written with the 1-hour TTL
-    with sqlite3.connect(auto["db"]) as conn:
-        auto_decisions = [json.loads(r[0]) for r in conn.execute("SELECT prompt_cache FROM ledger")]
+    with open_store(auto["db"]) as store:
+        auto_decisions = [json.loads(r["prompt_cache"]) for r in ledger.rows(store)]
     assert {d["ttl"] for d in auto_decisions} == {"5m"} and all(d["breakpoints"] == 1 for d in auto_decisions)
 
     # ... and visible in the report: both sessions, with what prompt caching saved.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from mcp import Client
 
 from conftest import TEST_API_KEY, in_process_server, make_config, server_env, stdio_params
+from mcp_tars.store import ledger, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -22,8 +22,8 @@ INSPECTOR = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modu
 
 
 def _ledger_rows(db: Path) -> int:
-    with sqlite3.connect(db) as c:
-        return c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    with open_store(db) as store:
+        return ledger.count(store)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
