@@ -136,7 +136,8 @@ def _day_and_month(ts: float) -> tuple[str, str]:
 
 class BudgetGuard:
     """Budgets of one configuration over the store's ledger. Thread-safe as
-    the store is; several processes see each other's spend through the file."""
+    the store is; several processes (on a team database, several machines) see
+    each other's spend through the shared per-day totals."""
 
     def __init__(self, store: Store, settings: "BudgetSettings"):
         self.store = store

@@ -165,8 +165,8 @@ def _report(args, config) -> int:
 
 
 def _tenant_scoped() -> bool:
-    """Reports cover every tenant in the file unless MCP_TARS_REPORT_TENANT=current
-    (the file is the user's own; tenants separate keys and namespaces)."""
+    """Reports cover every tenant in the database unless MCP_TARS_REPORT_TENANT=current
+    (a file is the user's own, a team database the team's; tenants separate keys and namespaces)."""
     return os.environ.get("MCP_TARS_REPORT_TENANT") == "current"
 
 

@@ -235,7 +235,7 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
                  since: str | None = None, until: str | None = None, budget: dict | None = None,
                  now: float | None = None, settings: ReportSettings | None = None) -> dict:
     """The report over one period: totals, groups, savings by lever, budget and
-    warnings. ``tenant`` None covers every tenant in the file. Raises
+    warnings. ``tenant`` None covers every tenant in the database. Raises
     ValueError on an unknown period or group_by, or a malformed date."""
     if group_by not in GROUP_BYS:
         raise ValueError(f"unknown group_by {group_by!r}; use one of {', '.join(GROUP_BYS)}")

@@ -252,10 +252,6 @@ def insert_sessions(store: Store, sessions: list[dict]) -> int:
 # replaying twice never counts a response twice.
 
 
-def spool_path(store: Store) -> Path | None:
-    return store.spool_path
-
-
 def spool(store: Store, row: Mapping[str, Any]) -> Path:
     """Append one ledger row to the recovery spool (fsync'd); raises OSError if even that fails."""
     path = store.spool_path

@@ -58,12 +58,17 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def _said(e: Exception) -> str:
+    """libpq's message on one line, without its closing punctuation (ours follows)."""
+    return " ".join(str(e).split()).rstrip(".?!")
+
+
 def check_url(url: str) -> dict:
     """The connection parameters of a postgresql:// URL; StoreError when malformed."""
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as e:
-        raise StoreError(f"MCP_TARS_DB={redact(url)!r} is not a valid PostgreSQL URL: {e}. "
+        raise StoreError(f"MCP_TARS_DB={redact(url)!r} is not a valid PostgreSQL URL: {_said(e)}. "
                          "Write it as postgresql://user:password@host:port/database") from e
     if not params.get("dbname"):
         raise StoreError(f"MCP_TARS_DB={redact(url)!r} names no database: write it as "
@@ -151,7 +156,7 @@ class PostgresStore(Store):
             conn.execute(f"SET lock_timeout = {int(self.lock_timeout_ms)}")
         except psycopg.OperationalError as e:
             raise StoreError(
-                f"cannot connect to the PostgreSQL database {self.location}: {str(e).strip()}. Check that the "
+                f"cannot connect to the PostgreSQL database {self.location}: {_said(e)}. Check that the "
                 "server runs and accepts connections from this machine, and the user, password and database "
                 "in MCP_TARS_DB (postgresql://user:password@host:port/database)."
             ) from e
@@ -205,7 +210,7 @@ class PostgresStore(Store):
                       "of its schema, or run `mcp-tars db migrate` once with a role that has it")
         else:
             advice = "check that the server runs and is reachable, and MCP_TARS_DB"
-        return StoreError(f"the PostgreSQL database {self.location} cannot be {done}: {str(e).strip()}. {advice}.")
+        return StoreError(f"the PostgreSQL database {self.location} cannot be {done}: {_said(e)}. {advice}.")
 
     def close(self) -> None:
         with self._lock:
