@@ -40,8 +40,12 @@ FROZEN = {
         "m031_report_rollups": "399eac5ac3a89dd93923ca3f985d9dacc66ffdd468430324ad4ace186d727776",
         "m032_report_rollups_v2": "921a903f65bfc74d880c7fc64685d456d0e25b7eb7348a514e204b3653363d11",
         "m033_rollup_lever_mask": "fd15e7443f4b2cd974e887126c0d2077c1c1fcab3fe4b2b1d94464e893f48a97",
+        "m034_exact_money": "0ff520926ecd6b711ffb30bde1d342c3c6ec4cc3aa2a375b8ac676ddafb2fe50",
+        "m035_task_leases": "fe595e617dd25af1f1fbe8cbc6ce8902148d0f6be7f2c29f6ebd202d59e3245c",
     },
-    "postgres": {},
+    "postgres": {
+        "m001_schema": "4904b83d6fc1323d72593c208be639ac5052165cd8082bc0cd888a4adbcd7299",
+    },
 }
 
 
