@@ -38,11 +38,12 @@ Crash safety:
 - tasks are *claimed* (with the owner process and a lease of
   ``api.timeout_seconds`` + 60 s) before ``batches.create``; the API's batch
   id and the ``submitted`` mark are written in one transaction;
-- a claim whose lease ran out, or whose owner died (checked in /proc on a
+- a claim whose lease ran out, or whose owner died (checked in /proc for a
   SQLite file, which lives on one machine; on a team database shared by
-  several machines only the lease decides), is reconciled with the API's batch list: a batch created after the claim with
-  the same number of requests and unknown locally is adopted, otherwise the
-  tasks go back to the queue. A task is never sent twice;
+  several machines only the lease decides), is reconciled with the API's
+  batch list: a batch created after the claim with the same number of
+  requests and unknown locally is adopted, otherwise the tasks go back to the
+  queue. A task is never sent twice;
 - a result enters the ledger with ``response_id = batch:{batch_id}:{task_id}``
   (UNIQUE) in the same transaction that records the task's answer, so a
   restart re-reads the results without counting anything twice;
