@@ -69,7 +69,7 @@ def call_shapes(rng: random.Random, n: int = 400) -> list[dict]:
         a = attribute_call(prices, usage=usage, model=model, default_model=DEFAULT, batch=source == "batch",
                            pruned_away_tokens=pruned)
         if source == "cache":
-            a = attribute_cache_hit(a.cost_usd, a.baseline_cost_usd, a.savings)
+            a = attribute_cache_hit(a.cost_usd, a.baseline_cost_usd)
             usage = Usage()
         shapes.append({
             "source": source, "model": model, "input_tokens": usage.input_tokens,

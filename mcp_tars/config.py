@@ -35,14 +35,18 @@ def config_path() -> Path:
 
 
 def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+    """One line per wrong field (one line in all for one), naming the file."""
+    problems = []
     for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
-        shown = json.dumps(got)[:80] if not isinstance(got, dict) else "{...}"
-        lines.append(f"  - {where}: {e['msg']} (got {shown})")
-    lines.append("Fix the field(s) above; the README lists every field and its allowed values.")
-    return "\n".join(lines)
+        shown = "" if isinstance(got, dict) or not where else f" (got {json.dumps(got, default=str)[:80]})"
+        problems.append(f"{where}: {message}{shown}" if where else message)
+    hint = "`mcp-tars config reference` lists every field and its allowed values."
+    if len(problems) == 1:
+        return f"{source}: invalid configuration: {problems[0]}. {hint}"
+    return "\n".join([f"{source}: invalid configuration:", *(f"  - {p}" for p in problems), hint])
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:

@@ -227,7 +227,7 @@ class Engine:
     def record_cache_hit(self, hit, req: CompletionRequest, complexity, started: float, *,
                          tenant: str | None = None) -> CompletionResult:
         tenant = tenant or self.tenant
-        attribution: Attribution = attribute_cache_hit(hit.cost_usd, hit.baseline_cost_usd, hit.savings)
+        attribution: Attribution = attribute_cache_hit(hit.cost_usd, hit.baseline_cost_usd)
         response_id = "hit_" + uuid.uuid4().hex
         latency_ms = (time.perf_counter() - started) * 1000
         usage = Usage()

@@ -22,10 +22,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import prompt_cache, pruning, routing, tokens
+from . import catalog, prompt_cache, pruning, routing, tokens
 from .budget import BudgetDeferred, BudgetExceeded, BudgetGuard
 from .pricing import PriceTable, Usage
-from .request import CompletionRequest, request_params
+from .request import CompletionRequest, InputError, request_params
 from .settings import Config
 from .store import Store
 from .store import tasks as task_store
@@ -34,6 +34,9 @@ MAX_PRUNED_SESSIONS = 512  # sessions whose pruned prefix is remembered (in memo
 # The previous turn's prefix is probably still in the prompt cache this long after it (1h TTL):
 # pruning inside it would throw the cache away.
 PREFIX_PROTECTION_SECONDS = 3600
+# A request above its model's context window is pruned to this share of it:
+# our token count is an estimate, the API's is not.
+WINDOW_FILL_SHARE = 0.9
 
 Summarizer = Callable[[list[dict]], str]
 
@@ -120,6 +123,7 @@ class Planner:
             summarizer=summarizer if cfg.pruning.abstractive else None)
         # an abstractive summary is a blocking API call: keep it off the event loop
         prune_info = await asyncio.to_thread(prune) if (cfg.pruning.abstractive and summarizer) else prune()
+        input_tokens, prune_info = self.fit_model(params, model, prune_info, warnings)
 
         pc_decision = None
         if not deferred:
@@ -131,7 +135,48 @@ class Planner:
             shaped, shaping = prompt_cache.shape_request(params, model, cfg.prompt_cache, timing)
             params = shaped
             pc_decision = shaping.__dict__ if hasattr(shaping, "__dict__") else dict(shaping)
-        return CallPlan(params, decision, prune_info, pc_decision, self.estimate_cost(params, model), warnings)
+        return CallPlan(params, decision, prune_info, pc_decision,
+                        self.estimate_cost(params, model, input_tokens=input_tokens), warnings)
+
+    # -- the model's limits -------------------------------------------------------
+
+    def fit_model(self, params: dict, model: str, prune_info: dict | None,
+                  warnings: list[str]) -> tuple[int, dict | None]:
+        """Make the request fit ``model``: its output limit, and its context
+        window. A request above the window is pruned to fit when pruning is on
+        and can bring it under, else refused before anything is sent (the API
+        would refuse it too). Returns the estimated input tokens and what
+        pruning did (``params["messages"]`` is updated in place)."""
+        limits = catalog.info(model)
+        if params["max_tokens"] > limits.max_output_tokens:
+            raise InputError(f"`max_tokens` {params['max_tokens']:,} is above the {limits.max_output_tokens:,} output "
+                             f"tokens {model} allows: lower it, or pin a model that allows more")
+        estimate = tokens.estimate_request_tokens(params["messages"], params.get("system"), params.get("tools"), model)
+        window = limits.context_window_tokens
+        if estimate <= window:
+            return estimate, prune_info
+        over = (f"the request is about {estimate:,} tokens (estimated), more than the {window:,}-token context "
+                f"window of {model}")
+        if not self.config.pruning.enabled:
+            raise InputError(f"{over}; nothing was sent. Shorten it, or turn pruning on (pruning.enabled) so that "
+                             "mcp-tars prunes it to fit.")
+        result = pruning.prune_messages(params["messages"], system=params.get("system"),
+                                        max_tokens=int(window * WINDOW_FILL_SHARE), level="auto",
+                                        settings=self.config.pruning, model=model)
+        if result.tokens_after > window:
+            reach = (f"pruning brings it down to about {result.tokens_after:,} tokens only" if result.tokens_after < estimate
+                     else "pruning cannot shorten it")
+            raise InputError(f"{over}, and {reach} (the user's own words in the final turn and the system prompt are "
+                             "kept whole); nothing was sent. Shorten the final turn or the system prompt.")
+        params["messages"] = result.messages
+        note = f"{over}: pruned to about {result.tokens_after:,} tokens to fit"
+        warnings.append(note)
+        before = prune_info["tokens_before"] if prune_info else estimate
+        return result.tokens_after, {
+            "tokens_before": before, "tokens_after": result.tokens_after, "level": result.level,
+            "reduction_pct": round(100 * (1 - result.tokens_after / max(before, 1)), 1),
+            "notes": [note, *result.notes], "removed": result.removed[:20],
+        }
 
     # -- budget ---------------------------------------------------------------
 
@@ -167,9 +212,10 @@ class Planner:
             warnings.append(verdict.message)
         return decision
 
-    def estimate_cost(self, params: dict, model: str) -> float:
+    def estimate_cost(self, params: dict, model: str, *, input_tokens: int | None = None) -> float:
         """Estimated cost of a call before it is made (input estimate + max output), standard rate."""
-        est_in = tokens.estimate_request_tokens(params["messages"], params.get("system"), params.get("tools"), model)
+        est_in = input_tokens if input_tokens is not None else tokens.estimate_request_tokens(
+            params["messages"], params.get("system"), params.get("tools"), model)
         cost = self.prices.cost(Usage(input_tokens=est_in, output_tokens=params.get("max_tokens", 1024)), model, batch=False)
         return cost.usd or 0.0
 

@@ -20,7 +20,6 @@ Billing rules implemented here (see shared/docs/anthropic-api.md):
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -28,9 +27,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
 
+from . import catalog
+
 PRICE_FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 _MILLION = Decimal(1_000_000)
-_DATED_ID = re.compile(r"^(?P<alias>.+)-(?P<date>\d{8})$")
 
 
 @dataclass(frozen=True)
@@ -189,12 +189,7 @@ class PriceTable:
 
     def canonical_model(self, model: str) -> str:
         """The table entry a model id prices as: itself, or its alias for a dated id."""
-        if model in self._prices:
-            return model
-        m = _DATED_ID.match(model)
-        if m and m.group("alias") in self._prices:
-            return m.group("alias")
-        return model
+        return catalog.resolve(model, self._prices) or model
 
     def price(self, model: str) -> tuple[ModelPrice | None, str]:
         key = self.canonical_model(model)
@@ -339,13 +334,16 @@ def attribute_call(
     )
 
 
-def attribute_cache_hit(original_cost_usd: float | None, original_baseline_usd: float | None,
-                        original_savings: Mapping[str, float | None]) -> Attribution:
-    """A response-cache hit costs $0. It saves the whole cost of the call it
-    replaced (the ``cache`` lever), and keeps the original call's other lever
-    savings, so the baseline is the original request's baseline."""
+def attribute_cache_hit(original_cost_usd: float | None, original_baseline_usd: float | None) -> Attribution:
+    """A response-cache hit costs $0 and saves the request's whole baseline,
+    all of it by the ``cache`` lever: the cache answers before any other lever
+    acts (no routing, pruning, prompt caching or batching happens for this
+    request), so none of them saved anything on it. The baseline is the
+    original request's (the same request, on the default model, full context).
+
+    ``original_savings`` is accepted for callers that still pass it and ignored."""
     if original_cost_usd is None or original_baseline_usd is None:
         return Attribution(0.0, None, {k: None for k in LEVERS}, "unknown", True)
-    savings = {k: float(original_savings.get(k) or 0.0) for k in LEVERS}
-    savings["cache"] = original_cost_usd + savings.get("cache", 0.0)
+    savings = {k: 0.0 for k in LEVERS}
+    savings["cache"] = float(original_baseline_usd)
     return Attribution(0.0, original_baseline_usd, savings, "table", True)

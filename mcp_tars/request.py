@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import pruning, tokens
+from . import catalog, pruning, tokens
 from .pricing import PriceTable
-from .settings import Config
+from .settings import Config, unknown_model_message
 
 
 class InputError(ValueError):
@@ -32,6 +32,9 @@ class CompletionRequest:
     stop_sequences: list[str] | None = None
     tools: list[dict] | None = None
     tool_choice: dict | None = None
+    top_k: int | None = None
+    thinking: dict | None = None  # {"type": "enabled", "budget_tokens": N} | {"type": "adaptive"} | {"type": "disabled"}
+    metadata: dict | None = None  # {"user_id": "..."}: passed to the API, not part of the cache key
     use_cache: bool = True
     session_id: str | None = None
     stream: bool = False
@@ -120,19 +123,61 @@ def build_messages(req: CompletionRequest, cfg: Config) -> list[dict]:
 def check_scalars(req: CompletionRequest, prices: PriceTable) -> None:
     if not isinstance(req.max_tokens, int) or isinstance(req.max_tokens, bool) or req.max_tokens < 1:
         raise InputError(f"`max_tokens` must be a positive integer (got {req.max_tokens!r})")
-    if req.max_tokens > 128_000:
-        raise InputError(f"`max_tokens` {req.max_tokens} is above the largest output any model allows (128000)")
+    largest = catalog.largest_output_tokens()
+    if req.max_tokens > largest:
+        raise InputError(f"`max_tokens` {req.max_tokens:,} is above the largest output any model allows ({largest:,})")
     if req.temperature is not None and not (0 <= req.temperature <= 1):
         raise InputError(f"`temperature` must be between 0 and 1 (got {req.temperature})")
     if req.top_p is not None and not (0 < req.top_p <= 1):
         raise InputError(f"`top_p` must be in (0, 1] (got {req.top_p})")
+    if req.top_k is not None and (not isinstance(req.top_k, int) or isinstance(req.top_k, bool) or req.top_k < 1):
+        raise InputError(f"`top_k` must be a positive integer (got {req.top_k!r})")
+    _check_thinking(req)
+    if req.metadata is not None:
+        if not isinstance(req.metadata, dict) or set(req.metadata) - {"user_id"}:
+            raise InputError("`metadata` must be an object whose only key is `user_id` (what the API accepts), "
+                             f"got {sorted(req.metadata) if isinstance(req.metadata, dict) else req.metadata!r}")
+        user_id = req.metadata.get("user_id")
+        if user_id is not None and (not isinstance(user_id, str) or len(user_id) > 256):
+            raise InputError("`metadata.user_id` must be a string of at most 256 characters (an opaque id, "
+                             "never a name, an email or a phone number)")
     if req.model is not None and not prices.is_known(req.model):
-        raise InputError(f"unknown model {req.model!r}; known models: {', '.join(prices.models)} "
-                         "(or add its prices under price_overrides in performance-config.json)")
+        raise InputError(f"`model`: {unknown_model_message(req.model, prices.models)}")
     if req.system is not None and not isinstance(req.system, (str, list)):
         raise InputError("`system` must be a string or a list of text blocks")
     if isinstance(req.system, list) and not all(isinstance(b, dict) and b.get("type") == "text" for b in req.system):
         raise InputError("`system` blocks must be objects of type 'text'")
+
+
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
+MIN_THINKING_BUDGET_TOKENS = 1024
+
+
+def _check_thinking(req: CompletionRequest) -> None:
+    """Extended thinking, with the API's rules checked before anything is sent."""
+    thinking = req.thinking
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES:
+        raise InputError("`thinking` must be {\"type\": \"enabled\", \"budget_tokens\": N}, {\"type\": \"adaptive\"} "
+                         f"or {{\"type\": \"disabled\"}} (got {str(thinking)[:80]})")
+    extra = set(thinking) - ({"type", "budget_tokens"} if thinking["type"] == "enabled" else {"type"})
+    if extra:
+        raise InputError(f"`thinking` of type {thinking['type']!r} takes no {sorted(extra)}")
+    if thinking["type"] == "disabled":
+        return
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET_TOKENS:
+            raise InputError(f"`thinking.budget_tokens` must be an integer of at least {MIN_THINKING_BUDGET_TOKENS} "
+                             f"(got {budget!r})")
+        if isinstance(req.max_tokens, int) and budget >= req.max_tokens:
+            raise InputError(f"`thinking.budget_tokens` ({budget}) must be below `max_tokens` ({req.max_tokens}): "
+                             "the thinking is part of the output")
+    if req.temperature is not None and req.temperature != 1:
+        raise InputError("`temperature` cannot be set with thinking (the API allows only 1): leave it out")
+    if req.top_k is not None:
+        raise InputError("`top_k` cannot be used with thinking: leave it out")
 
 
 def request_params(req: CompletionRequest, messages: list[dict]) -> dict[str, Any]:
@@ -140,7 +185,7 @@ def request_params(req: CompletionRequest, messages: list[dict]) -> dict[str, An
     params: dict[str, Any] = {"messages": messages, "max_tokens": req.max_tokens}
     if req.system is not None:
         params["system"] = req.system
-    for key in ("temperature", "top_p", "stop_sequences", "tools", "tool_choice"):
+    for key in ("temperature", "top_p", "top_k", "stop_sequences", "tools", "tool_choice", "thinking", "metadata"):
         value = getattr(req, key)
         if value is not None:
             params[key] = value

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from mcp_tars import catalog
 from mcp_tars.tokens import content_text
 from mcp_tars.settings import LEVELS, RoutingSettings
 
@@ -777,14 +778,11 @@ def _one_tier_down(model: str, level: str, settings: RoutingSettings) -> str | N
     return lower
 
 
-_DATED = re.compile(r"-\d{8}$")
-
-
 def fallback_models(model: str, settings: RoutingSettings) -> list[str]:
     """Models to try next, in order, when ``model`` keeps answering 529."""
     chain = settings.overload_fallback_chain.get(model)
     if chain is None:
-        chain = settings.overload_fallback_chain.get(_DATED.sub("", model), [])
+        chain = settings.overload_fallback_chain.get(catalog.undated(model), [])
     seen: list[str] = []
     for candidate in chain:
         if candidate != model and candidate not in seen:

@@ -248,32 +248,6 @@ class RoutingSettings(BaseModel):
 # --------------------------------------------------------------------------- prompt cache
 
 
-def _default_minimums() -> dict[str, int]:
-    # Minimum cacheable prefix per model (prefix match, longest wins). Shorter
-    # prefixes are silently not cached. Documented values (anthropic-api.md):
-    # 512 Opus 5 / Fable 5, 5.1; 1,024 Opus 4.8, Sonnet 5, Sonnet 4.5; 2,048
-    # Opus 4.7, Sonnet 4.6 (observed); 4,096 Opus 4.5/4.6, Haiku 4.5.
-    # Not documented for the 5.5 models: we assume 1,024 for Sonnet/Opus 5.5
-    # (like Sonnet 5 and Opus 4.8) and 2,048 for Haiku 5.5 (the Haiku line has
-    # always had a higher minimum); the simulator uses the same guesses.
-    return {
-        "claude-haiku-5-5": 2048,
-        "claude-sonnet-5-5": 1024,
-        "claude-opus-5-5": 1024,
-        "claude-opus-5": 512,
-        "claude-fable-5": 512,
-        "claude-mythos-5": 1024,
-        "claude-sonnet-5": 1024,
-        "claude-opus-4-8": 1024,
-        "claude-opus-4-7": 2048,
-        "claude-opus-4-6": 4096,
-        "claude-opus-4-5": 4096,
-        "claude-sonnet-4-6": 2048,
-        "claude-sonnet-4-5": 1024,
-        "claude-haiku-4-5": 4096,
-    }
-
-
 class PromptCacheSettings(BaseModel):
     """Prompt caching: where breakpoints go and which TTL they get."""
 
@@ -291,10 +265,10 @@ class PromptCacheSettings(BaseModel):
         ),
     )
     min_cacheable_tokens: dict[str, int] = Field(
-        default_factory=_default_minimums,
-        description="Minimum cacheable prefix in tokens, by model id prefix (longest match wins). 5.5 values are assumptions: the API does not document them.",
+        default_factory=dict,
+        description="Overrides of the minimum cacheable prefix in tokens, by model id prefix (longest match wins). Empty: the model catalogue's values (data/models.json; those the API does not document, such as the 5.5 models', are marked as assumptions there).",
     )
-    default_min_cacheable_tokens: int = Field(1024, ge=1, description="Minimum for a model no prefix matches.")
+    default_min_cacheable_tokens: int = Field(1024, ge=1, description="Minimum for a model neither the overrides nor the model catalogue know.")
     min_length_margin: float = Field(
         0.1, ge=0, lt=1,
         description="Offline token counts are estimates: mark a prefix once its estimate reaches (1 - margin) x the minimum. A marker below the real minimum is harmless (silently not cached).",
@@ -341,7 +315,12 @@ class PromptCacheSettings(BaseModel):
         for prefix in self.min_cacheable_tokens:
             if model.startswith(prefix) and len(prefix) > len(best):
                 best = prefix
-        return self.min_cacheable_tokens[best] if best else self.default_min_cacheable_tokens
+        if best:
+            return self.min_cacheable_tokens[best]
+        from .catalog import info  # a leaf of data, like this module
+
+        known = info(model)
+        return known.cache_minimum_tokens if known.listed else self.default_min_cacheable_tokens
 
 
 # --------------------------------------------------------------------------- pruning
@@ -507,13 +486,38 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
-    def _check_price_overrides(self) -> "Config":
+    def _check_prices_and_models(self) -> "Config":
         for model, fields in self.price_overrides.items():
             negative = [k for k, v in fields.items() if v < 0]
             if negative:
                 raise ValueError(f"price_overrides.{model}: prices cannot be negative ({negative})")
         from .pricing import PriceTable  # pricing is itself a leaf; imported here so this module stays one
 
-        PriceTable(overrides=self.price_overrides)  # unknown fields, or a new model without every price
+        prices = PriceTable(overrides=self.price_overrides)  # unknown fields, or a new model without every price
+        # Every model the configuration names must have a price: a typo would
+        # otherwise surface only when the first call fails (or is never priced).
+        named = [("default_model", self.default_model), ("routing.expert_floor_model", self.routing.expert_floor_model)]
+        named += [(f"routing.tier_models.{level}", m) for level, m in self.routing.tier_models.items()]
+        for model, chain in self.routing.overload_fallback_chain.items():
+            named.append(("routing.overload_fallback_chain (a key)", model))
+            named += [(f"routing.overload_fallback_chain.{model}", m) for m in chain]
+        if self.pruning.summarizer_model is not None:
+            named.append(("pruning.summarizer_model", self.pruning.summarizer_model))
+        unknown = [(where, m) for where, m in named if not prices.is_known(m)]
+        if unknown:
+            raise ValueError("; ".join(f"{where}: {unknown_model_message(m, prices.models, list_known=False)}"
+                                       for where, m in unknown) + f". Known models: {', '.join(prices.models)} "
+                             "(a model of your own needs its prices under price_overrides)")
         return self
 
+
+def unknown_model_message(model: str, known: list[str], *, list_known: bool = True) -> str:
+    """Why ``model`` is refused, with the name that was probably meant."""
+    import difflib
+
+    close = difflib.get_close_matches(model, known, n=1, cutoff=0.6)
+    message = f"unknown model {model!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if list_known:
+        message += (f"; known models: {', '.join(known)} (a model of your own needs its prices under "
+                    "price_overrides in performance-config.json)")
+    return message

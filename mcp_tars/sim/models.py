@@ -1,8 +1,14 @@
-"""What the simulator knows about each model: its id, tokenizer scale and cache minimum.
+"""What the simulator knows about each model: its id, tokenizer scale, cache
+minimum, context window and largest output.
 
 The set of models comes from the price table (``mcp_tars/data/prices.json``):
 a model the sim cannot bill is a model it does not serve. Dated ids such as
-``claude-haiku-4-5-20251001`` are the same model as their alias.
+``claude-haiku-4-5-20251001`` are the same model as their alias. Context
+windows, output limits and cache minimums are facts of the API the sim stands
+for: they come from the model catalogue (``mcp_tars/data/models.json``, the
+same facts the product works with). The tokenizer is the sim's own: the
+product's estimate (``mcp_tars.tokens``) is what is under test and must not be
+exact by construction.
 """
 
 from __future__ import annotations
@@ -10,43 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-_DATED_ID = re.compile(r"^(?P<alias>claude-[a-z0-9-]+?)-(?P<date>\d{8})$")
-_GENERATION = re.compile(r"^claude-[a-z]+-(?P<major>\d+)")
+from mcp_tars import catalog
 
-# Minimum cacheable prefix, in tokens. Shorter prefixes are silently not
-# cached, exactly like the real API. Documented values where Anthropic
-# publishes one (docs/anthropic-api.md); the 5.5 and Mythos values are not
-# documented and are our guesses.
-DEFAULT_CACHE_MINIMUM_TOKENS: dict[str, int] = {
-    "claude-opus-5": 512,
-    "claude-fable-5": 512,
-    "claude-fable-5-1": 512,
-    "claude-fable-5-2": 512,  # guess: same family as fable-5-1
-    "claude-opus-4-8": 1024,
-    "claude-sonnet-5": 1024,
-    "claude-sonnet-4-5": 1024,
-    "claude-opus-4-7": 2048,
-    "claude-sonnet-4-6": 2048,
-    "claude-opus-4-5": 4096,
-    "claude-opus-4-6": 4096,
-    "claude-haiku-4-5": 4096,
-    "claude-haiku-5-5": 2048,  # guess
-    "claude-sonnet-5-5": 1024,  # guess
-    "claude-opus-5-5": 1024,  # guess
-    "claude-mythos-5": 1024,  # guess
-    "claude-mythos-5-1": 1024,  # guess
-}
-FALLBACK_CACHE_MINIMUM_TOKENS = 1024
-FALLBACK_HAIKU_CACHE_MINIMUM_TOKENS = 2048
+_GENERATION = re.compile(r"^claude-[a-z]+-(?P<major>\d+)")
 
 # Simulated tokens per cl100k token. Newer Claude tokenizers produce roughly
 # 30% more tokens than cl100k for the same text; the 4.x ones somewhat more.
+# Deliberately not the product's estimate factors (mcp_tars/data/models.json).
 GENERATION_5_TOKEN_FACTOR = 1.3
 OLDER_GENERATION_TOKEN_FACTOR = 1.15
-
-# Largest accepted max_tokens (the real limit varies by model; one generous
-# ceiling keeps the sim simple while still rejecting absurd values).
-MAX_OUTPUT_TOKENS = 128_000
 
 
 class ModelCatalogue:
@@ -58,28 +36,28 @@ class ModelCatalogue:
         *,
         cache_minimum_tokens: Mapping[str, int] | None = None,
         token_factors: Mapping[str, float] | None = None,
+        context_window_tokens: Mapping[str, int] | None = None,
     ) -> None:
         self.aliases = frozenset(aliases)
         # Public and mutable on purpose: tests and benchmarks tune them live.
-        self.cache_minimum_tokens: dict[str, int] = dict(DEFAULT_CACHE_MINIMUM_TOKENS)
+        self.cache_minimum_tokens: dict[str, int] = {a: catalog.info(a).cache_minimum_tokens for a in self.aliases}
         self.cache_minimum_tokens.update(cache_minimum_tokens or {})
         self.token_factors: dict[str, float] = dict(token_factors or {})
+        self.context_window_tokens: dict[str, int] = {a: catalog.info(a).context_window_tokens for a in self.aliases}
+        self.context_window_tokens.update(context_window_tokens or {})
 
     def resolve(self, model_id: str) -> str | None:
         """The alias ``model_id`` names, or None when the sim does not serve it."""
-        if model_id in self.aliases:
-            return model_id
-        match = _DATED_ID.match(model_id)
-        if match and match["alias"] in self.aliases:
-            return match["alias"]
-        return None
+        return catalog.resolve(model_id, self.aliases)
 
     def cache_minimum(self, alias: str) -> int:
-        if alias in self.cache_minimum_tokens:
-            return self.cache_minimum_tokens[alias]
-        if "haiku" in alias:
-            return FALLBACK_HAIKU_CACHE_MINIMUM_TOKENS
-        return FALLBACK_CACHE_MINIMUM_TOKENS
+        return self.cache_minimum_tokens.get(alias) or catalog.info(alias).cache_minimum_tokens
+
+    def context_window(self, alias: str) -> int:
+        return self.context_window_tokens.get(alias) or catalog.info(alias).context_window_tokens
+
+    def max_output_tokens(self, alias: str) -> int:
+        return catalog.info(alias).max_output_tokens
 
     def token_factor(self, alias: str) -> float:
         if alias in self.token_factors:

@@ -102,6 +102,7 @@ class SimulatedAnthropic:
         prices_path: str | Path | None = None,
         cache_minimum_tokens: dict[str, int] | None = None,
         token_factors: dict[str, float] | None = None,
+        context_window_tokens: dict[str, int] | None = None,
         cache_lookback_blocks: int = DEFAULT_LOOKBACK_BLOCKS,
         keep_request_bodies: bool = True,
     ) -> None:
@@ -115,7 +116,8 @@ class SimulatedAnthropic:
         self.keep_request_bodies = keep_request_bodies
         self.prices = PriceTable.load(prices_path)
         self.models = ModelCatalogue(
-            self.prices.models, cache_minimum_tokens=cache_minimum_tokens, token_factors=token_factors
+            self.prices.models, cache_minimum_tokens=cache_minimum_tokens, token_factors=token_factors,
+            context_window_tokens=context_window_tokens,
         )
         self._address = (host, port)
         self._cache = PromptCache(cache_lookback_blocks)
@@ -364,11 +366,14 @@ class SimulatedAnthropic:
         body = require_object(body)
         model_id = require_model_id(body)
         alias = self._resolve_model(model_id)
-        validate_message_request(body, model_id=model_id)
+        validate_message_request(body, model_id=model_id, max_output_tokens=self.models.max_output_tokens(alias))
         if batch and body.get("stream"):
             raise invalid_request("stream: streaming is not supported for requests in a Message Batch")
         factor = self.models.token_factor(alias)
         prompt = build_prompt(body, factor)
+        window = self.models.context_window(alias)
+        if prompt.total_tokens > window:  # the real API's 400, before anything is billed
+            raise invalid_request(f"prompt is too long: {prompt.total_tokens} tokens > {window} maximum")
         if body["max_tokens"] == 0 and not prompt.breakpoints:
             raise invalid_request(
                 "max_tokens: 0 is only allowed to pre-warm the prompt cache: add a cache_control "

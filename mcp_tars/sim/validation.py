@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from .errors import invalid_request
-from .models import MAX_OUTPUT_TOKENS
 
 ROLES = ("user", "assistant")
 TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
@@ -38,20 +37,23 @@ def require_model_id(body: dict[str, Any]) -> str:
     return model
 
 
-def validate_message_request(body: dict[str, Any], *, model_id: str, count_only: bool = False) -> None:
+def validate_message_request(body: dict[str, Any], *, model_id: str, max_output_tokens: int = 128_000,
+                             count_only: bool = False) -> None:
     """Raise ``APIError`` unless ``body`` is a valid Messages (or count_tokens) request."""
     if not count_only:
-        _validate_max_tokens(body, model_id)
+        _validate_max_tokens(body, model_id, max_output_tokens)
         if "stream" in body and not isinstance(body["stream"], bool):
             raise invalid_request("stream: Input should be a valid boolean")
         _validate_sampling(body)
+        _validate_thinking(body)
+        _validate_metadata(body.get("metadata"))
     _validate_system(body.get("system"))
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
     _validate_messages(body.get("messages"))
 
 
-def _validate_max_tokens(body: dict[str, Any], model_id: str) -> None:
+def _validate_max_tokens(body: dict[str, Any], model_id: str, max_output_tokens: int) -> None:
     if "max_tokens" not in body:
         raise invalid_request("max_tokens: Field required")
     max_tokens = body["max_tokens"]
@@ -59,9 +61,9 @@ def _validate_max_tokens(body: dict[str, Any], model_id: str) -> None:
         raise invalid_request("max_tokens: Input should be a valid integer")
     if max_tokens < 0:
         raise invalid_request("max_tokens: Input should be greater than or equal to 1")
-    if max_tokens > MAX_OUTPUT_TOKENS:
+    if max_tokens > max_output_tokens:
         raise invalid_request(
-            f"max_tokens: {max_tokens} > {MAX_OUTPUT_TOKENS}, which is the maximum allowed "
+            f"max_tokens: {max_tokens} > {max_output_tokens}, which is the maximum allowed "
             f"number of output tokens for {model_id}"
         )
     # max_tokens == 0 is legal only for cache pre-warming: checked once the
@@ -86,6 +88,39 @@ def _validate_sampling(body: dict[str, Any]) -> None:
             raise invalid_request("stop_sequences: Input should be a list of non-empty strings")
         if len(stop_sequences) > MAX_STOP_SEQUENCES:
             raise invalid_request(f"stop_sequences: at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+
+
+def _validate_thinking(body: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise invalid_request("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
+    if thinking["type"] == "disabled":
+        return
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise invalid_request("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= body.get("max_tokens", 0):
+            raise invalid_request("max_tokens: must be greater than thinking.budget_tokens")
+    if body.get("temperature") not in (None, 1):
+        raise invalid_request("temperature: may only be set to 1 when thinking is enabled")
+    if body.get("top_k") is not None:
+        raise invalid_request("top_k: is not compatible with thinking")
+
+
+def _validate_metadata(metadata: Any) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise invalid_request("metadata: Input should be a valid dictionary")
+    extra = sorted(set(metadata) - {"user_id"})
+    if extra:
+        raise invalid_request(f"metadata.{extra[0]}: Extra inputs are not permitted")
+    user_id = metadata.get("user_id")
+    if user_id is not None and (not isinstance(user_id, str) or len(user_id) > 256):
+        raise invalid_request("metadata.user_id: Input should be a string of at most 256 characters")
 
 
 def _validate_system(system: Any) -> None:
