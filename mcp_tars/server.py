@@ -7,19 +7,21 @@ Expected failures become ``ToolError`` with a message a person can act on.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import logging
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from . import __version__, pruning, reports
+from . import __version__, pruning, reports, tool_text
 from .app import AppState, open_state
 from .engine import BudgetExceeded, CompletionRequest, InputError, UpstreamError
+from .money import clean_floats
 from .store import StoreError
 
 log = logging.getLogger("mcp_tars.server")
@@ -185,15 +187,68 @@ class PruneResultOut(BaseModel):
     notes: list[str]
 
 
-def structured_result(data: dict[str, Any]) -> CallToolResult:
-    """The result as structured content plus its compact JSON text copy.
+def structured_result(data: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> CallToolResult:
+    """The full result as structured content, and ``render(result)`` (what an
+    agent reads: see tool_text.py) as its text content.
 
     Built directly: the SDK's default would validate and dump the model twice
-    and indent the text copy, which on the hot path (a cache hit) costs more
-    than the whole engine. The SDK still validates the structured content
-    against the output schema."""
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, separators=(",", ":")))],
-                          structured_content=data)
+    and put the whole result, as JSON, in the text a host model reads. The SDK
+    still validates the structured content against the output schema. Floats
+    are rounded to 12 significant digits at this edge (money.clean_floats)."""
+    data = clean_floats(data)
+    return CallToolResult(content=[TextContent(type="text", text=render(data))], structured_content=data)
+
+
+# -- strict arguments ------------------------------------------------------------
+
+# Names agents carry over from other APIs, and what they mean here.
+ARGUMENT_ALIASES = {
+    "system_prompt": "system", "instructions": "system", "max_output_tokens": "max_tokens",
+    "max_tokens_to_sample": "max_tokens", "maxTokens": "max_tokens", "stop": "stop_sequences",
+    "sessionId": "session_id", "conversation_id": "session_id", "cache": "use_cache",
+}
+
+
+def unknown_arguments_error(tool: str, given: list[str], accepted: list[str]) -> ToolError | None:
+    """A ToolError naming each argument ``tool`` does not take and the one
+    probably meant, or None when every argument is known. Silently ignoring
+    ``max_token`` would run the call with a default the caller did not want."""
+    unknown = [name for name in given if name not in accepted]
+    if not unknown:
+        return None
+    parts = []
+    for name in unknown:
+        meant = ARGUMENT_ALIASES.get(name)
+        if meant not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
+            meant = close[0] if close else None
+        parts.append(f"{name!r}" + (f" (did you mean {meant!r}?)" if meant else ""))
+    return ToolError(f"{tool} does not take the argument(s) {', '.join(parts)}; nothing was run. "
+                     f"Its arguments are: {', '.join(accepted)}.")
+
+
+class StrictMCPServer(MCPServer):
+    """An MCPServer that refuses arguments a tool does not declare (the SDK
+    drops them silently) and says so in each tool's input schema."""
+
+    _accepted: dict[str, list[str]] | None = None
+
+    async def list_tools(self):
+        tools = await super().list_tools()
+        for t in tools:
+            t.input_schema = {**t.input_schema, "additionalProperties": False}
+        return tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
+        if self._accepted is None:
+            self._accepted = {t.name: list((t.input_schema or {}).get("properties", {}))
+                              for t in await super().list_tools()}
+        accepted = self._accepted.get(name)
+        if accepted is not None:
+            error = unknown_arguments_error(name, list(arguments), accepted)
+            if error is not None:
+                raise error
+        return await super().call_tool(name, arguments, context)
 
 
 # -- server state --------------------------------------------------------------
@@ -252,7 +307,7 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             await state.engine.aclose()
             state.store.close()
 
-    server = MCPServer("mcp-tars", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    server = StrictMCPServer("mcp-tars", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
 
     def state_of(ctx: Context) -> AppState:
         return ctx.request_context.lifespan_context
@@ -272,13 +327,17 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         tool_choice: Annotated[dict[str, Any] | None, Field(description="Messages API tool_choice.")] = None,
         stop_sequences: Annotated[list[str] | None, Field(description="Custom stop sequences.")] = None,
         top_p: Annotated[float | None, Field(description="Nucleus sampling.")] = None,
+        top_k: Annotated[int | None, Field(description="Sample only from the top K tokens.")] = None,
+        thinking: Annotated[dict[str, Any] | None, Field(description="Extended thinking, as in the Messages API: {type: 'enabled', budget_tokens: N (at least 1024, below max_tokens)} | {type: 'adaptive'} | {type: 'disabled'}. Thinking is billed as output.")] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="Messages API metadata: {user_id: an opaque id}.")] = None,
         stream: Annotated[bool, Field(description="Stream from the API (progress notifications while it runs).")] = False,
     ) -> CompleteResult:
         """Complete a prompt or conversation through the cost optimizer (cache, routing, pruning, prompt caching) and return the answer with its cost and savings."""
         state = state_of(ctx)
         req = CompletionRequest(prompt=prompt, messages=messages, system=system, max_tokens=max_tokens, model=model,
                                 temperature=temperature, use_cache=use_cache, session_id=session_id, tools=tools,
-                                tool_choice=tool_choice, stop_sequences=stop_sequences, top_p=top_p, stream=stream)
+                                tool_choice=tool_choice, stop_sequences=stop_sequences, top_p=top_p, top_k=top_k,
+                                thinking=thinking, metadata=metadata, stream=stream)
 
         async def progress(done: float, message: str) -> None:
             await ctx.report_progress(done, message=message)
@@ -287,7 +346,7 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             result = await state.engine.complete(req, progress=progress)
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
-        return structured_result(result.__dict__)
+        return structured_result(result.__dict__, tool_text.complete_text)
 
     @server.tool(annotations=CALLS_API)
     async def defer_task(
@@ -308,23 +367,26 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             out = await state.queue.defer(req, priority=priority, max_wait_seconds=max_wait_seconds, critical=critical)
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
-        return DeferResult.model_validate(out)
+        data = DeferResult.model_validate(out).model_dump(mode="json")
+        return structured_result(data, tool_text.defer_text)
 
     @server.tool(annotations=READ_ONLY)
     async def task_status(ctx: Context, task_id: Annotated[str, Field(description="The id defer_task returned.")]) -> TaskStatus:
         """Status of a deferred task; the answer text once it has succeeded."""
         try:
-            return TaskStatus.model_validate(state_of(ctx).queue.status(task_id))
+            data = TaskStatus.model_validate(state_of(ctx).queue.status(task_id)).model_dump(mode="json")
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
+        return structured_result(data, tool_text.task_text)
 
     @server.tool(annotations=CALLS_API)
     async def cancel_task(ctx: Context, task_id: Annotated[str, Field(description="The id defer_task returned.")]) -> TaskStatus:
         """Cancel a deferred task. A task already inside a submitted batch is marked canceled and its answer, if it still arrives, is not returned."""
         try:
-            return TaskStatus.model_validate(await state_of(ctx).queue.cancel(task_id))
+            data = TaskStatus.model_validate(await state_of(ctx).queue.cancel(task_id)).model_dump(mode="json")
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
+        return structured_result(data, tool_text.task_text)
 
     @server.tool(annotations=READ_ONLY)
     async def deferred_results(
@@ -337,7 +399,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             tasks = state_of(ctx).queue.results(limit=limit, status=status)
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
-        return TaskList(tasks=[TaskStatus.model_validate(t) for t in tasks])
+        data = TaskList(tasks=[TaskStatus.model_validate(t) for t in tasks]).model_dump(mode="json")
+        return structured_result(data, tool_text.tasks_text)
 
     @server.tool(annotations=CALLS_API)
     async def process_deferred(
@@ -349,9 +412,11 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             await ctx.report_progress(done, total=total, message=message)
 
         try:
-            return ProcessResult.model_validate(await state_of(ctx).queue.process(force=force, progress=progress))
+            out = await state_of(ctx).queue.process(force=force, progress=progress)
         except EXPECTED_FAILURES as e:
             raise as_tool_error(e) from e
+        data = ProcessResult.model_validate(out).model_dump(mode="json")
+        return structured_result(data, tool_text.process_text)
 
     @server.tool(annotations=READ_ONLY)
     async def cost_report(
@@ -372,7 +437,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
             raise as_tool_error(e) from e
         if format == "markdown":
             data["report"] = reports.render_markdown(data, settings=state.config.reports)
-        return ReportResult.model_validate(data)
+        data = ReportResult.model_validate(data).model_dump(mode="json")
+        return structured_result(data, tool_text.report_text)
 
     @server.tool(annotations=READ_ONLY)
     async def prune_context(
@@ -394,7 +460,8 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
                                             settings=state.config.pruning, model=state.config.default_model)
         except ValueError as e:
             raise ToolError(str(e)) from e
-        return PruneResultOut.model_validate(result.__dict__)
+        data = PruneResultOut.model_validate(result.__dict__).model_dump(mode="json")
+        return structured_result(data, tool_text.prune_text)
 
     # -- resources and prompts ---------------------------------------------
 

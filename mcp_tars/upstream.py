@@ -33,6 +33,7 @@ from .settings import ApiSettings, RoutingSettings
 log = logging.getLogger("mcp_tars.upstream")
 
 MAX_CLIENTS = 64  # distinct caller credentials whose client (and connection pool) is kept
+STREAM_PROGRESS_EVERY = 20  # a progress notification on the first streamed chunk, then every this many
 
 
 class UpstreamError(RuntimeError):
@@ -202,12 +203,18 @@ class Upstream:
         attempts = 0
         errors: list[str] = []
         last_error: Exception | None = None
+        report = _counted(progress)
         for model in chain:
             call_params = sdk_call_params(params if model == params["model"] else {**params, "model": model})
             for attempt in range(api.max_retries + 1):
                 attempts += 1
                 try:
-                    message, request_id = await self._attempt(client, call_params, stream=stream, progress=progress)
+                    if report is not None:
+                        await report(f"calling {model}" + (f" (attempt {attempts})" if attempts > 1 else ""))
+                    message, request_id = await self._attempt(client, call_params, stream=stream, report=report,
+                                                              model=model)
+                    if report is not None:
+                        await report(f"answered by {model}")
                     return Answer(message, attempts, model, request_id)
                 except Exception as e:  # noqa: BLE001 - sorted below
                     if not retryable(e):
@@ -234,16 +241,30 @@ class Upstream:
 
     @staticmethod
     async def _attempt(client: anthropic.AsyncAnthropic, params: dict, *, stream: bool,
-                       progress: Progress | None) -> tuple[Any, str | None]:
+                       report: Callable[[str], Awaitable[None]] | None, model: str) -> tuple[Any, str | None]:
         if stream:
             async with client.messages.stream(**params) as s:
-                if progress is not None:
+                if report is not None:
                     chunks = 0
                     async for event in s:
                         if event.type == "content_block_delta":
                             chunks += 1
-                            if chunks % 20 == 0:
-                                await progress(chunks, "streaming")
+                            if chunks == 1 or chunks % STREAM_PROGRESS_EVERY == 0:
+                                await report(f"streaming from {model}: {chunks} chunk(s)")
                 return await s.get_final_message(), s.response.headers.get("request-id")
         raw = await client.messages.with_raw_response.create(**params)
         return await raw.parse(), raw.headers.get("request-id")
+
+
+def _counted(progress: Progress | None) -> Callable[[str], Awaitable[None]] | None:
+    """Progress with a count that only rises (retries and fallbacks included), as MCP requires."""
+    if progress is None:
+        return None
+    step = 0
+
+    async def report(message: str) -> None:
+        nonlocal step
+        step += 1
+        await progress(step, message)
+
+    return report

@@ -39,7 +39,8 @@ async def test_stdio_server_in_both_protocol_eras(tmp_path, sim, mode):
         assert s["source"] == "api"
         assert s["model"] == "claude-haiku-5-5"  # a simple question goes to the cheap tier
         assert s["cost_usd"] > 0 and s["baseline_cost_usd"] > s["cost_usd"]
-        assert json.loads(r.content[0].text)["text"] == s["text"]  # the JSON text copy
+        text = r.content[0].text  # what the host model reads: the answer and one line of figures
+        assert text.startswith(s["text"]) and len(text.splitlines()) == len(s["text"].splitlines()) + 1
         report = await client.call_tool("cost_report", {"period": "today"})
         assert not report.is_error
         assert report.structured_content["totals"]["calls"] == 1
@@ -151,3 +152,99 @@ async def test_resources_and_prompt(tmp_path, api_env):
         assert prices["models"]["claude-haiku-5-5"]["input"] == 0.10
         prompts = {p.name for p in (await client.list_prompts()).prompts}
         assert "weekly_cost_review" in prompts
+
+
+# -- what an agent reads ----------------------------------------------------------
+
+
+async def test_a_short_answer_reads_as_the_answer_and_one_line_of_figures(tmp_path, api_env):
+    """It was ~1,550 characters of JSON (~630 host tokens) for a 50-token answer."""
+    server = in_process_server(make_config(), str(tmp_path / "t.db"))
+    async with Client(server) as client:
+        for source in ("api", "cache"):
+            r = await client.call_tool("optimized_complete", {"prompt": "What is the capital of France?", "max_tokens": 100})
+            s = r.structured_content
+            assert s["source"] == source
+            text = r.content[0].text
+            answer, _, line = text.rpartition("\n")
+            assert answer == s["text"]
+            assert len(text) < 1.3 * len(s["text"]) + len(line) + 1 and len(line) < 90
+            assert s["model"] in line and "saved" in line
+            assert RESULT_FIELDS | {"savings_by_lever", "prompt_cache", "warnings"} <= set(s)  # every figure is still there
+            assert "0000000000" not in json.dumps(s)  # no float noise
+
+
+async def test_every_tool_answers_in_text_not_in_json(tmp_path, api_env):
+    server = in_process_server(make_config(), str(tmp_path / "t.db"))
+    conversation = [{"role": "user", "content": "Tell me about DNS. " * 300}, {"role": "assistant", "content": "DNS maps names. " * 300},
+                    {"role": "user", "content": "And TLS?"}]
+    async with Client(server) as client:
+        await client.call_tool("optimized_complete", {"prompt": "What is DNS?"})
+        queued = await client.call_tool("defer_task", {"prompt": "Summarise release note 1.", "priority": "low"})
+        assert queued.content[0].text.startswith(f"queued {queued.structured_content['task_id']}")
+        processed = await client.call_tool("process_deferred", {"force": True})
+        assert processed.content[0].text.startswith("deferred work: 1 task(s) submitted in 1 batch(es)")
+        status = await client.call_tool("task_status", {"task_id": queued.structured_content["task_id"]})
+        assert status.content[0].text.endswith(status.structured_content["text"]) and "succeeded" in status.content[0].text
+        report = await client.call_tool("cost_report", {"period": "today"})
+        assert report.content[0].text == report.structured_content["report"]  # the markdown itself, not escaped in JSON
+        assert report.content[0].text.startswith("# mcp-tars cost report")
+        pruned = await client.call_tool("prune_context", {"messages": conversation, "max_tokens": 300})
+        first, _, rest = pruned.content[0].text.partition("\n")
+        assert first.startswith("pruned ") and json.loads(rest) == pruned.structured_content["messages"]
+
+
+async def test_unknown_arguments_are_refused_with_the_names_meant(tmp_path, api_env):
+    """{"max_token": 5, "system_prompt": ..., "temperture": 0.2} was accepted, and all three ignored."""
+    server = in_process_server(make_config(), str(tmp_path / "t.db"))
+    async with Client(server) as client:
+        r = await client.call_tool("optimized_complete", {"prompt": "hi", "max_token": 5, "system_prompt": "Answer in French",
+                                                          "temperture": 0.2})
+        assert r.is_error
+        message = r.content[0].text
+        assert "'max_token' (did you mean 'max_tokens'?)" in message
+        assert "'system_prompt' (did you mean 'system'?)" in message
+        assert "'temperture' (did you mean 'temperature'?)" in message
+        other = await client.call_tool("cost_report", {"periode": "7d"})
+        assert other.is_error and "did you mean 'period'?" in other.content[0].text
+        schema = next(t for t in (await client.list_tools()).tools if t.name == "optimized_complete").input_schema
+        assert schema["additionalProperties"] is False
+    assert api_env.requests == []
+
+
+async def test_thinking_top_k_and_metadata_reach_the_api(tmp_path, api_env):
+    server = in_process_server(make_config(), str(tmp_path / "t.db"))
+    async with Client(server) as client:
+        r = await client.call_tool("optimized_complete", {
+            "prompt": "Plan a three-step rollback.", "max_tokens": 3000, "use_cache": False,
+            "thinking": {"type": "enabled", "budget_tokens": 1024}, "metadata": {"user_id": "u-42"}})
+        assert not r.is_error, r.content
+        sent = api_env.requests[-1].body
+        assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024} and sent["metadata"] == {"user_id": "u-42"}
+        r = await client.call_tool("optimized_complete", {"prompt": "Name a colour.", "top_k": 5, "use_cache": False})
+        assert not r.is_error and api_env.requests[-1].body["top_k"] == 5
+        for args, hint in (({"thinking": {"type": "enabled", "budget_tokens": 500}}, "at least 1024"),
+                           ({"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 1024}, "below `max_tokens`"),
+                           ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2000, "temperature": 0.2},
+                            "temperature"),
+                           ({"metadata": {"user": "x"}}, "user_id"), ({"top_k": 0}, "top_k")):
+            bad = await client.call_tool("optimized_complete", {"prompt": "hi", **args})
+            assert bad.is_error and hint in bad.content[0].text, (args, bad.content[0].text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_progress_notifications_arrive_for_an_ordinary_answer(tmp_path, api_env, stream):
+    """They were sent only every 20 streamed chunks: never for a short answer, never without streaming."""
+    server = in_process_server(make_config(), str(tmp_path / "t.db"))
+    seen: list[tuple[float, str]] = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, message))
+
+    async with Client(server) as client:
+        r = await client.call_tool("optimized_complete", {"prompt": "Say hello.", "max_tokens": 50, "stream": stream},
+                                   progress_callback=on_progress)
+    assert not r.is_error
+    assert [m for _, m in seen][0].startswith("calling ") and seen[-1][1].startswith("answered by")
+    assert [p for p, _ in seen] == sorted(p for p, _ in seen) and len({p for p, _ in seen}) == len(seen)
+    assert any(m.startswith("streaming") for _, m in seen) == stream
