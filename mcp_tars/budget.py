@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from . import clock
+from .money import format_usd
 from .store import Store
 from .store import alerts as alert_store
 from .store import ledger
@@ -94,21 +95,28 @@ def evaluate(*, spent: dict[str, float], limits: dict[str, float | None], estima
         limit = limits.get(scope)
         if not limit:
             continue
-        now_spent = _check_money(f"the {scope} spend", spent.get(scope, 0.0)) + committed
-        share = (now_spent + estimate) / limit
+        spent_in_scope = _check_money(f"the {scope} spend", spent.get(scope, 0.0))
+        share = (spent_in_scope + committed + estimate) / limit
         if binding is None or share > binding[0]:
-            binding = (share, scope, now_spent, limit)
+            binding = (share, scope, spent_in_scope, limit)
     if binding is None:
         return BudgetVerdict("allow")
-    share, scope, now_spent, limit = binding
+    share, scope, spent_in_scope, limit = binding
+    now_spent = spent_in_scope + committed
     period = "UTC day" if scope == "daily" else "calendar month (UTC)"
+    so_far = f"{format_usd(spent_in_scope)} is spent"
+    if committed:
+        so_far += f" and {format_usd(committed)} committed (batch work sent, not billed yet)"
+    # The estimate is a worst case (the estimated input plus all of max_tokens as
+    # output, at the standard rate): say so, a call rarely costs that much.
+    estimated = f"this call is estimated at up to {format_usd(estimate)} (worst case: all of max_tokens as output)"
     if now_spent + estimate > limit:
-        message = (f"{scope} budget reached: ${now_spent:.4f} of ${limit:.2f} spent or committed, and this call is "
-                   f"estimated at ${estimate:.4f}. " + _WHAT_HAPPENS[policy].format(scope=scope, period=period))
+        message = (f"{scope} budget reached: {so_far}, and {estimated}: {format_usd(now_spent + estimate)} in all, "
+                   f"above the {format_usd(limit)} limit. " + _WHAT_HAPPENS[policy].format(scope=scope, period=period))
         return BudgetVerdict(policy, message, share, scope, now_spent, limit)  # type: ignore[arg-type]
     if share >= warn_share:
-        message = (f"budget warning: {share:.0%} of the {scope} budget (${limit:.2f}) is spent with this call "
-                   f"(${now_spent + estimate:.4f}); at 100% the policy is to {policy}.")
+        message = (f"budget warning: {share:.0%} of the {scope} budget ({format_usd(limit)}) is spent with this call "
+                   f"({so_far}; {estimated}); at 100% the policy is to {policy}.")
         return BudgetVerdict("warn", message, share, scope, now_spent, limit)
     return BudgetVerdict("allow", None, share, scope, now_spent, limit)
 
@@ -168,7 +176,7 @@ class BudgetGuard:
         spent = self.spent(tenant, now=now) if self.enabled else {"daily": 0.0, "monthly": 0.0}
         shares = {s: spent[s] / limit for s, limit in self.limits.items() if limit}
         warnings = [
-            f"budget warning: {share:.0%} of the {scope} budget (${self.limits[scope]:.2f}) is spent; "
+            f"budget warning: {share:.0%} of the {scope} budget ({format_usd(self.limits[scope])}) is spent; "
             f"at 100% the policy is to {self.settings.policy}."
             for scope, share in shares.items() if share >= self.settings.warn_share
         ]

@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .money import format_usd
+
 SYSTEM_PROMPT = (
     "You are the operations assistant of a small web company. You answer questions about the "
     "deployment pipeline, review code and logs, and keep answers short and precise. "
@@ -56,6 +58,8 @@ async def _drive(base_url: str, data_dir: Path) -> str:
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_tars", "serve"],
                                    env=_server_env(base_url, data_dir))
     async with Client(params) as client:
+        print(_row("request", "answered by", "cost", "saved"), file=sys.stderr)
+        print(_row("-" * 58, "-" * 26, "-" * 10, "-" * 10), file=sys.stderr)
         for prompt, model in WORKLOAD:
             args = {"prompt": prompt, "max_tokens": 400}
             if model:
@@ -73,11 +77,17 @@ async def _drive(base_url: str, data_dir: Path) -> str:
             await client.call_tool("defer_task", {"prompt": f"Write a one-line summary of release note #{i + 1}.",
                                                   "priority": "low"})
         processed = await client.call_tool("process_deferred", {"force": True})
-        print(f"  deferred: {processed.structured_content}", file=sys.stderr)
+        if processed.is_error:
+            raise RuntimeError(processed.content[0].text)
+        print("\n" + _deferred_summary(processed.structured_content), file=sys.stderr)
         report = await client.call_tool("cost_report", {"period": "today", "group_by": "strategy"})
         if report.is_error:
             raise RuntimeError(report.content[0].text)
         return report.structured_content["report"]
+
+
+def _row(request: str, where: str, cost: str, saved: str) -> str:
+    return f"  {request:<58}  {where:<26}  {cost:>10}  {saved:>10}"
 
 
 def _show(prompt: str, result) -> None:
@@ -86,8 +96,14 @@ def _show(prompt: str, result) -> None:
         return
     s = result.structured_content
     where = f"cache ({s['cache']['kind']})" if s["source"] == "cache" else s["model"]
-    print(f"  {prompt[:58]:<58} -> {where:<22} ${s['cost_usd'] or 0:.6f} (saved ${s['saved_usd'] or 0:.6f})",
-          file=sys.stderr)
+    short = prompt if len(prompt) <= 58 else prompt[:55] + "..."
+    print(_row(short, where, format_usd(s["cost_usd"]), format_usd(s["saved_usd"])), file=sys.stderr)
+
+
+def _deferred_summary(p: dict) -> str:
+    """process_deferred's figures as a sentence (not the raw result)."""
+    return (f"  deferred work: {p['submitted_tasks']} task(s) sent in {p['submitted_batches']} batch(es) at the "
+            f"50% batch rate, {p['collected']} answer(s) collected, {p['queued']} still queued")
 
 
 def run_demo(keep_dir: str | None = None) -> int:
@@ -101,7 +117,7 @@ def run_demo(keep_dir: str | None = None) -> int:
                   file=sys.stderr)
             report = asyncio.run(_drive(sim.base_url, data_dir))
             print(report)
-            print(f"\nThe simulated API billed ${sim.bill_total_usd():.6f} for this run.", file=sys.stderr)
+            print(f"\nThe simulated API billed {format_usd(sim.bill_total_usd())} for this run.", file=sys.stderr)
         return 0
     finally:
         if not keep_dir:

@@ -19,10 +19,12 @@ from typing import Any
 
 from . import clock
 from .budget import BudgetGuard
+from .money import format_usd
 from .reports import build_report
 from .settings import HeartbeatSettings
 from .store import Store
 from .store import alerts as alert_store
+from .store import ledger
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def check_rates(report: dict, settings: HeartbeatSettings) -> list[CheckResult]:
                     t["calls"], settings, f"calls routed to a cheaper model (mix: {mix})",
                     "most calls run on the default or a dearer model; check routing thresholds and pinned models"),
         _rate_check("savings", t["savings_share"], settings.min_savings_share, t["calls"], settings,
-                    f"savings against the baseline (${t['saved_usd']:.4f})",
+                    f"savings against the baseline ({format_usd(t['saved_usd'])})",
                     "see cost_report group_by=strategy for the lever that falls short"),
     ]
 
@@ -85,7 +87,7 @@ def check_budget(status: dict) -> CheckResult:
         return CheckResult("budget", True, None, None, "no budget configured")
     scope, share = max(shares.items(), key=lambda kv: kv[1])
     limit = status[f"{scope}_limit_usd"]
-    text = f"{share:.0%} of the {scope} budget (${limit:.2f}) spent"
+    text = f"{share:.0%} of the {scope} budget ({format_usd(limit)}) spent"
     if share >= warn:
         return CheckResult("budget", False, share, warn,
                            f"{text}: at or above the {warn:.0%} warning line; at 100% the policy is to {status['policy']}")
@@ -118,7 +120,7 @@ def check_deferred(queued: list[dict], open_batches: list[dict], *, now: float, 
     return CheckResult("deferred", True, value, target, summary)
 
 
-def _deferred_check(store: Store, config: Any, tenant: str, now: float, settings: HeartbeatSettings) -> CheckResult:
+def _deferred_check(store: Store, config: Any, tenant: str | None, now: float, settings: HeartbeatSettings) -> CheckResult:
     from .batches import latest_batch_submit_at  # the queue's rule; imported late, it pulls in the engine
     from .store import tasks as task_store
 
@@ -128,14 +130,28 @@ def _deferred_check(store: Store, config: Any, tenant: str, now: float, settings
                           latest_submit_at=lambda deadline: latest_batch_submit_at(deadline, config.batch))
 
 
-def run_checks(store: Store, config: Any, tenant: str, *, now: float | None = None) -> list[CheckResult]:
-    """Every check for one tenant; missed targets are recorded as alerts."""
+ALL_TENANTS = "*"  # the tenant of alerts raised by checks over every tenant
+
+
+def _budget_status(store: Store, config: Any, tenant: str | None, now: float) -> dict:
+    """One tenant's budget status; for every tenant (budgets are per tenant),
+    the status of the one nearest its limit."""
+    guard = BudgetGuard(store, config.budget)
+    if tenant is not None:
+        return guard.status(tenant, now=now)
+    statuses = [guard.status(t, now=now) for t in ledger.spending_tenants(store)] or [guard.status("", now=now)]
+    return max(statuses, key=lambda s: max(s["shares"].values(), default=0.0))
+
+
+def run_checks(store: Store, config: Any, tenant: str | None, *, now: float | None = None) -> list[CheckResult]:
+    """Every check for one tenant (None: over every tenant in the database);
+    missed targets are recorded as alerts."""
     settings = _settings(config)
     now = clock.now() if now is None else now
     report = build_report(store, tenant=tenant, period=settings.window, group_by="model", now=now)
     results = [
         *check_rates(report, settings),
-        check_budget(BudgetGuard(store, config.budget).status(tenant, now=now)),
+        check_budget(_budget_status(store, config, tenant, now)),
         _deferred_check(store, config, tenant, now, settings),
         check_pricing(report),
     ]
@@ -143,6 +159,7 @@ def run_checks(store: Store, config: Any, tenant: str, *, now: float | None = No
         day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
         for r in results:
             if not r.ok:
-                alert_store.record(store, tenant=tenant, ts=now, kind="target_missed", scope=r.name, period=day,
-                                   message=r.message, share=r.value if isinstance(r.value, (int, float)) else None)
+                alert_store.record(store, tenant=tenant or ALL_TENANTS, ts=now, kind="target_missed", scope=r.name,
+                                   period=day, message=r.message,
+                                   share=r.value if isinstance(r.value, (int, float)) else None)
     return results

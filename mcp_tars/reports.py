@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 
 from . import clock
+from .money import format_usd
 from .settings import ReportSettings
 from .store import Store
 from .store import alerts as alert_store
@@ -45,7 +46,8 @@ class Lever:
 # Report order: the order in which a request meets the levers' effects.
 LEVERS: tuple[Lever, ...] = (
     Lever("cache", "Response caching", "measured",
-          "a cache hit costs $0 and saves the billed cost of the call it replaced", "saved_cache_usd"),
+          "a cache hit costs $0 and saves the request's whole baseline (no other lever acts on a request the cache answers)",
+          "saved_cache_usd"),
     Lever("routing", "Model routing", "estimated",
           "counterfactual: the same request on the default model (token counts scaled between tokenizer families)",
           "saved_routing_usd"),
@@ -211,14 +213,14 @@ def _warnings(total: dict, budget: dict | None, savings: dict[str, dict]) -> lis
         if usd < 0:
             why = {"prompt_cache": "cache writes that were not read back often enough",
                    "routing": "calls routed up to a model dearer than the default"}.get(lever.key, "")
-            out.append(f"{lever.label} cost ${-usd:.4f} more than it saved" + (f" ({why})." if why else "."))
+            out.append(f"{lever.label} cost {format_usd(-usd)} more than it saved" + (f" ({why})." if why else "."))
     if budget:
         warn_share = budget.get("warn_share", 0.8)
         for scope, share in sorted((budget.get("shares") or {}).items()):
             limit = budget.get(f"{scope}_limit_usd")
             if share is not None and share >= warn_share and limit:
                 state = "exceeded" if share > 1 else "warning"
-                out.append(f"budget {state}: {share:.0%} of the {scope} budget (${limit:.2f}) is spent; "
+                out.append(f"budget {state}: {share:.0%} of the {scope} budget ({format_usd(limit)}) is spent; "
                            f"at 100% the policy is to {budget.get('policy', 'block')}.")
     return out
 
@@ -273,6 +275,8 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
         data_first, data_last = report_store.day_span(store, tenant=tenant)
         span_first = first or data_first
         span_last = last or data_last
+        if last is not None and (span_first is None or span_first > last):
+            span_first = last  # until alone, and no data before it: an empty day, never an inverted period
     days = len(_days_between(span_first, span_last)) if span_first and span_last and span_first <= span_last else 0
 
     since_ts, until_ts = _ts_bounds(first, last)
@@ -302,10 +306,10 @@ def build_report(store: Store, *, tenant: str | None = None, period: str = "toda
 
 
 def _usd(value: float | None, digits: int | None = None) -> str:
-    if value is None:
-        return "n/a"
-    if digits is None:
-        digits = 2 if abs(value) >= 100 else 4
+    """Money as everywhere else (money.format_usd); ``digits`` fixes the
+    decimals instead (chart axes, projections)."""
+    if value is None or digits is None:
+        return format_usd(value)
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.{digits}f}"
 
@@ -377,7 +381,8 @@ def render_terminal(report: dict, console) -> None:
     summary = Table(title=title, show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(justify="right")
-    summary.add_row("Calls", f"{t['calls']:,} (API {t['api_calls']:,} · cache {t['cache_hits']:,} · batch {t['batch_calls']:,})")
+    summary.add_row("Calls", f"{t['calls']:,} (API {t['api_calls'] + t['batch_calls']:,}: immediate {t['api_calls']:,} · "
+                             f"batch {t['batch_calls']:,}; cache hits {t['cache_hits']:,})")
     summary.add_row("Cost", _usd(t["cost_usd"]))
     summary.add_row("Baseline (without mcp-tars)", _usd(t["baseline_cost_usd"]))
     summary.add_row("Saved", f"{_usd(t['saved_usd'])} ({_pct(t['savings_share'])})")
@@ -542,13 +547,17 @@ def _hit_rate_chart(days: list[str], day_rows: dict[str, dict]) -> dict:
 
 
 def render_html(store: Store, *, tenant: str | None = None, period: str = "30d", now: float | None = None,
-                since: str | None = None, until: str | None = None, budget: dict | None = None) -> str:
+                since: str | None = None, until: str | None = None, budget: dict | None = None,
+                group_by: str = "day", settings: ReportSettings | None = None) -> str:
     """One self-contained HTML file: totals, daily cost stacked by model
     against the baseline, savings by lever, cache hit rate over time, and the
-    tables behind them. Charts are inline SVG drawn here; the page loads
+    tables behind them, the one of ``group_by`` first (by strategy: the
+    savings by lever). Charts are inline SVG drawn here; the page loads
     nothing from anywhere."""
+    if group_by not in GROUP_BYS:
+        raise ValueError(f"unknown group_by {group_by!r}; use one of {', '.join(GROUP_BYS)}")
     report = build_report(store, tenant=tenant, period=period, group_by="day", since=since, until=until,
-                          budget=budget, now=now)
+                          budget=budget, now=now, settings=settings)
     first, last = report["since"], report["until"]
     days = _days_between(first, last) if first and last and first <= last else []
     day_rows = {g["key"]: g for g in report["groups"]}
@@ -562,8 +571,11 @@ def render_html(store: Store, *, tenant: str | None = None, period: str = "30d",
         "levers": _lever_chart(report["savings_by_lever"]),
         "hit_rate": _hit_rate_chart(days, day_rows),
     }
+    session_groups = (build_report(store, tenant=tenant, period=period, group_by="session", since=since, until=until,
+                                   now=now, settings=settings)["groups"] if group_by == "session" else [])
     return _environment().get_template("report.html.j2").render(
-        r=report, t=report["totals"], charts=charts, levers=LEVERS, colors=colors,
+        r=report, t=report["totals"], charts=charts, levers=LEVERS, colors=colors, group_by=group_by,
+        session_groups=session_groups,
         lever_groups={g["key"]: g for g in _strategy_groups(
             report["savings_by_lever"], report_store.lever_sums(store, tenant=tenant, first_day=first, last_day=last),
             report["totals"]["calls"])},

@@ -42,7 +42,8 @@ def test_below_the_warning_line_allows():
 def test_the_call_that_crosses_the_warning_line_is_warned():
     v = verdict(spent_daily=7.5, estimate=0.6)
     assert v.action == "warn" and math.isclose(v.share, 0.81)
-    assert v.message == ("budget warning: 81% of the daily budget ($10.00) is spent with this call ($8.1000); "
+    assert v.message == ("budget warning: 81% of the daily budget ($10.00) is spent with this call ($7.50 is spent; "
+                         "this call is estimated at up to $0.60 (worst case: all of max_tokens as output)); "
                          "at 100% the policy is to block.")
 
 
@@ -58,8 +59,8 @@ def test_reaching_the_limit_exactly_is_still_allowed_with_a_warning():
 def test_over_the_limit_the_policy_applies(policy, words):
     v = verdict(spent_daily=9.5, estimate=0.6, policy=policy)
     assert v.action == policy and v.over_limit
-    assert v.message.startswith("daily budget reached: $9.5000 of $10.00 spent or committed, and this call is "
-                                "estimated at $0.6000.")
+    assert v.message.startswith("daily budget reached: $9.50 is spent, and this call is estimated at up to $0.60 "
+                                "(worst case: all of max_tokens as output): $10.10 in all, above the $10.00 limit.")
     assert words in v.message
     assert (v.scope, v.spent_usd, v.limit_usd) == ("daily", 9.5, 10.0)
 
@@ -68,6 +69,18 @@ def test_committed_batch_work_counts_as_spent():
     assert verdict(spent_daily=5.0, estimate=2.0).action == "allow"
     v = verdict(spent_daily=5.0, estimate=2.0, committed=3.5)
     assert v.action == "block" and v.spent_usd == 8.5
+
+
+def test_a_block_on_a_tiny_worst_case_estimate_says_what_it_is_made_of():
+    """It once read "$0.0000 of $0.00 spent": every figure rounded away, and
+    no word that the call was held on a worst-case estimate."""
+    v = verdict(spent_daily=0.000412, estimate=0.0102, committed=0.0001, limits={"daily": 0.01, "monthly": None})
+    assert v.action == "block"
+    assert v.message.startswith(
+        "daily budget reached: $0.000412 is spent and $0.0001 committed (batch work sent, not billed yet), and "
+        "this call is estimated at up to $0.0102 (worst case: all of max_tokens as output): $0.0107 in all, "
+        "above the $0.01 limit.")
+    assert "$0.0000" not in v.message and "$0.00 " not in v.message
 
 
 def test_the_tighter_budget_binds():
