@@ -1,4 +1,8 @@
-"""``costs.json``: the original brief's per-day optimization record, from the ledger.
+"""Exports from the ledger: ``costs.json`` (the original brief's per-day
+optimization record), ``costs.csv`` (the same days as a table) and
+``ledger.csv`` (one row per call, for spreadsheets and your own analysis).
+
+``costs.json``:
 
     {"2026-02-13": {"optimizations": {
         "caching":         {"hits", "tokensSaved", "costSaved"},
@@ -21,8 +25,13 @@ routing change prices, not tokens: they report 0 tokens saved.
 
 from __future__ import annotations
 
+import csv
+import io
+
+from .money import clean_float
 from .reports import LEVERS, figures
 from .store import Store
+from .store import ledger
 from .store import reports as report_store
 
 _FAMILIES = ("haiku", "sonnet", "opus")
@@ -85,3 +94,49 @@ def costs_json(store: Store, *, tenant: str | None = None, since: str | None = N
         if f["unknown_price_calls"]:
             out[day]["unknownPriceCalls"] = f["unknown_price_calls"]
     return out
+
+
+COSTS_CSV_COLUMNS = ("day", "calls", "api_calls", "batch_calls", "cache_hits", "cost_usd", "baseline_cost_usd",
+                     "saved_usd", *(f"saved_{lv.key}_usd" for lv in LEVERS), "tokens_pruned", "unknown_price_calls")
+# What a call cost and saved, and why; not the prompt-cache and pruning details (JSON), nor the decisions.
+LEDGER_CSV_COLUMNS = ("ts", "day", "tenant", "session_id", "source", "model", "requested_model", "service_tier",
+                      "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
+                      "output_tokens", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_cache_usd",
+                      "saved_routing_usd", "saved_pruning_usd", "saved_prompt_cache_usd", "saved_batch_usd",
+                      "baseline_estimated", "pricing_source", "cache_kind", "routing_level", "routing_score",
+                      "tokens_before_pruning", "tokens_after_pruning", "stop_reason", "latency_ms", "attempts",
+                      "task_id", "response_id", "request_id")
+
+
+def _cell(value):
+    return clean_float(value) if isinstance(value, float) else value
+
+
+def costs_csv(store: Store, *, tenant: str | None = None, since: str | None = None,
+              until: str | None = None) -> tuple[str, int]:
+    """One row per UTC day with ledger rows (the figures of costs.json), and the number of days."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COSTS_CSV_COLUMNS)
+    days = report_store.sums(store, tenant=tenant, first_day=since, last_day=until, by=("day",))
+    for row in days:
+        f = figures(row)
+        lever = f["savings_by_lever_usd"]
+        writer.writerow([row["day"], f["calls"], f["api_calls"], f["batch_calls"], f["cache_hits"],
+                         *(_cell(f[k]) for k in ("cost_usd", "baseline_cost_usd", "saved_usd")),
+                         *(_cell(lever[lv.key]) for lv in LEVERS), f["tokens_pruned"], f["unknown_price_calls"]])
+    return out.getvalue(), len(days)
+
+
+def ledger_csv(store: Store, *, tenant: str | None = None, since: str | None = None,
+               until: str | None = None) -> tuple[str, int]:
+    """Every ledger row (one per call, cache hit or batch result) in the
+    order recorded, and the number of rows. ``ts`` is Unix seconds (UTC)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(LEDGER_CSV_COLUMNS)
+    count = 0
+    for row in ledger.iter_rows(store, LEDGER_CSV_COLUMNS, tenant=tenant, first_day=since, last_day=until):
+        writer.writerow([_cell(v) for v in row])
+        count += 1
+    return out.getvalue(), count

@@ -1,9 +1,11 @@
 """The HTTP transport's guards: loopback by default, a bearer token when bound
-anywhere else, DNS-rebinding protection and a request size limit."""
+anywhere else, DNS-rebinding protection and a request size limit; and
+``GET /health`` for monitors and load balancers."""
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -46,6 +48,27 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
+class HealthEndpoint:
+    """``GET /health`` answers ``{"status": "ok", ...}`` without a token: it
+    says only that the server runs (no data, no configuration)."""
+
+    def __init__(self, app, body: dict):
+        self.app = app
+        self._body = json.dumps(body).encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path") == "/health":
+            if scope.get("method") not in ("GET", "HEAD"):
+                await send({"type": "http.response.start", "status": 405, "headers": [(b"allow", b"GET, HEAD")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": self._body if scope["method"] == "GET" else b""})
+            return
+        await self.app(scope, receive, send)
+
+
 def bearer_token(config) -> str | None:
     return os.environ.get(config.server.bearer_token_env) or None
 
@@ -74,4 +97,7 @@ def build_http_app(server, config, host: str, port: int):
     app = server.streamable_http_app(
         transport_security=security, host=host, max_request_body_size=config.server.max_request_bytes
     )
-    return BearerTokenMiddleware(app, token) if token else app
+    from . import __version__
+
+    guarded = BearerTokenMiddleware(app, token) if token else app
+    return HealthEndpoint(guarded, {"status": "ok", "server": "mcp-tars", "version": __version__, "endpoint": "/mcp"})

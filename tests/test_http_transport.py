@@ -86,6 +86,21 @@ def test_binds_to_loopback_by_default(tmp_path, sim):
         assert _post(port, INIT).status_code == 200  # no token needed on loopback
 
 
+def test_says_where_it_listens_and_answers_health_checks(tmp_path, sim):
+    """`serve --transport http` once printed nothing: no URL, no /health."""
+    env = {**_env(tmp_path, sim), "MCP_TARS_TOKEN": TOKEN}
+    log = tmp_path / "serve.stderr"
+    with http_server(env, "--host", "0.0.0.0", log_path=log) as (_proc, port):
+        health = httpx2.get(f"http://127.0.0.1:{port}/health", timeout=30)  # no token needed, even off loopback
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert httpx2.post(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 405
+        assert _post(port, INIT).status_code == 401  # everything else still needs the token
+        deadline = time.monotonic() + 10
+        while f"http://0.0.0.0:{port}/mcp" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"at http://0.0.0.0:{port}/mcp, health check at http://0.0.0.0:{port}/health" in log.read_text()
+
+
 def test_refuses_a_public_bind_without_a_token(tmp_path, sim):
     env = _env(tmp_path, sim)
     out = subprocess.run([sys.executable, "-m", "mcp_tars", "serve", "--transport", "http", "--host", "0.0.0.0",

@@ -79,10 +79,12 @@ async def test_two_api_keys_never_share_cache_hits_or_reports(tmp_path, api_env,
     assert KEY_A not in json.dumps(sessions_b) and KEY_B not in json.dumps(sessions_b)
 
     # the CLI report, scoped to the current key, agrees
-    env = {**os.environ, "ANTHROPIC_API_KEY": KEY_B, "MCP_TARS_DB": db, "MCP_TARS_REPORT_TENANT": "current"}
-    out = _cli(env, "report", "--period", "all", "--json")
+    env = {**os.environ, "ANTHROPIC_API_KEY": KEY_B, "MCP_TARS_DB": db}
+    out = _cli(env, "report", "--period", "all", "--json", "--tenant", "current")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["totals"]["calls"] == 2
+    everyone = _cli(env, "report", "--period", "all", "--json")  # the default: every tenant of this database
+    assert json.loads(everyone.stdout)["totals"]["calls"] == 4
 
     with open_store(db) as store:
         tenants = {r["tenant"] for r in ledger.rows(store)}

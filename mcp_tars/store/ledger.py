@@ -154,6 +154,36 @@ def spend(store: Store, tenant: str, first_day: str, last_day: str) -> float:
     return usd(row[0])
 
 
+def iter_rows(store: Store, columns: tuple[str, ...], *, tenant: str | None = None, first_day: str | None = None,
+              last_day: str | None = None, chunk: int = 5000):
+    """Ledger rows (tuples of ``columns``, the engine's keys: money in USD) in
+    the order they were recorded, read in chunks so that a large ledger
+    streams instead of filling memory."""
+    unknown = set(columns) - set(LEDGER_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
+    stored = [LEDGER_MONEY.get(c, c) for c in columns]
+    money = [c in LEDGER_MONEY for c in columns]
+    where, params = where_clause(("tenant = ?", tenant), ("day >= ?", first_day), ("day <= ?", last_day))
+    last_id = 0
+    while True:
+        with store.read() as c:
+            found = c.execute(
+                f"SELECT id, {', '.join(stored)} FROM ledger{where}{' AND' if where else ' WHERE'} id > ? "
+                "ORDER BY id LIMIT ?", (*params, last_id, chunk)).fetchall()
+        if not found:
+            return
+        last_id = found[-1][0]
+        for row in found:
+            yield tuple(usd(v) if is_money else v for v, is_money in zip(row[1:], money))
+
+
+def spending_tenants(store: Store) -> list[str]:
+    """Every tenant with spend recorded in the ledger."""
+    with store.read() as c:
+        return [r[0] for r in c.execute("SELECT DISTINCT tenant FROM daily_spend ORDER BY tenant")]
+
+
 def count(store: Store) -> int:
     with store.read() as c:
         return c.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]

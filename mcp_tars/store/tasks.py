@@ -87,13 +87,15 @@ def get_task(store: Store, tenant: str, task_id: str, *, with_request: bool = Fa
     return row
 
 
-def tasks_by_status(store: Store, tenant: str, statuses: Iterable[str]) -> list[dict]:
-    """Light rows (no request bodies), highest priority and oldest first."""
+def tasks_by_status(store: Store, tenant: str | None, statuses: Iterable[str]) -> list[dict]:
+    """Light rows (no request bodies), highest priority and oldest first
+    (``tenant`` None: every tenant's)."""
     statuses = tuple(statuses)
+    scope, params = ("tenant = ? AND ", [tenant]) if tenant is not None else ("", [])
     with store.read() as c:
         return _rows(c.execute(
-            f"SELECT {_LIGHT} FROM tasks WHERE tenant = ? AND status IN ({', '.join('?' for _ in statuses)}) "
-            "ORDER BY priority_rank, created_at, id", (tenant, *statuses)))
+            f"SELECT {_LIGHT} FROM tasks WHERE {scope}status IN ({', '.join('?' for _ in statuses)}) "
+            "ORDER BY priority_rank, created_at, id", (*params, *statuses)))
 
 
 def task_payloads(store: Store, task_ids: list[str], *, tenant: str | None = None) -> dict[str, dict]:
@@ -246,11 +248,13 @@ def known_batch_ids(store: Store, batch_ids: Iterable[str]) -> set[str]:
 # -- polling and results ---------------------------------------------------------
 
 
-def open_batches(store: Store, tenant: str) -> list[dict]:
+def open_batches(store: Store, tenant: str | None) -> list[dict]:
+    """Batches not finished yet (``tenant`` None: every tenant's)."""
+    scope, params = ("tenant = ? AND ", [tenant]) if tenant is not None else ("", [])
     with store.read() as c:
         return _rows(c.execute(
-            "SELECT * FROM batches WHERE tenant = ? AND status IN ('in_progress', 'canceling', 'ended') "
-            "ORDER BY created_at, id", (tenant,)))
+            f"SELECT * FROM batches WHERE {scope}status IN ('in_progress', 'canceling', 'ended') "
+            "ORDER BY created_at, id", params))
 
 
 def record_poll(store: Store, batch_id: str, *, status: str, request_counts: Mapping[str, int] | None, now: float) -> None:
