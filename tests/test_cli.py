@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from mcp import Client
 
 from mcp_tars import __version__, cli
 from mcp_tars.config import packaged_config_path
+from mcp_tars.store import ledger, open_store
 
 from conftest import TEST_API_KEY, in_process_server, make_config, write_config
 
@@ -126,12 +126,12 @@ def test_cache_stats_and_the_report_agree_on_what_the_cache_saved(ledger_with_ca
 
 
 def test_a_cache_hit_saves_its_baseline_by_the_cache_lever_only(tmp_path, ledger_with_calls):
-    with sqlite3.connect(tmp_path / "tars.db") as c:
-        hits = c.execute("SELECT saved_cache_usd, saved_routing_usd, saved_pruning_usd, saved_prompt_cache_usd, "
-                         "saved_batch_usd, baseline_cost_usd FROM ledger WHERE source = 'cache'").fetchall()
+    with open_store(tmp_path / "tars.db") as store:
+        hits = ledger.rows(store, source="cache")
     assert len(hits) == 2
-    for cache, routing, pruning, prompt_cache, batch, baseline in hits:
-        assert cache == pytest.approx(baseline) and (routing, pruning, prompt_cache, batch) == (0, 0, 0, 0)
+    for hit in hits:
+        assert hit["saved_cache_usd"] == pytest.approx(hit["baseline_cost_usd"])
+        assert [hit[f"saved_{k}_usd"] for k in ("routing", "pruning", "prompt_cache", "batch")] == [0, 0, 0, 0]
 
 
 def test_calls_and_api_calls_agree_in_the_report(ledger_with_calls, run):
@@ -208,3 +208,23 @@ def test_the_demo_prints_readable_figures():
     assert "{'" not in out.stderr and "submitted_batches" not in out.stderr  # not a raw Python dict
     assert "deferred work: 3 task(s) sent in 1 batch(es)" in out.stderr
     assert "answered by" in out.stderr and "# mcp-tars cost report" in out.stdout
+
+
+def test_every_tenant_reads_on_both_backends(db_url):
+    """The all-tenant reads behind the CLI (heartbeat checks, ledger.csv) on SQLite and PostgreSQL."""
+    from mcp_tars import export, heartbeat
+    from mcp_tars.store import tasks as task_store
+
+    from test_reports import NOW, make_row
+
+    rows = [make_row(i, ts=NOW - 60 * i, model="claude-haiku-5-5", tenant=("key:a" if i % 2 else "key:b"))
+            for i in range(6)]
+    with open_store(db_url) as store:
+        ledger.insert_many(store, rows)
+        assert ledger.spending_tenants(store) == ["key:a", "key:b"]
+        text, count = export.ledger_csv(store)
+        parsed = list(csv.DictReader(io.StringIO(text)))
+        assert count == 6 and sum(float(r["cost_usd"]) for r in parsed) == pytest.approx(sum(r["cost_usd"] for r in rows))
+        assert task_store.tasks_by_status(store, None, ["queued"]) == [] and task_store.open_batches(store, None) == []
+        checks = {c.name: c for c in heartbeat.run_checks(store, make_config(), None, now=NOW)}
+        assert "6 in 7d" in checks["cache_hit_rate"].message

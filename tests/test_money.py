@@ -9,7 +9,7 @@ import pytest
 from mcp_tars import reports
 from mcp_tars.money import clean_floats, format_usd
 from mcp_tars.pricing import Usage
-from mcp_tars.store import Store, ledger
+from mcp_tars.store import ledger, open_store
 
 from test_reports import NOW, make_row
 
@@ -30,7 +30,7 @@ def test_clean_floats_removes_noise_and_keeps_the_rest():
 
 def test_small_amounts_are_not_rounded_away_in_reports(tmp_path):
     """A $0.000037 call read "$0.0000" (and an average of "$0.0000 per call")."""
-    store = Store(tmp_path / "m.db")
+    store = open_store(tmp_path / "m.db")
     ledger.insert_many(store, [make_row(i, ts=NOW - 60 * i, model="claude-haiku-5-5",
                                         usage=Usage(input_tokens=14, output_tokens=40 + i)) for i in range(3)])
     data = reports.build_report(store, period="all", now=NOW)
