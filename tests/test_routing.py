@@ -119,13 +119,11 @@ def test_short_continuation_keeps_the_earlier_task():
     assert classify(messages).level == "simple"
 
 
-def test_classify_is_fast_and_bounded():
-    prompt = user("Explain how TCP congestion control works, with the main algorithms.")
-    classify(prompt)
-    started = time.perf_counter()
-    for _ in range(200):
-        classify(prompt)
-    assert (time.perf_counter() - started) / 200 < 0.002
+def test_classify_is_bounded_on_a_huge_input():
+    # Its per-call latency is a benchmark figure (python -m bench.routing), not a
+    # timed assertion: a 2 ms bound at ~1 ms failed on a loaded CI machine. What
+    # stays here is the order of magnitude: a 9 MB prompt is sampled, not scanned
+    # (a scan takes several seconds; sampling well under one).
     huge = user("x = compute(y)\n" * 400_000 + "word " * 600_000 + "\nwhy does this crash?")  # ~9 MB
     started = time.perf_counter()
     c = classify(huge)
