@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import statistics
 import time
@@ -217,7 +218,7 @@ def latency(examples_text: list[str], settings: RoutingSettings, repeats: int = 
             classify([{"role": "user", "content": text}], settings=settings)
             timings.append(time.perf_counter() - started)
         per_run.append((statistics.median(timings), sorted(timings)[int(0.99 * (len(timings) - 1))]))
-    return {"prompts": len(examples_text), "runs": repeats,
+    return {"prompts": len(examples_text), "runs": repeats, "load_average": os.getloadavg()[0],
             "p50_ms": 1000 * statistics.median(r[0] for r in per_run), "p99_ms": 1000 * statistics.median(r[1] for r in per_run)}
 
 
@@ -247,17 +248,17 @@ def print_report(result: dict) -> None:
               f"{sim['random_at_or_above_routed']:.1%} of them as good as the router)")
     print()
     print("the dial (random folds): threshold -> share to the strong tier, accuracy, cost; our prompts out-of-fold")
-    print(f"{'threshold':>9} | {'strong':>7} {'accuracy':>8} {'PGR':>6} {'z':>6} {'est. cost':>9} | "
+    print(f"{'threshold':>12} | {'strong':>7} {'accuracy':>8} {'PGR':>6} {'z':>6} {'est. cost':>9} | "
           f"{'ours: hard->cheap':>17} {'simple->strong':>14} {'moderate->strong':>16} {'strong':>7}")
     for point in result["dial"]:
         f, o = point["routellm"], point["ours"]
         mark = "  <- default" if point["threshold"] == t else ""
-        print(f"{point['threshold']:>9.2f} | {f['strong_share']:>7.1%} {f['accuracy_routed']:>8.2%} {f['pgr']:>6.3f} "
+        print(f"{point['threshold']:>12.2f} | {f['strong_share']:>7.1%} {f['accuracy_routed']:>8.2%} {f['pgr']:>6.3f} "
               f"{f['z']:>6.2f} {f['estimated_cost_vs_default']:>9.1%} | {o['hard_to_cheap']:>17.1%} "
               f"{o['simple_to_strong']:>14.1%} {o['moderate_to_strong']:>16.1%} {o['strong_share']:>7.1%}{mark}")
     w = result["routellm_reference"]
-    print(f"{'(all weak)':>9} | {0:>7.1%} {w['accuracy_weak']:>8.2%} {0:>6.3f} {'':>6} {estimated_cost_share(0):>9.1%} |")
-    print(f"{'(all strong)':>9} | {1:>7.1%} {w['accuracy_strong']:>8.2%} {1:>6.3f} {'':>6} {1:>9.1%} |")
+    print(f"{'(all weak)':>12} | {0:>7.1%} {w['accuracy_weak']:>8.2%} {0:>6.3f} {'':>6} {estimated_cost_share(0):>9.1%} |")
+    print(f"{'(all strong)':>12} | {1:>7.1%} {w['accuracy_strong']:>8.2%} {1:>6.3f} {'':>6} {1:>9.1%} |")
     print("est. cost: ESTIMATED share of the all-default bill (same tokens on either model; packaged Haiku 5.5 / "
           "Sonnet 5.5 prices)")
     print()
@@ -275,7 +276,8 @@ def print_report(result: dict) -> None:
           f"{h['moderate_to_strong']:.1%}, calls above the default model {h['above_default_model']}")
     lat = result["latency"]
     print(f"classify latency: p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms (median of {lat['runs']} runs over "
-          f"{lat['prompts']:,} RouteLLM prompts; target p50 < 0.5 ms)")
+          f"{lat['prompts']:,} RouteLLM prompts; target p50 < 0.5 ms; load average {lat['load_average']:.1f} on "
+          f"{os.cpu_count()} CPUs)")
 
 
 def main(argv: list[str] | None = None) -> int:
