@@ -49,7 +49,7 @@ OURS_PATH = ROOT / "tests" / "data" / "routing_prompts.jsonl"
 
 @dataclass(frozen=True)
 class Hyper:
-    """Fitting knobs, chosen once by cross-validation (bench.routing --search)."""
+    """Fitting knobs, chosen by cross-validating a small grid (out-of-fold figures: python -m bench.routing)."""
 
     alpha: float = 0.05  # FTRL learning rate
     beta: float = 1.0
