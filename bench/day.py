@@ -248,12 +248,38 @@ def score(day: Day, tars: dict, base: dict) -> dict:
         "tars_seconds": round(tars["seconds"], 1),
         "baseline_seconds": round(base["seconds"], 1),
     }
+    summary["routing"] = routing_figures(summary["models_by_kind"], bench_config())
     summary["target_met"] = (summary["saving"] >= TARGET_SAVING and not wrong_hits and not rejected
-                             and not tars["errors"])
+                             and not tars["errors"] and summary["routing"]["targets_met"])
     return {"summary": summary, "per_kind": {k: dict(v) for k, v in per_kind.items()},
             "wrong_cache_hits": wrong_hits[:20], "wrong_api_answers": wrong_answers[:20],
             "errors": tars["errors"][:20], "baseline_errors": base["errors"][:5],
             "rejected": [{"path": r.get("path"), "status": r.get("status")} for r in rejected[:20]]}
+
+
+# issue 13: what routing may do to each kind of traffic (shares of the calls that reached the API)
+ROUTING_TARGETS = {"hard_task_to_cheap": 0.05, "simple_task_to_strong": 0.10, "session_to_cheap": 0.10}
+
+
+def routing_figures(models_by_kind: dict[str, dict[str, int]], config) -> dict:
+    """Shares of hard tasks on the cheap tier, simple tasks on a stronger one,
+    session turns on the cheap tier, and calls on a model dearer than the default."""
+    from mcp_tars.routing import is_dearer
+
+    cheap = config.routing.tier_models["simple"]
+
+    def share(kind: str, on_cheap: bool) -> float:
+        models = models_by_kind.get(kind, {})
+        total = sum(models.values())
+        hits = sum(n for m, n in models.items() if (m == cheap) == on_cheap)
+        return hits / total if total else 0.0
+
+    out = {"hard_task_to_cheap": share("hard_task", True), "simple_task_to_strong": share("simple_task", False),
+           "session_to_cheap": share("session", True),
+           "calls_above_default": sum(n for models in models_by_kind.values() for m, n in models.items()
+                                      if is_dearer(m, config.default_model))}
+    out["targets_met"] = (all(out[k] <= v for k, v in ROUTING_TARGETS.items()) and not out["calls_above_default"])
+    return out
 
 
 def _asked(call: Call) -> str:
@@ -291,6 +317,11 @@ def table(result: dict) -> str:
         sessions = s["models_by_kind"].get("session", {})
         lines.append("models of the calls that reached the API: " + ", ".join(f"{m} {n}" for m, n in sorted(mix.items()))
                      + (" (session turns: " + ", ".join(f"{m} {n}" for m, n in sorted(sessions.items())) + ")" if sessions else ""))
+    r = s.get("routing")
+    if r:
+        lines.append(f"routing: hard tasks -> cheap tier {r['hard_task_to_cheap']:.1%} (target <= 5%) | simple tasks -> "
+                     f"a stronger tier {r['simple_task_to_strong']:.1%} (<= 10%) | session turns -> cheap tier "
+                     f"{r['session_to_cheap']:.1%} (<= 10%) | calls above the default model {r['calls_above_default']} (0)")
     levers = s["savings_by_lever_ledger_usd"]
     base = s["ledger_baseline_usd"] or 0.0
     if levers and base:

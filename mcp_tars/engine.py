@@ -42,6 +42,7 @@ from .request import (
     response_cache_params,
     response_text,
 )
+from .routing import model_ladder
 from .settings import Config
 from .store import Store, StoreError
 from .store import ledger
@@ -106,7 +107,7 @@ class Engine:
         self.prices = prices or PriceTable(overrides=config.price_overrides)
         if not self.prices.is_known(config.default_model):
             raise ValueError(f"default_model {config.default_model!r} has no price; add it under price_overrides")
-        self.upstream = Upstream(config.api, config.routing, api_key=api_key, client=client)
+        self.upstream = Upstream(config.api, config.routing, api_key=api_key, client=client, prices=self.prices)
         self.tenant = tenant_of(self.upstream.default_credential.secret or None, config.tenant_namespace)
         self.default_caller = Caller(self.tenant)
         cache_on = config.cache.enabled and config.monitoring.store_prompts_in_cache
@@ -319,7 +320,7 @@ class Engine:
         chosen = self.config.pruning.summarizer_model
         if chosen:
             return chosen
-        tiers = set(self.config.routing.tier_models.values())
+        tiers = set(model_ladder(self.config.routing))
         return min(tiers, key=lambda m: self.prices.price(m)[0].input if self.prices.is_known(m) else float("inf"))
 
     def _summarizer(self, caller: Caller) -> Callable[[list[dict]], str] | None:

@@ -102,7 +102,7 @@ class Planner:
 
         def route(share: float | None) -> routing.RoutingDecision:
             return routing.choose_model(complexity, cfg.routing, pinned_model=req.model or None,
-                                        session=session_route, budget_used_share=share)
+                                        session=session_route, budget_used_share=share, prices=self.prices)
 
         decision = route(budget_share)
         if deferred:

@@ -149,84 +149,62 @@ SONNET = "claude-sonnet-5-5"
 OPUS = "claude-opus-5-5"
 
 
-class ComplexityWeights(BaseModel):
-    """Points each signal adds to the 0-100 complexity score."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    expert_task_base: int = Field(70, description="Base score when the ask is a proof, derivation, formal verification, threat model or research-grade design.")
-    complex_task_base: int = Field(46, description="Base score for debugging, refactoring, implementing, reviewing, analysing trade-offs, system design.")
-    moderate_task_base: int = Field(28, description="Base score for explaining, writing a standard piece of code or prose, comparing, planning.")
-    light_task_base: int = Field(6, description="Base score for light transformations: fix typos, translate, summarise, reformat, extract, look up a fact.")
-    unknown_task_base: int = Field(16, description="Base score when no task verb is recognised.")
-    light_task_cap: int = Field(20, description="A light task with no heavier signal never scores above this (below the moderate threshold), whatever its length.")
-    advanced_maths: int = Field(18, description="Proof-level or higher maths (modular arithmetic, infinitely many, iff, eigenvalues, convergence, ...).")
-    intermediate_maths: int = Field(10, description="Calculus, probability, linear algebra, combinatorics.")
-    word_problem_per_step: int = Field(9, description="Per estimated reasoning step beyond the first in a maths word problem.")
-    hard_domain: int = Field(10, description="First hard-domain term (concurrency, distributed systems, security, systems, algorithms, ML, sciences, law).")
-    per_extra_hard_term: int = Field(5, description="Per further distinct hard-domain term.")
-    hard_domain_cap: int = Field(25, description="Most points hard-domain terms can add.")
-    heavy_task_in_hard_domain: int = Field(8, description="Extra when a complex/expert task meets a hard domain (e.g. design + distributed).")
-    technical_term: int = Field(2, description="Per distinct general technical term, up to technical_terms_cap.")
-    technical_terms_cap: int = Field(10, description="Most points general technical terms can add.")
-    code_present: int = Field(6, description="The request carries code.")
-    code_large: int = Field(6, description="More than 60 lines of code (twice above 300 lines).")
-    error_trace: int = Field(8, description="A stack trace, compiler error or error log is pasted.")
-    per_extra_part: int = Field(4, description="Per request part beyond the first (numbered items, several questions).")
-    parts_cap: int = Field(16, description="Most points multi-part requests can add.")
-    per_constraint: int = Field(3, description="Per distinct constraint (must, without, at most, O(n), thread-safe, ...).")
-    constraints_cap: int = Field(12, description="Most points constraints can add.")
-    long_output: int = Field(8, description="The ask wants a long or thorough answer (detailed, comprehensive, complete implementation, essay).")
-    short_output: int = Field(-8, description="The ask wants a short answer (one word, briefly, yes or no).")
-    long_ask: int = Field(5, description="The instruction itself is long (over 60 words; twice above 150).")
-    short_ask: int = Field(-6, description="A bare ask of ten words or fewer with nothing pasted and no hard vocabulary.")
-    conversation_depth: int = Field(4, description="Four or more user turns (twice from ten turns).")
-    agentic: int = Field(10, description="The conversation is an agent's tool loop (tool_use/tool_result history).")
-    context_size: int = Field(3, description="Per context-size band (2K, 8K, 32K estimated tokens), at most three bands.")
-
-    @model_validator(mode="after")
-    def _bases_ordered(self) -> "ComplexityWeights":
-        if not (self.light_task_base <= self.moderate_task_base <= self.complex_task_base <= self.expert_task_base):
-            raise ValueError(
-                "routing.weights: task bases must rise light <= moderate <= complex <= expert; "
-                f"got {self.light_task_base}, {self.moderate_task_base}, {self.complex_task_base}, {self.expert_task_base}"
-            )
-        return self
-
-
-def _default_tiers() -> dict[str, str]:
-    return {"simple": HAIKU, "moderate": SONNET, "complex": SONNET, "expert": OPUS}
+def _default_tiers() -> dict[str, str | None]:
+    # null: the default model. Only the cheap tier is named: by default routing
+    # only ever picks the default model or a cheaper one.
+    return {"simple": HAIKU, "moderate": None, "complex": None, "expert": None}
 
 
 def _default_fallbacks() -> dict[str, list[str]]:
-    # On persistent overload, an answer from a neighbouring tier beats no answer.
+    # On persistent overload, an answer from a neighbouring tier beats no answer
+    # (never one dearer than the default model unless allow_upgrade).
     return {OPUS: [SONNET], SONNET: [HAIKU], HAIKU: [SONNET]}
 
 
+# knobs of the hand-tuned scorer that the fitted router replaced
+_REMOVED_ROUTING_KEYS = {
+    "weights": "the router's weights are fitted to data and shipped in mcp_tars/data/router.json "
+               "(python -m bench.fit_router); use routing.strong_threshold to trade cost for quality",
+    "moderate_threshold": "the cheap/strong cut is routing.strong_threshold (a probability, 0-1)",
+}
+
+
 class RoutingSettings(BaseModel):
-    """Model routing: score thresholds, level -> model, session and budget rules."""
+    """Model routing: the fitted router's dial, level -> model, session and budget rules."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(True, description="Route by complexity; when false every unpinned call uses default_model.")
-    moderate_threshold: int = Field(25, ge=1, le=100, description="Scores from here up are 'moderate'; below is 'simple'.")
-    complex_threshold: int = Field(50, ge=1, le=100, description="Scores from here up are 'complex'.")
-    expert_threshold: int = Field(75, ge=1, le=100, description="Scores from here up are 'expert'.")
-    tier_models: dict[str, str] = Field(default_factory=_default_tiers, description="Model for each level: simple, moderate, complex, expert.")
+    enabled: bool = Field(True, description="Route by the fitted router; when false every unpinned call uses default_model.")
+    strong_threshold: float = Field(0.33, gt=0, le=1, description="The dial between money and quality: a call goes to the strong tier (the default model) when the router's probability that the cheap model fails where the strong one succeeds is at least this; below it, to the cheap tier. Lower sends more to the strong tier (better answers, higher bill); `python -m bench.routing` prints the share, accuracy and cost for each value.")
+    agent_strong_threshold: float = Field(0.05, ge=0, le=1, description="The same cut for agent turns (tools offered or tool calls in the conversation): they stay on the default model unless the probability is below this (strong evidence the turn is simple). 0 keeps every agent turn on the default model.")
+    complex_threshold: float = Field(0.6, gt=0, le=1, description="Above the dial, a probability from here up is level 'complex' (else 'moderate').")
+    expert_threshold: float = Field(0.9, gt=0, le=1, description="A probability from here up is level 'expert' (the upgrade tier, when allowed).")
+    tier_models: dict[str, str | None] = Field(default_factory=_default_tiers, description="Model for each level: simple, moderate, complex, expert; null means the default model.")
+    allow_upgrade: bool = Field(False, description="Allow models dearer than default_model: expert-level calls go to upgrade_model, and the tier map and overload chain may name dearer models. Off: routing only ever picks the default model or a cheaper one. On with the defaults, expert calls cost about twice the default (Opus 5.5 vs Sonnet 5.5 prices).")
+    upgrade_model: str | None = Field(OPUS, description="Model of expert-level calls when allow_upgrade is on (null: the tier map's expert model).")
+    model_path: str | None = Field(None, description="A router model file written by `python -m bench.fit_router` (null: the packaged mcp_tars/data/router.json).")
     default_model: str = Field(SONNET, exclude=True, description="Model of unpinned calls when routing is disabled. Not a knob of its own: the configuration sets it from the top-level default_model (the baseline).")
     sticky_sessions: bool = Field(True, description="Within a session_id keep the session's model unless the level rises (a model switch throws away the prompt cache).")
-    continuation_max_words: int = Field(12, ge=0, description="A user turn this short that only says 'continue', 'yes', 'try again', ... keeps the task of the turn before it.")
+    continuation_max_words: int = Field(12, ge=0, description="A user turn this short that only says 'continue', 'yes', 'try again', ... is scored on the task of the turn before it.")
     budget_downgrade_share: float | None = Field(0.8, ge=0, le=1, description="When this share of the budget is used, route one tier down (null disables).")
-    expert_floor_model: str = Field(SONNET, description="Budget downgrades never take expert work below this model.")
-    overload_fallback_chain: dict[str, list[str]] = Field(default_factory=_default_fallbacks, description="Models to try, in order, when a model keeps answering 529 overloaded.")
-    weights: ComplexityWeights = Field(default_factory=ComplexityWeights, description="Points each complexity signal adds.")
+    expert_floor_model: str | None = Field(None, description="Budget downgrades never take expert work below this model (null: the default model).")
+    overload_fallback_chain: dict[str, list[str]] = Field(default_factory=_default_fallbacks, description="Models to try, in order, when a model keeps answering 529 overloaded (models dearer than default_model are skipped unless allow_upgrade).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data):
+        if isinstance(data, dict):
+            for key, why in _REMOVED_ROUTING_KEYS.items():
+                if key in data:
+                    raise ValueError(f"routing.{key} no longer exists: {why}; remove it from the routing section")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "RoutingSettings":
-        if not (self.moderate_threshold < self.complex_threshold < self.expert_threshold):
+        if not (self.complex_threshold <= self.expert_threshold):
             raise ValueError(
-                "routing: thresholds must rise moderate < complex < expert; got "
-                f"{self.moderate_threshold}, {self.complex_threshold}, {self.expert_threshold}"
+                "routing: thresholds must rise complex_threshold <= expert_threshold; got "
+                f"{self.complex_threshold}, {self.expert_threshold}"
             )
         if set(self.tier_models) != set(LEVELS):
             raise ValueError(f"routing.tier_models needs exactly the keys {list(LEVELS)}; got {sorted(self.tier_models)}")
@@ -234,15 +212,6 @@ class RoutingSettings(BaseModel):
             if model in chain:
                 raise ValueError(f"routing.overload_fallback_chain: {model!r} lists itself as its own fallback")
         return self
-
-    def model_ladder(self) -> list[str]:
-        """Distinct tier models from cheapest to strongest (the steps a downgrade walks)."""
-        ladder: list[str] = []
-        for level in LEVELS:
-            model = self.tier_models[level]
-            if model not in ladder:
-                ladder.append(model)
-        return ladder
 
 
 # --------------------------------------------------------------------------- prompt cache
@@ -496,14 +465,15 @@ class Config(_Section):
         prices = PriceTable(overrides=self.price_overrides)  # unknown fields, or a new model without every price
         # Every model the configuration names must have a price: a typo would
         # otherwise surface only when the first call fails (or is never priced).
-        named = [("default_model", self.default_model), ("routing.expert_floor_model", self.routing.expert_floor_model)]
+        named = [("default_model", self.default_model), ("routing.expert_floor_model", self.routing.expert_floor_model),
+                 ("routing.upgrade_model", self.routing.upgrade_model)]
         named += [(f"routing.tier_models.{level}", m) for level, m in self.routing.tier_models.items()]
         for model, chain in self.routing.overload_fallback_chain.items():
             named.append(("routing.overload_fallback_chain (a key)", model))
             named += [(f"routing.overload_fallback_chain.{model}", m) for m in chain]
         if self.pruning.summarizer_model is not None:
             named.append(("pruning.summarizer_model", self.pruning.summarizer_model))
-        unknown = [(where, m) for where, m in named if not prices.is_known(m)]
+        unknown = [(where, m) for where, m in named if m is not None and not prices.is_known(m)]
         if unknown:
             raise ValueError("; ".join(f"{where}: {unknown_model_message(m, prices.models, list_known=False)}"
                                        for where, m in unknown) + f". Known models: {', '.join(prices.models)} "

@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 
 import anthropic
 
+from .pricing import PriceTable
 from .routing import fallback_models
 from .settings import ApiSettings, RoutingSettings
 
@@ -144,9 +145,11 @@ def refusal_error(e: Exception) -> UpstreamError | None:
 
 class Upstream:
     def __init__(self, api: ApiSettings, routing: RoutingSettings, *, api_key: str | None = None,
-                 client: anthropic.AsyncAnthropic | None = None, rng: random.Random | None = None):
+                 client: anthropic.AsyncAnthropic | None = None, rng: random.Random | None = None,
+                 prices: PriceTable | None = None):
         self.api = api
         self.routing = routing
+        self.prices = prices  # the fallback chain never climbs above the default model's price
         self.default_credential = Credential(api_key=api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY"))
         self._default_client = client
         self._clients: OrderedDict[str, anthropic.AsyncAnthropic] = OrderedDict()
@@ -199,7 +202,7 @@ class Upstream:
         persistent overload."""
         api = self.api
         client = self.client_for(credential)
-        chain = [params["model"]] + fallback_models(params["model"], self.routing)
+        chain = [params["model"]] + fallback_models(params["model"], self.routing, self.prices)
         attempts = 0
         errors: list[str] = []
         last_error: Exception | None = None

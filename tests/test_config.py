@@ -28,7 +28,7 @@ def test_the_brief_knobs_are_there():
     assert c.cache.ttl_seconds["fact_lookup"] == 7200 and c.cache.ttl_seconds["research"] == 3600
     assert c.batch.off_peak_start_hour_utc == 0 and c.batch.off_peak_end_hour_utc == 6
     assert c.routing.tier_models["simple"] == "claude-haiku-5-5"
-    assert c.routing.tier_models["expert"] == "claude-opus-5-5"
+    assert c.routing.tier_models["expert"] is None  # the default model: nothing dearer unless routing.allow_upgrade
 
 
 @pytest.mark.parametrize("change, field, allowed", [
