@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from bench.conversations import Session, build_long_conversation, fact_report, generate_sessions
-from mcp_tars import credentials, summarize
+from mcp_tars import credentials
 from mcp_tars import tokens as tok
-from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
+from mcp_tars.pruning import PruningSettings, facts, prune_messages, validate_conversation
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"
@@ -44,7 +44,7 @@ def cold_prune(session: Session, **kwargs):
     """One pruning call with every cache cleared: (result, wall seconds, CPU seconds)."""
     tok.clear_count_cache()
     credentials.clear_memo()
-    summarize._scored_pieces.cache_clear()
+    facts._scored_pieces.cache_clear()
     wall, cpu = time.perf_counter(), time.process_time()
     result = prune_messages(session.messages, system=session.system, settings=PruningSettings(), **kwargs)
     return result, time.perf_counter() - wall, time.process_time() - cpu
