@@ -127,6 +127,7 @@ _VALUE = re.compile(
 # "my name is Dana", "I'm Dana", "call me Dana", "Dana here": a person introducing themselves.
 _SELF_NAME = re.compile(r"(?:\b(?:[Mm]y name is|[Nn]ame's|I'm|I am|[Cc]all me|[Tt]his is)\s+([A-Z][a-z]{1,20})\b|^([A-Z][a-z]{1,20}) here\b)")
 
+_ASKS = re.compile(r"\?|(?i:\b(?:what|which|who|whom|whose|when|where|why|how|remind|tell me|list|recap|summari[sz]e)\b)")
 # A question about the asker themselves: "what's my name?", "who am I?", "what name did I give you?"
 _ASKS_OWN_NAME = re.compile(r"(?i)\bmy name\b|\bwho am i\b|\bname\b.*\b(?:i|me)\b|\b(?:i|me)\b.*\bname\b")
 
@@ -384,9 +385,41 @@ def _stem(word: str) -> str:
     return word[:5] if len(word) > 5 else word
 
 
+# Words that ask for the same thing in a question and state it in an answer
+# ("who signs off?" / "approval comes from"): general English and operations
+# vocabulary, each group folded onto one stem.
+_SYNONYM_GROUPS = (
+    "approve approval approver approves approved sign signs signed signoff sign-off",
+    "owner owns own owned responsible maintainer maintains",
+    "contact reach talk ask",
+    "database databases db postgres postgresql mysql",
+    "host hostname hostnames server servers machine machines box",
+    "address addresses ip",
+    "link links url urls page dashboard",
+    "email emails mail mailbox inbox",
+    "ticket tickets issue issues jira",
+    "date dates day schedule scheduled planned",
+    "limit limits cap capped ceiling max maximum quota threshold",
+    "decide decided decision choose chose chosen pick picked settle settled select selected opted",
+    "version versions release releases pin pinned",
+    "path location directory folder dir",
+    "name named called",
+    "region zone",
+    "commit commits sha revision hash",
+    "credential credentials secret secrets token tokens",
+    "cost costs price budget spend",
+)
+_SYNONYM = {_stem(word): group.split()[0][:5] for group in _SYNONYM_GROUPS for word in group.split()}
+
+
 def stems_of(text: str) -> frozenset[str]:
     """Content-word stems of ``text``; identifiers are split (admin_api_port -> admin, api, port)."""
-    return frozenset(_stem(w) for w in _STEM_WORD.findall(text) if w.lower() not in _STOPWORDS and (len(w) > 1 or w.isdigit()))
+    out = set()
+    for w in _STEM_WORD.findall(text):
+        if (len(w) > 1 or w.isdigit()) and w.lower() not in _STOPWORDS:
+            stem = _stem(w)
+            out.add(_SYNONYM.get(stem, stem))
+    return frozenset(out)
 
 
 class Question:
@@ -398,18 +431,25 @@ class Question:
 
     def __init__(self, text: str):
         self.parts: list[tuple[frozenset[str], frozenset[str]]] = []
-        for part in re.split(r"[?\n;]+|(?<=[.!])\s+|,\s+(?:and\s+)?|\band\b", text or ""):
-            words = [w.lower() for w in _STEM_WORD.findall(part)]
-            stems = stems_of(part)
-            asked: set[str] = set()
-            for w in words:
-                for probe in (w, w[:5], w[:6]):
-                    asked |= _ASKED_KINDS.get(probe, frozenset())
-            if _ASKS_OWN_NAME.search(part):
-                asked.add("self")
-            if stems or asked:
-                self.parts.append((stems, frozenset(asked)))
+        self.questions: set[int] = set()  # parts that come from a question (they can be answered)
+        for sentence in re.finditer(r"[^?\n;.!]+(?:[?.!;]+|\n|$)", text or ""):
+            is_question = bool(_ASKS.search(sentence.group(0)))
+            for part in re.split(r",\s+(?:and\s+)?|\band\b", sentence.group(0)):
+                words = [w.lower() for w in _STEM_WORD.findall(part)]
+                stems = stems_of(part)
+                asked: set[str] = set()
+                for w in words:
+                    for probe in (w, w[:5], w[:6]):
+                        asked |= _ASKED_KINDS.get(probe, frozenset())
+                if _ASKS_OWN_NAME.search(part):
+                    asked.add("self")
+                if stems or asked:
+                    if is_question:
+                        self.questions.add(len(self.parts))
+                    self.parts.append((stems, frozenset(asked)))
         self.stems = frozenset().union(*(p[0] for p in self.parts)) if self.parts else frozenset()
+        # a request for information ("which port...?", "remind me of..."), not "continue"
+        self.asks = bool(self.parts) and bool(_ASKS.search(text or ""))
         self.idf: dict[str, float] = {}
         self._totals: list[float] = []
         self._parts_of: dict[str, list[int]] = {}
@@ -765,11 +805,14 @@ def select_units(units: list[Unit], budget_chars: float, covered: set[str], ques
     part_scores: list[list[tuple[int, float]]] = [[] for _ in units]
     if question:
         part_scores = [question.scores(u) for u in units]
-    if strong_only:  # facts the question asks about
+    if strong_only:  # facts the question refers to; other facts too when it asks for information at all
+        asks = bool(question and question.asks)
         keep = [i for i, u in enumerate(units)
-                if (best := max((sc for _, sc in part_scores[i]), default=0.0)) >= ASKED_RELEVANCE and (u.strong or best >= 0.6)]
+                if (u.strong and asks)
+                or ((best := max((sc for _, sc in part_scores[i]), default=0.0)) >= ASKED_RELEVANCE and (u.strong or best >= 0.6))]
         units, part_scores = [units[i] for i in keep], [part_scores[i] for i in keep]
     answered: set[int] = set()
+    questions = question.questions if question else set()
 
     def gain(i: int) -> float:
         unit = units[i]
@@ -792,6 +835,8 @@ def select_units(units: list[Unit], budget_chars: float, covered: set[str], ques
         if heap and density < -heap[0][0] - 1e-12:
             heapq.heappush(heap, (-density, i))
             continue
+        if strong_only and questions and questions <= answered and not part_scores[i]:
+            continue  # past the target: once every question has its answer, other facts wait
         cost = unit.cost + (0 if (unit.order, unit.label) in bullets else BULLET_OVERHEAD_CHARS + len(unit.label))
         if spent + cost > budget_chars:
             continue  # too big for what is left; a smaller unit may still fit

@@ -161,20 +161,21 @@ class Pruner:
         return min(cap, max(level_settings.summary_min_tokens, int(replaced_tokens * level_settings.summary_max_share)))
 
     def assemble(self, prefix: int, k: int, level: str, target: int | None, limit: int | None = None,
-                 shorten_final_turn: int | None = None, bridge_limit: int | None = None, fill: bool = False) -> Draft:
+                 shorten_final_turn: int | None = None, bridge_limit: int | None = None, fill: bool = False,
+                 must_fit: bool = False) -> Draft:
         """Prefix untouched + bridge carrying the summary + trimmed messages k..n-1
         (the tail verbatim, unless ``shorten_final_turn`` gives a per-block limit
         for the final turn's tool results). ``k`` may move earlier so that the
         summary has a user message to join other than the final user turn and
         the current request (see ``summary_carrier_start``); ``bridge_limit``
-        then shortens the messages kept only for that.
+        shortens every kept message before the tail harder (when the ones kept
+        only to carry the summary would not fit otherwise).
 
         The summary gets its level's budget whatever the target (facts come
         before recent messages: a level whose recent messages leave no room
         for it does not fit). With ``fill`` (packing to a target), it gets the
         room the target leaves instead, and when that is too little for the
         facts it holds, it keeps them anyway up to ``facts_floor_tokens``."""
-        wanted = k
         k = self.summary_carrier_start(prefix, k)
         s = self.settings
         h = self.h
@@ -188,7 +189,7 @@ class Pruner:
                 kept.append(messages[i])  # the final user turn (with the turn it answers): verbatim
                 continue
             final = i >= h.tail_start
-            message_limit = shorten_final_turn if final else (bridge_limit if bridge_limit and i < wanted else limit)
+            message_limit = shorten_final_turn if final else (bridge_limit or limit)
             trimmed = self.trimmer.trim(i, message_limit, final_turn=final)
             kept.append(trimmed.message)
             removed.extend(trimmed.removed)
@@ -203,6 +204,9 @@ class Pruner:
             replaced = sum(h.meter.per_message[prefix:k]) + sum(len(f.text) for f in cut) / CHARS_PER_TOKEN
             budget = self._natural_budget(level, replaced, target)
             kept_tokens = sum(self.trimmer.tokens_of(m, i) for i, m in zip(range(k, self.n), kept))
+            if must_fit and prefix_tokens + kept_tokens > target:
+                # over the target before any summary: this candidate cannot fit, skip writing one
+                return Draft(out + kept, prefix_tokens + kept_tokens, level, None, removed, notes, prefix, k)
             room = budget
             if fill and target is not None:
                 room = target - prefix_tokens - kept_tokens - SUMMARY_BLOCK_OVERHEAD - self._request_quote_tokens(prefix, k)
@@ -313,7 +317,7 @@ class Pruner:
 
     def attempt(self, level: str, prefix: int, target: int | None) -> Draft:
         keep = self.settings.levels.get(level).keep_last_messages
-        return self.assemble(prefix, self.window_start(self.n - keep, prefix), level, target)
+        return self.assemble(prefix, self.window_start(self.n - keep, prefix), level, target, must_fit=target is not None)
 
     def pack(self, prefix: int, target: int) -> Draft:
         """Past aggressive: the final user turn, then the facts of everything
@@ -390,7 +394,7 @@ class Pruner:
         under_pressure = budget_used_share is not None and budget_used_share >= self.settings.budget_escalate_share
         if not under_pressure and tokens_before - self.h.waste_bound_tokens(prefix) <= target:
             # Before dropping anything, see whether removing waste is enough.
-            draft = self.assemble(prefix, prefix, "light", target)
+            draft = self.assemble(prefix, prefix, "light", target, must_fit=True)
             if draft.tokens <= target:
                 draft.notes.append("waste removal alone reached the target; no message was dropped")
                 return draft
