@@ -416,13 +416,13 @@ def _code_file(rng: random.Random, vocab: Vocab, lines: int, planted: str | None
         else:
             out += [f"def {name}({arg}, *, limit={rng.randint(2, 99)}):",
                     f'    """{rng.choice(["Load", "Check", "Apply", "Merge"])} the {rng.choice(w)} entries of a {arg}."""',
-                    f"    done = []",
+                    "    done = []",
                     f"    for item in {arg}.entries:",
-                    f"        if item.size > limit:",
+                    "        if item.size > limit:",
                     f"            log.warning('{name}: item %s too large', item.id)",
-                    f"            continue",
+                    "            continue",
                     f"        done.append(item.{rng.choice(['save', 'flush', 'commit'])}(timeout={rng.randint(1, 30)}))",
-                    f"    return done", ""]
+                    "    return done", ""]
     if planted:
         out.insert(rng.randint(3, min(12, len(out))), planted)
     return "\n".join(out)
@@ -689,7 +689,7 @@ class _Builder:
                                               json.dumps(payload, indent=rng.choice([None, 2])))
             self.assistant(rng.choice(_TALK_ASSISTANT))
         elif carrier == "tool_table":
-            _, fact.message_index = self.tool("Listing the resources.", "bash", {"command": f"infra list --wide | grep -v Terminated"},
+            _, fact.message_index = self.tool("Listing the resources.", "bash", {"command": "infra list --wide | grep -v Terminated"},
                                               _table(rng, v, (key, fact.value)))
             self.assistant(rng.choice(_TALK_ASSISTANT))
         elif carrier == "tool_code":

@@ -277,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. automatic pruning in sessions, through the server
     turns = 4 if args.quick else 8
-    replay = run_sessions(long_sessions[: max(2, count // 3)], code[: max(2, len(code) // 2)], turns)
+    threshold = PruningSettings().auto_threshold_tokens
+    above = [c for c in code if c.tokens > threshold * 1.3]  # long enough that several of the last turns get pruned
+    replay = run_sessions(long_sessions[: max(2, count // 3)], above[: max(2, len(above) // 2)], turns)
     print(f"\n4. automatic pruning in sessions (optimized_complete over stdio, the last {turns} turns of each, "
           f"threshold {PruningSettings().auto_threshold_tokens:,}, target {SESSION_TARGET:,})")
-    print(f"{'session':<28} {'tokens':>8} {'final request':>13} {'pruned':>7} {'rejected':>8} {'facts kept':>11}")
+    print(f"{'session':<32} {'tokens':>8} {'final request':>13} {'pruned':>7} {'rejected':>8} {'facts kept':>11}")
     for s in replay:
-        print(f"{s['session']:<28} {s['session_tokens']:>8,} {s['final_request_tokens']:>13,} {s['pruned_turns']:>4}/{s['turns']:<2} "
+        print(f"{s['session']:<32} {s['session_tokens']:>8,} {s['final_request_tokens']:>13,} {s['pruned_turns']:>4}/{s['turns']:<2} "
               f"{s['rejected']:>8} {s['kept']:>5}/{s['facts']:<5}" + (f"  lost: {', '.join(s['lost'])}" if s["lost"] else "")
               + (f"  errors: {s['errors'][:1]}" if s["errors"] else ""))
     out["sessions"] = replay

@@ -213,18 +213,20 @@ _IMPORTANT_KEY = re.compile(
     r"model|key|secret|token|password|deadline|date|time|budget|cron|schedule|id\b|name|ip\b|ticket|commit)"
 )
 _CONFIG_LINE = re.compile(r"""^[ \t]*(?:export[ \t]+|-[ \t]+)?["']?([A-Za-z_][\w.\-\[\]]*)["']?\s*(?::=|=|:)\s*(?![^"'\n]*\()\S""")
-# A constant or setting inside code: NAME = 5433, const PORT = "x";, port: 5433, "port": 5433,
+# A constant inside code, its value a literal: NAME = 5433, const PORT = "x";, port: int = 5433
 _SETTING_IN_CODE = re.compile(
     r"""^\s*(?:export\s+|const\s+|let\s+|var\s+|final\s+|static\s+|public\s+|private\s+|readonly\s+)*["']?[A-Za-z_][\w.]*["']?\s*"""
     r"""(?::\s*[A-Za-z_][\w\[\], ]*\s*)?(?:=|:)\s*(?:-?\d[\d_.,]*[A-Za-z%]*|"[^"\n]*"|'[^'\n]*'|true|false|True|False|[A-Za-z][\w.:/@-]*)\s*[;,]?\s*(?:(?:#|//).*)?$"""
 )
 _JSON_PAIR = re.compile(r'"[\w .-]{1,60}"\s*:\s*(?:"(?:[^"\\\n]|\\.){0,200}"|-?\d[\d.eE+-]*|true|false|null)')
-# key: value, key = value, "key": value, NAME = "value"; (group 1 the key, group 2 the value)
+# A setting in a config, a log line or JSON: key: value, key = value, "key": value, NAME="value";
+# (group 1 the key, group 2 the value)
 _SETTING_VALUE = re.compile(
     r"""^\s*(?:export\s+|const\s+|let\s+|var\s+|final\s+|-\s+)?["']?([A-Za-z_][\w.\-]*)["']?\s*(?::=|=|:)\s*([^\s#;,{}()\[\]][^#;{}()\[\]]*?)\s*[;,]?\s*(?:(?:#|//).*)?$"""
 )
 _COMMENT = re.compile(r"^\s*(?:#|//|--|/\*|\*)\s?(.*)$")
 _LOG_PREFIX = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|^\s*\[?\d{2}:\d{2}:\d{2}|^\s*(?:DEBUG|INFO|TRACE)\b")
+_LOG_LINE = re.compile(r"(?m)^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _LOG_STAMP = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?:(?:DEBUG|INFO|TRACE|NOTICE)\s+)?")
 _LOG_ALERT = re.compile(r"(?i)\b(?:error|warn\w*|fatal|critical|exception|panic|fail\w*|denied|refused|timeout|timed out)\b")
 _CODE_LINE = re.compile(
@@ -301,14 +303,11 @@ _ASKED_KINDS: dict[str, frozenset[str]] = {
     "chose": frozenset({"decision"}), "pick": frozenset({"decision"}), "settl": frozenset({"decision"}),
     "instea": frozenset({"decision"}), "option": frozenset({"decision"}),
 }
-_KIND_OF_VALUE = {"capword": "name", "qty": "qty", "kv": "setting"}  # value kinds as a question names them
-
-
-def unit_values(text: str, prose: bool) -> tuple[tuple[str, float], ...]:
-    return _values_and_kinds(text, prose)[0]
+_KIND_OF_VALUE = {"capword": "name", "kv": "setting"}  # value kinds as a question names them
 
 
 def _values_and_kinds(text: str, prose: bool) -> tuple[tuple[tuple[str, float], ...], frozenset[str]]:
+    """(value, weight) pairs of a unit and the kinds of value it carries."""
     found: dict[str, float] = {}
     kinds: set[str] = set()
     for m in _VALUE.finditer(text):
@@ -322,8 +321,6 @@ def _values_and_kinds(text: str, prose: bool) -> tuple[tuple[tuple[str, float], 
         if weight <= 0:
             continue
         kinds.add(_KIND_OF_VALUE.get(kind, kind))
-        if kind == "port":
-            kinds.add("port")
         if weight > found.get(value, 0.0):
             found[value] = weight
     if not prose:
@@ -412,13 +409,21 @@ _SYNONYM_GROUPS = (
 _SYNONYM = {_stem(word): group.split()[0][:5] for group in _SYNONYM_GROUPS for word in group.split()}
 
 
+_STEM_OF: dict[str, str] = {}  # word -> its stem ("" for a stopword); words recur far more than they vary
+
+
 def stems_of(text: str) -> frozenset[str]:
     """Content-word stems of ``text``; identifiers are split (admin_api_port -> admin, api, port)."""
     out = set()
     for w in _STEM_WORD.findall(text):
-        if (len(w) > 1 or w.isdigit()) and w.lower() not in _STOPWORDS:
-            stem = _stem(w)
-            out.add(_SYNONYM.get(stem, stem))
+        stem = _STEM_OF.get(w)
+        if stem is None:
+            stem = "" if (len(w) < 2 and not w.isdigit()) or w.lower() in _STOPWORDS else _stem(w)
+            stem = _SYNONYM.get(stem, stem)
+            if len(_STEM_OF) < 200_000:
+                _STEM_OF[w] = stem
+        if stem:
+            out.add(stem)
     return frozenset(out)
 
 
@@ -553,6 +558,8 @@ def _segments(text: str) -> list[tuple[str, str]]:
     """Split words someone wrote into ("prose" | "block", text): fenced blocks
     and runs of three or more lines of code or log are blocks (pasted code,
     output, configs), the rest is prose."""
+    if "\n" not in text or not (_CODE_PUNCT.search(text) or "`" in text or _LOG_LINE.search(text)):
+        return [("prose", text)]  # one paragraph, or words only: nothing pasted
     lines = text.split("\n")
     out: list[tuple[str, list[str]]] = []
 
@@ -641,7 +648,7 @@ def _is_code(text: str) -> bool:
     lines = [line for line in text.split("\n", 400)[:400] if line.strip()]
     if len(lines) < 4:
         return False
-    sample = lines[:: max(1, len(lines) // 40)]  # a spread sample says as much, far cheaper
+    sample = lines[:: max(1, len(lines) // 20)]  # a spread sample says as much, far cheaper
     return sum(1 for line in sample if _looks_like_code(line)) >= 0.35 * len(sample)
 
 

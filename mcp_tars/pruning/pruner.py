@@ -464,8 +464,9 @@ def prune_messages(
     before = meter.total()
 
     def unchanged(notes: list[str]) -> PruneResult:
-        breakdown = {"system": meter.system_tokens, "protected_prefix": 0, "summary": 0,
-                     "recent_messages": sum(meter.per_message[: pruner.h.tail_start]), "final_turn": pruner.h.tail_tokens()}
+        cached = min(protected_prefix, pruner.h.tail_start)
+        breakdown = {"system": meter.system_tokens, "protected_prefix": sum(meter.per_message[:cached]), "summary": 0,
+                     "recent_messages": sum(meter.per_message[cached: pruner.h.tail_start]), "final_turn": pruner.h.tail_tokens()}
         if before > max_tokens:
             notes = notes + [f"the target of {max_tokens:,} tokens is not reachable: {_fixed_parts(breakdown, max_tokens)}; "
                              f"the conversation is sent as it was ({before:,} tokens)"]

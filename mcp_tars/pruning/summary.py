@@ -64,7 +64,9 @@ class SummaryWriter:
             return [Fragment(content, str(role), weight, i * 1000, True)]
         out: list[Fragment] = []
         # what the message says in words: the context of the commands it runs
-        words = " ".join(str(b.get("text", ""))[:300] for b in blocks(content) if isinstance(b, dict) and b.get("type") == "text")
+        words = ""
+        if any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks(content)):
+            words = " ".join(str(b.get("text", ""))[:300] for b in blocks(content) if isinstance(b, dict) and b.get("type") == "text")
         for j, block in enumerate(blocks(content)):
             if not isinstance(block, dict):
                 continue
