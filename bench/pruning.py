@@ -42,7 +42,7 @@ from bench import fact_conversations as fc
 from bench.conversations import build_long_conversation, fact_report, generate_sessions
 from mcp_tars import credentials
 from mcp_tars import tokens as tok
-from mcp_tars.pruning import PruningSettings, facts, prune_messages, validate_conversation
+from mcp_tars.pruning import PruningSettings, facts, prune_messages, validate_conversation, values
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"
@@ -55,7 +55,7 @@ def cold_prune(messages: list[dict], system, **kwargs):
     tok.clear_count_cache()
     credentials.clear_memo()
     facts._scored_pieces.cache_clear()
-    facts.values_in.cache_clear()
+    values.values_in.cache_clear()
     wall, cpu = time.perf_counter(), time.process_time()
     result = prune_messages(messages, system=system, settings=PruningSettings(), **kwargs)
     return result, time.perf_counter() - wall, time.process_time() - cpu

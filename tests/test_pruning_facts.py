@@ -1,10 +1,12 @@
-"""Unit tests of the fact extractor (mcp_tars.pruning.facts): what counts as a
+"""Unit tests of the fact extractor (mcp_tars.pruning.facts, values, question): what counts as a
 fact, what is code or routine output, and how the question being answered
 now orders the facts."""
 
 from __future__ import annotations
 
-from mcp_tars.pruning.facts import Fragment, Question, fragment_units, select_units, stems_of, values_in
+from mcp_tars.pruning.facts import Fragment, fragment_units, select_units
+from mcp_tars.pruning.question import Question, stems_of
+from mcp_tars.pruning.values import values_in
 
 
 def units_of(text, label="user", weight=4.0, prose=True):

@@ -37,8 +37,9 @@ modified, unless pruning inside them is cheaper even after paying to write
 the cache again; that choice is explained in ``notes``.
 
 Modules: ``validate`` (the API's rules), ``meter`` (token counts),
-``history`` (the input analysed once), ``trim`` (waste removal), ``facts``
-(extracting and choosing facts), ``summary`` (the summary text),
+``history`` (the input analysed once), ``trim`` (waste removal), ``values``
+(what a value is and weighs), ``question`` (what the turn answered now asks),
+``facts`` (units of text, scored and chosen), ``summary`` (the summary text),
 ``pruner`` (assembling candidates and the auto strategy).
 """
 

@@ -26,8 +26,9 @@ original order so that later statements read as later. Credential values
 never pass: a unit that may hold one is redacted first, and only the
 credential's name is listed.
 
-Everything here is general rules over text shapes; nothing knows the
-benchmark's templates.
+Values and their weights live in ``values``, the question in ``question``.
+Everything is general rules over text shapes; nothing knows the benchmark's
+templates.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from functools import lru_cache
 from itertools import accumulate
 
 from ..credentials import CREDENTIAL_HINT, redact_credentials
+from .question import Question, stems_of
+from .values import IMPORTANT_KEY, SETTING_VALUE, values_and_kinds
 
 MAX_UNIT_CHARS = 300
 MAX_OUTPUT_LINES = 120  # lines of one tool output that are scored at most
@@ -53,7 +56,6 @@ STRONG_VALUE = 2.0  # a value at least this heavy (before who-said-it) makes its
 RELEVANCE_SHARPNESS = 3.0  # a unit fully answering a question counts e^this (20) times
 ANSWERED_RELEVANCE = 0.6  # a chosen unit answering a part this well answers it: others lose that part's boost
 ASKED_RELEVANCE = 0.2  # past the target, only units that answer the question this well are kept
-RELEVANCE_NORM = 5.0  # idf weight a question part needs (about one rare word) for a full match
 
 
 @dataclass(frozen=True)
@@ -88,102 +90,6 @@ class FragmentUnits:
     credential_names: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- values
-
-_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
-_VALUE = re.compile(
-    rf"""
- (?P<url>\b(?:https?|wss?|ftp|s3|gs|git|ssh|postgres(?:ql)?|mysql|redis|mongodb(?:\+srv)?|amqps?|kafka|grpc)://[^\s<>"'`)\]}}]+)
-|(?P<email>\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
-|(?P<ip>\b\d{{1,3}}(?:\.\d{{1,3}}){{3}}(?:/\d{{1,2}}|:\d{{2,5}})?\b)
-|(?P<uuid>\b[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}\b)
-|(?P<date>\b\d{{4}}-\d{{2}}-\d{{2}}(?:[T ]\d{{2}}:\d{{2}}(?::\d{{2}})?(?:[.,]\d+)?Z?)?
-   |\b\d{{1,2}}\s{_MONTH}\.?(?:,?\s\d{{4}})?\b|\b(?=[JFMASOND]){_MONTH}\.?\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s\d{{4}})?\b
-   |\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b)
-|(?P<time>\b\d{{1,2}}:\d{{2}}(?::\d{{2}})?\s?(?:[ap]\.?m\.?\b)?(?:\s?(?:UTC|GMT|CES?T|EES?T|[ECMP][SD]T|BST|IST|JST|AEST)\b)?
-   |\b\d{{1,2}}\s?[ap]\.?m\.?(?:\s?(?:UTC|GMT|CES?T|[ECMP][SD]T)\b)?)
-|(?P<path>(?:~|\.{{1,2}})?/(?:[\w.@%+-]+/)*[\w.@%+-]+/?|\b[\w.-]+/(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{{0,5}}\b|\b[A-Za-z]:\\[\w\\. -]+)
-|(?P<version>\bv?\d+\.\d+(?:\.\d+)+(?:[-+][\w.]+)?\b|\bv\d+(?:\.\d+)?\b)
-|(?P<money>[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?[kKmM]\b)?|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|dollars|euros)\b)
-|(?P<qty>\b\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|us|ns|s|sec|secs|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?
-      |[KMGTP]i?B|[KMGT]i|[kKMG]b?ps|%|x|rps|qps|req/s|cores?|vCPUs?|CPUs?|GPUs?|tokens?|users?|requests?|calls?
-      |rows?|records?|replicas?|nodes?|pods?|shards?|workers?|threads?|connections?|retries|attempts?|items?|files?|lines?
-      |instances?|servers?|machines?|seats?|licen[cs]es?|events?|messages?|jobs?|partitions?|GB|MB|KB|TB|kb|mb|gb)\b)
-|(?P<port>(?i:port)\s*[:=]?\s*\d{{2,5}}\b|:\d{{4,5}}\b)
-|(?P<kv>\b[A-Za-z][\w.-]*=(?!=)[^\s,;&"')\]}}]+)
-|(?P<ticket>\b[A-Z][A-Z0-9]{{1,9}}-\d{{1,6}}\b|\#\d{{2,7}}\b)
-|(?P<hex>\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{{7,64}}\b)
-|(?P<host>\b[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+\b)
-|(?P<const>\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b)
-|(?P<ident>\b[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)+\b|\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b)
-|(?P<name>\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)+\b)
-|(?P<capword>\b[A-Z][a-z]{{2,}}\b)
-|(?P<acronym>\b[A-Z]{{2,6}}\d{{0,2}}\b)
-|(?P<number>\b\d{{2,}}(?:\.\d+)?\b)
-|(?P<code>`[^`\n]{{2,60}}`)
-""",
-    re.X,
-)
-# "my name is Dana", "I'm Dana", "call me Dana", "Dana here": a person introducing themselves.
-_SELF_NAME = re.compile(r"(?:\b(?:[Mm]y name is|[Nn]ame's|I'm|I am|[Cc]all me|[Tt]his is)\s+([A-Z][a-z]{1,20})\b|^([A-Z][a-z]{1,20}) here\b)")
-
-_ASKS = re.compile(r"\?|(?i:\b(?:what|which|who|whom|whose|when|where|why|how|remind|tell me|list|recap|summari[sz]e)\b)")
-# A question about the asker themselves: "what's my name?", "who am I?", "what name did I give you?"
-_ASKS_OWN_NAME = re.compile(r"(?i)\bmy name\b|\bwho am i\b|\bname\b.*\b(?:i|me)\b|\b(?:i|me)\b.*\bname\b")
-
-_KIND_WEIGHT = {
-    "url": 3.0,
-    "email": 3.0,
-    "ip": 3.0,
-    "uuid": 0.3,
-    "path": 2.5,
-    "version": 2.5,
-    "money": 2.5,
-    "qty": 2.5,
-    "port": 3.0,
-    "ticket": 2.5,
-    "time": 2.5,
-    "hex": 0.6,
-    "const": 1.5,
-    "code": 1.5,
-    "number": 1.0,
-}
-_HOST_SUFFIXES = frozenset(
-    "com net org io dev app ai co uk de eu us internal local lan corp cloud svc cluster example test "
-    "localhost tech sh gg me info biz xyz site online".split()
-)
-_FILE_SUFFIXES = frozenset(
-    "py js ts tsx jsx json yaml yml toml ini cfg conf md txt log csv sql sh go rs java rb php c h cc cpp "
-    "hpp cs kt swift html css scss lock env tf hcl xml proto gradle mk pem crt key pdf png jpg svg gz zip tar".split()
-)
-# Capitalised words that are sentence openers or jargon, not names.
-_COMMON_CAPS = frozenset(
-    """The This That These Those There Their They Then Than Thanks Thank Here Hello Also And But
-    For From With Without When While Where What Which Who Why How Yes Not None Null True False
-    Now Next Note Okay Sure Great Good Done Let Lets Please Just Only Once Some Any All Each Every
-    Both Other Another Before After Since Until Because Using Use Used Run Running Check Checking
-    Looking Look Found Fixed Added Updated Created Removed Deleted Changed Reading Writing Read
-    Write Let's It's Its Our Your You We Error Errors Warning Warnings Info Debug Trace Traceback
-    Exception Failed Failure Success Successful Passed Passing Test Tests Testing File Files Line
-    Lines Step Steps First Second Third Last Final Finally Summary Result Results Output Input Value
-    Values Type Types Data Config Configuration Server Client Request Response Status Total Time
-    Date Today Tomorrow Yesterday Will Would Could
-    Should Can May Might Must Shall Did Does Has Have Had Was Were Are Is Am Been Being Get Got Set
-    Make Made Take Took Give See Seems Seem Need Needs Want Try Tried Keep Start Started Stop Build
-    Building Install Installing Installed Collecting Downloading Requirement Successfully Warning
-    Hmm Well Actually Maybe Perhaps However Therefore Instead Meanwhile Otherwise Anyway Good Right
-    Interesting Perfect Excellent Alright Cool Nice Great Thanks Hi Hey Dear Regards Best Class
-    Function Method Module Package Object Array String List Dict Map Returns Return Raises Args
-    Understood Noted Sounds Quick Small Right Context Heads Morning Afternoon Evening Hello Welcome
-    Tools Tool Style Security Performance Testing Review Escalation Output Section Guidelines Policies
-    Conventions Workflow Notes Plan Changes Rollout Risks Design Migration Proposal Why How What""".split()
-)
-_COMMON_ACRONYMS = frozenset(
-    """API APIs URL URLs URI DB SQL CLI HTTP HTTPS JSON YAML TOML XML HTML CSS CSV PDF OK ID IDs IO UI UX CPU GPU
-    RAM SSD TTL TLS SSL SSH DNS TCP UDP IP AM PM UTC GMT EOF README TODO FIXME NOTE WIP PR PRs CI CD QA LGTM ETA
-    FYI ASAP IMO TBD AI ML LLM SDK OS VM GET POST PUT PATCH DELETE HEAD INFO DEBUG WARN ERROR FATAL TRACE PASSED
-    FAILED SKIPPED XFAIL ERR NULL NONE TRUE FALSE AND OR NOT""".split()
-)
 # Words that mark decisions, constraints, ownership, incidents and open questions.
 # Matched word by word (a set lookup is far cheaper than a large regex alternation).
 _CUE_WORDS = frozenset(
@@ -206,12 +112,6 @@ def _cue_count(piece: str) -> int:
     return count
 
 
-_IMPORTANT_KEY = re.compile(
-    r"(?i)(?:host|port|url|uri|endpoint|addr|address|domain|region|zone|target|version|tag|image|bucket|"
-    r"database|\bdb\b|db_|schema|cluster|namespace|project|account|owner|email|contact|user(?:name)?|timeout|"
-    r"limit|max|min|replicas|memory|cpu|size|branch|env|environment|queue|topic|channel|path|dir|file|"
-    r"model|key|secret|token|password|deadline|date|time|budget|cron|schedule|id\b|name|ip\b|ticket|commit)"
-)
 _CONFIG_LINE = re.compile(r"""^[ \t]*(?:export[ \t]+|-[ \t]+)?["']?([A-Za-z_][\w.\-\[\]]*)["']?\s*(?::=|=|:)\s*(?![^"'\n]*\()\S""")
 # A constant inside code, its value a literal: NAME = 5433, const PORT = "x";, port: int = 5433
 _SETTING_IN_CODE = re.compile(
@@ -219,11 +119,6 @@ _SETTING_IN_CODE = re.compile(
     r"""(?::\s*[A-Za-z_][\w\[\], ]*\s*)?(?:=|:)\s*(?:-?\d[\d_.,]*[A-Za-z%]*|"[^"\n]*"|'[^'\n]*'|true|false|True|False|[A-Za-z][\w.:/@-]*)\s*[;,]?\s*(?:(?:#|//).*)?$"""
 )
 _JSON_PAIR = re.compile(r'"[\w .-]{1,60}"\s*:\s*(?:"(?:[^"\\\n]|\\.){0,200}"|-?\d[\d.eE+-]*|true|false|null)')
-# A setting in a config, a log line or JSON: key: value, key = value, "key": value, NAME="value";
-# (group 1 the key, group 2 the value)
-_SETTING_VALUE = re.compile(
-    r"""^\s*(?:export\s+|const\s+|let\s+|var\s+|final\s+|-\s+)?["']?([A-Za-z_][\w.\-]*)["']?\s*(?::=|=|:)\s*([^\s#;,{}()\[\]][^#;{}()\[\]]*?)\s*[;,]?\s*(?:(?:#|//).*)?$"""
-)
 _COMMENT = re.compile(r"^\s*(?:#|//|--|/\*|\*)\s?(.*)$")
 _LOG_PREFIX = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|^\s*\[?\d{2}:\d{2}:\d{2}|^\s*(?:DEBUG|INFO|TRACE)\b")
 _LOG_LINE = re.compile(r"(?m)^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -239,286 +134,6 @@ _CODE_PUNCT = re.compile(r"[(){}\[\];=<>]")
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[\(\"'`*])")
 _JUNK_LINE = re.compile(r"^[\s\-=_*#~`|+.:;,<>()\[\]{}\\/]*$")
-
-
-def _value_weight(kind: str, value: str, prose: bool) -> float:
-    if kind in _KIND_WEIGHT:
-        if kind == "number" and not prose:
-            return 0.3 if len(value) >= 6 else 0.6  # bare numbers in tool output are mostly ids and counters
-        if kind == "hex" and prose:
-            return 2.5  # a commit sha someone mentions is a fact
-        return _KIND_WEIGHT[kind]
-    if kind == "kv":  # key=value inside a line: a setting, worth what its key says
-        key = value.split("=", 1)[0]
-        return 2.5 if _IMPORTANT_KEY.search(key) else 0.5
-    if kind == "date":
-        return 2.5 if prose else (0.1 if len(value) > 10 else 1.0)  # a full timestamp in output is a log stamp
-    if kind == "host":
-        last = value.rsplit(".", 1)[-1]
-        if last in _FILE_SUFFIXES:
-            return 1.5  # a file name
-        if last in _HOST_SUFFIXES or "-" in value or any(c.isdigit() for c in value):
-            return 2.5
-        return 0.3  # attribute chains like os.path.join
-    if kind == "ident":
-        return 2.0 if any(c.isdigit() for c in value) else 1.2
-    if kind == "name":
-        words = value.split()
-        if all(w in _COMMON_CAPS for w in words):
-            return 0.0
-        return 2.5 if prose else 0.8
-    if kind == "capword":
-        if value in _COMMON_CAPS:
-            return 0.0
-        return 1.2 if prose else 0.3
-    if kind == "acronym":
-        if value in _COMMON_ACRONYMS:
-            return 0.0
-        return 1.0 if prose else 0.2
-    return 0.5
-
-
-# What a question asks for (its words) -> the value kinds that answer it.
-_ASKED_KINDS: dict[str, frozenset[str]] = {
-    "who": frozenset({"name", "person", "email"}), "whom": frozenset({"name", "person", "email"}),
-    "whose": frozenset({"name", "person"}), "name": frozenset({"name", "person", "ident", "const"}),
-    "approv": frozenset({"name", "person"}), "owner": frozenset({"name", "person"}), "owns": frozenset({"name", "person"}),
-    "contact": frozenset({"name", "person", "email"}), "respo": frozenset({"name", "person"}),
-    "when": frozenset({"date", "time"}), "date": frozenset({"date"}), "day": frozenset({"date"}),
-    "deadl": frozenset({"date"}), "sched": frozenset({"date", "time"}), "time": frozenset({"time"}),
-    "port": frozenset({"port"}), "ip": frozenset({"ip"}), "addre": frozenset({"ip", "email", "host", "url"}),
-    "host": frozenset({"host", "ip"}), "hostn": frozenset({"host"}), "server": frozenset({"host", "ip"}),
-    "machi": frozenset({"host", "ip"}), "where": frozenset({"path", "url", "host", "ident"}),
-    "path": frozenset({"path"}), "file": frozenset({"path"}), "direc": frozenset({"path"}), "folder": frozenset({"path"}),
-    "url": frozenset({"url"}), "link": frozenset({"url"}), "page": frozenset({"url"}), "email": frozenset({"email"}),
-    "mail": frozenset({"email"}), "versi": frozenset({"version", "number"}), "relea": frozenset({"version"}),
-    "much": frozenset({"qty", "money", "number"}), "many": frozenset({"qty", "number"}),
-    "limit": frozenset({"qty", "money", "number"}), "budge": frozenset({"money", "qty"}), "cost": frozenset({"money"}),
-    "price": frozenset({"money"}), "ticket": frozenset({"ticket"}), "issue": frozenset({"ticket"}),
-    "commit": frozenset({"hex"}), "sha": frozenset({"hex"}), "revis": frozenset({"hex", "version"}),
-    "id": frozenset({"ident", "number", "hex", "uuid", "ticket"}), "ident": frozenset({"ident", "number", "uuid"}),
-    "region": frozenset({"ident"}), "varia": frozenset({"const"}), "envir": frozenset({"const"}),
-    "key": frozenset({"const"}), "called": frozenset({"ident", "name", "capword", "const"}),
-    "decid": frozenset({"decision"}), "decis": frozenset({"decision"}), "choos": frozenset({"decision"}),
-    "chose": frozenset({"decision"}), "pick": frozenset({"decision"}), "settl": frozenset({"decision"}),
-    "instea": frozenset({"decision"}), "option": frozenset({"decision"}),
-}
-_KIND_OF_VALUE = {"capword": "name", "kv": "setting"}  # value kinds as a question names them
-
-
-def _values_and_kinds(text: str, prose: bool) -> tuple[tuple[tuple[str, float], ...], frozenset[str]]:
-    """(value, weight) pairs of a unit and the kinds of value it carries."""
-    found: dict[str, float] = {}
-    kinds: set[str] = set()
-    for m in _VALUE.finditer(text):
-        kind = m.lastgroup or ""
-        value = m.group(0).rstrip(".,:;")
-        if kind == "name":  # the parts count too: once "Priya Raman" is in, "Priya" is known
-            for word in value.split():
-                if word not in _COMMON_CAPS:
-                    found.setdefault(word, 0.3)
-        weight = _value_weight(kind, value, prose)
-        if weight <= 0:
-            continue
-        kinds.add(_KIND_OF_VALUE.get(kind, kind))
-        if weight > found.get(value, 0.0):
-            found[value] = weight
-    if not prose:
-        setting = _SETTING_VALUE.match(text)
-        if setting:  # the value of a setting is the fact, whatever its shape
-            key, value = setting.group(1), setting.group(2).strip().strip("\"'").strip()
-            if value and value.lower() not in ("true", "false", "null", "none") and len(value) <= 120:
-                weight = 2.5 if _IMPORTANT_KEY.search(key) else 1.2
-                if weight > found.get(value, 0.0):
-                    found[value] = weight
-                kinds.add("setting")
-                if "port" in key.lower() and value.isdigit():
-                    kinds.add("port")
-    if prose:
-        for m in _SELF_NAME.finditer(text):
-            name = m.group(1) or m.group(2)
-            if name not in _COMMON_CAPS:
-                found[name] = max(found.get(name, 0.0), 3.0)
-                kinds.update(("name", "person", "self"))
-    return tuple(found.items()), frozenset(kinds)
-
-
-@lru_cache(maxsize=4096)
-def values_in(text: str) -> frozenset[str]:
-    """The value strings of ``text`` (what counts as already known)."""
-    out: set[str] = set()
-    for m in _VALUE.finditer(text):
-        value = m.group(0).rstrip(".,:;")
-        out.add(value)
-        if m.lastgroup == "name":
-            out.update(value.split())
-    return frozenset(out)
-
-
-# ---------------------------------------------------------------- words (for matching questions)
-
-_STEM_WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])|\d+")
-_STOPWORDS = frozenset(
-    """the a an and or of to in on at by for from with without into onto over under about as is are was were be been
-    being am do does did done doing have has had having it its it's this that these those there here then than so
-    such what which who whom whose when where why how me my mine we our ours us you your yours they them their i
-    he she his her him can could would should will shall may might must not no yes also again please just only
-    any some all each every one two use used using uses make made get got set let lets tell remind know said say
-    ok okay thanks thank quick last thing things before after now still out up down off too very much more most
-    other another same new old way back want need needs like well right sure did didn don doesn isn aren wasn
-    answer answers question questions conversation discussed covered today session help note remember check
-    confirm details detail again while during also""".split()
-)
-
-
-def _stem(word: str) -> str:
-    """A crude, language-agnostic stem: lower case, the first five letters of
-    longer words ("approval", "approves", "approver" -> "appro")."""
-    word = word.lower()
-    if word.isdigit():
-        return word
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-        word = word[:-1]
-    return word[:5] if len(word) > 5 else word
-
-
-# Words that ask for the same thing in a question and state it in an answer
-# ("who signs off?" / "approval comes from"): general English and operations
-# vocabulary, each group folded onto one stem.
-_SYNONYM_GROUPS = (
-    "approve approval approver approves approved sign signs signed signoff sign-off",
-    "owner owns own owned responsible maintainer maintains",
-    "contact reach talk ask",
-    "database databases db postgres postgresql mysql",
-    "host hostname hostnames server servers machine machines box",
-    "address addresses ip",
-    "link links url urls page dashboard",
-    "email emails mail mailbox inbox",
-    "ticket tickets issue issues jira",
-    "date dates day schedule scheduled planned",
-    "limit limits cap capped ceiling max maximum quota threshold",
-    "decide decided decision choose chose chosen pick picked settle settled select selected opted",
-    "version versions release releases pin pinned",
-    "path location directory folder dir",
-    "name named called",
-    "region zone",
-    "commit commits sha revision hash",
-    "credential credentials secret secrets token tokens",
-    "cost costs price budget spend",
-)
-_SYNONYM = {_stem(word): group.split()[0][:5] for group in _SYNONYM_GROUPS for word in group.split()}
-
-
-_STEM_OF: dict[str, str] = {}  # word -> its stem ("" for a stopword); words recur far more than they vary
-
-
-def stems_of(text: str) -> frozenset[str]:
-    """Content-word stems of ``text``; identifiers are split (admin_api_port -> admin, api, port)."""
-    out = set()
-    for w in _STEM_WORD.findall(text):
-        stem = _STEM_OF.get(w)
-        if stem is None:
-            stem = "" if (len(w) < 2 and not w.isdigit()) or w.lower() in _STOPWORDS else _stem(w)
-            stem = _SYNONYM.get(stem, stem)
-            if len(_STEM_OF) < 200_000:
-                _STEM_OF[w] = stem
-        if stem:
-            out.add(stem)
-    return frozenset(out)
-
-
-class Question:
-    """What the turn being answered now asks about: one part per question
-    (or clause) of the final user turn, each a set of word stems and the
-    kinds of value it asks for. ``scores(unit)`` says how fully the unit
-    answers each part (0 to 1); words of a unit's context (the sentence
-    before a command) count half."""
-
-    def __init__(self, text: str):
-        self.parts: list[tuple[frozenset[str], frozenset[str]]] = []
-        self.questions: set[int] = set()  # parts that come from a question (they can be answered)
-        for sentence in re.finditer(r"[^?\n;.!]+(?:[?.!;]+|\n|$)", text or ""):
-            is_question = bool(_ASKS.search(sentence.group(0)))
-            for part in re.split(r",\s+(?:and\s+)?|\band\b", sentence.group(0)):
-                words = [w.lower() for w in _STEM_WORD.findall(part)]
-                stems = stems_of(part)
-                asked: set[str] = set()
-                for w in words:
-                    for probe in (w, w[:5], w[:6]):
-                        asked |= _ASKED_KINDS.get(probe, frozenset())
-                if _ASKS_OWN_NAME.search(part):
-                    asked.add("self")
-                if stems or asked:
-                    if is_question:
-                        self.questions.add(len(self.parts))
-                    self.parts.append((stems, frozenset(asked)))
-        self.stems = frozenset().union(*(p[0] for p in self.parts)) if self.parts else frozenset()
-        # a request for information ("which port...?", "remind me of..."), not "continue"
-        self.asks = bool(self.parts) and bool(_ASKS.search(text or ""))
-        self.idf: dict[str, float] = {}
-        self._totals: list[float] = []
-        self._parts_of: dict[str, list[int]] = {}
-        self._asking: list[tuple[int, frozenset[str]]] = []
-        self._cache: dict[tuple, list[tuple[int, float]]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.parts)
-
-    def fit_idf(self, units: list[Unit]) -> None:
-        """Weigh the question's words by how rare they are among ``units`` (once
-        per pruning call: the units of the whole history)."""
-        df: Counter = Counter()
-        for unit in units:
-            df.update((unit.stems | unit.context) & self.stems)
-        n = len(units) + 1
-        self.idf = {s: math.log(1 + n / (1 + df[s])) for s in self.stems}
-        self._totals = [max(sum(self.idf[s] for s in stems), RELEVANCE_NORM) for stems, _ in self.parts]
-        self._parts_of: dict[str, list[int]] = {}
-        for index, (stems, _) in enumerate(self.parts):
-            for stem in stems:
-                self._parts_of.setdefault(stem, []).append(index)
-        self._asking = [(index, asked) for index, (_, asked) in enumerate(self.parts) if asked]
-        self._cache: dict[tuple, list[tuple[int, float]]] = {}
-
-    def scores(self, unit: Unit) -> list[tuple[int, float]]:
-        """(part, how fully the unit answers it) for the parts it answers at all."""
-        if not self.idf and self.stems:
-            self.fit_idf([unit])
-        key = (unit.stems, unit.context, unit.kinds)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        matched: dict[int, float] = {}
-        own = unit.stems & self.stems
-        for stem in own:
-            for index in self._parts_of[stem]:
-                matched[index] = matched.get(index, 0.0) + self.idf[stem]
-        for stem in (unit.context & self.stems) - own:
-            for index in self._parts_of[stem]:
-                matched[index] = matched.get(index, 0.0) + 0.5 * self.idf[stem]
-        kind_of = {}
-        for index, asked in self._asking:
-            if "self" in asked and "self" in unit.kinds:
-                kind_of[index] = 2.0  # "what's my name?" and "I'm Dana"
-            elif asked & unit.kinds:
-                kind_of[index] = 1.0
-        out = []
-        for index in set(matched) | set(kind_of):
-            kind = kind_of.get(index, 0.0)
-            if kind == 2.0:
-                out.append((index, 1.0))
-                continue
-            # A part asking with one common word ("the name") is matched by every
-            # unit holding it: a match counts by how rare its words are, not only how many.
-            share = matched.get(index, 0.0) / self._totals[index]
-            score = share * (0.7 + 0.3 * kind) + 0.15 * kind if share else (0.3 * kind if not self.parts[index][0] else 0.0)
-            if score > 0:
-                out.append((index, min(1.0, score)))
-        self._cache[key] = out
-        return out
-
-    def relevance(self, unit: Unit) -> float:
-        return max((score for _, score in self.scores(unit)), default=0.0)
 
 
 # ---------------------------------------------------------------- units
@@ -667,11 +282,11 @@ def _multiplier(piece: str, prose: bool, rarity: float = 1.0, code: bool = False
             return factor * 0.8  # a comment says something in words
         setting = _SETTING_IN_CODE.match(piece)
         if setting:
-            return factor * (1.8 if _IMPORTANT_KEY.search(piece.split("=", 1)[0].split(":", 1)[0]) else 1.0)
+            return factor * (1.8 if IMPORTANT_KEY.search(piece.split("=", 1)[0].split(":", 1)[0]) else 1.0)
         return factor * CODE_FACTOR
     config = _CONFIG_LINE.match(piece)
     if config:
-        factor *= 1.8 if _IMPORTANT_KEY.search(config.group(1)) else 1.2
+        factor *= 1.8 if IMPORTANT_KEY.search(config.group(1)) else 1.2
     elif _LOG_PREFIX.match(piece):
         factor *= 1.1 if _LOG_ALERT.search(piece) else 0.35
     elif _CODE_LINE.match(piece):
@@ -731,7 +346,7 @@ def _line_candidates(text: str, names: list[str]) -> tuple[list[tuple[str, float
 
 
 def _setting_key(piece: str) -> str | None:
-    match = _SETTING_VALUE.match(piece) or _CONFIG_LINE.match(piece)
+    match = SETTING_VALUE.match(piece) or _CONFIG_LINE.match(piece)
     return match.group(1).lower() if match else None
 
 
@@ -761,7 +376,7 @@ def _scored_pieces(text: str, label: str, weight: float, prose: bool) -> tuple[t
         if len(piece) < 3 or piece in seen:
             continue
         seen.add(piece)
-        values, kinds = _values_and_kinds(piece, is_prose)
+        values, kinds = values_and_kinds(piece, is_prose)
         cue_factor = _multiplier(piece, is_prose, rarity, code)
         factor = weight * cue_factor
         if rarity > 1.0 and not code:  # a rare line in a long output stands out, whatever its log level
@@ -778,7 +393,7 @@ def _scored_pieces(text: str, label: str, weight: float, prose: bool) -> tuple[t
         # heavy value (a host, a path, a URL) in a line that stands out, a decision.
         meaningful = any(w >= 1.0 for _, w in values)
         heavy = any(w >= STRONG_VALUE for _, w in values)
-        setting = not is_prose and bool(_SETTING_VALUE.match(piece) or _CONFIG_LINE.match(piece))
+        setting = not is_prose and bool(SETTING_VALUE.match(piece) or _CONFIG_LINE.match(piece))
         statement = is_prose and meaningful and len(piece.split()) <= 40
         strong = statement or decision or (setting and meaningful and not repeated) or (heavy and rarity >= 1.0 and not code)
         if values or base:

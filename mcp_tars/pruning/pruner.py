@@ -16,7 +16,8 @@ from typing import Any
 from .. import tokens as tok
 from ..credentials import redact_credentials
 from ..settings import LEVEL_NAMES, PruningSettings
-from .facts import Fragment, values_in
+from .facts import Fragment
+from .values import values_in
 from .history import History, own_words
 from .meter import CHARS_PER_TOKEN, conversation_fingerprint
 from .summary import MIN_SUMMARY_TOKENS, Summarizer, Summary, SummaryWriter

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from .. import tokens as tok
 from ..credentials import redact_credentials
-from .facts import Fragment, FragmentUnits, Question, format_units, fragment_units, select_units, values_in
+from .facts import Fragment, FragmentUnits, format_units, fragment_units, select_units
+from .question import Question
+from .values import values_in
 from .history import History
 from .validate import blocks
 
@@ -28,6 +30,7 @@ ASSISTANT_WEIGHT = 2.5
 TOOL_CALL_WEIGHT = 2.0  # the commands the agent ran (create-queue X, use-context Y)
 READ_CALL_WEIGHT = 1.0  # which files it looked at matters less than what it changed
 THINKING_WEIGHT = 1.0
+SUPERSEDED_WEIGHT = 0.5  # an older version of a file shown again later
 _READ_ONLY_TOOL = re.compile(r"(?i)read|view|cat|grep|glob|search|find|list|^ls$|fetch|get")
 MIN_SUMMARY_TOKENS = 40  # below this, a summary is only its header
 

@@ -16,10 +16,8 @@ from .. import tokens as tok
 from ..credentials import redact_credentials
 from .facts import Fragment
 from .history import History
+from .summary import SUPERSEDED_WEIGHT, THINKING_WEIGHT
 from .validate import blocks
-
-THINKING_WEIGHT = 1.0
-SUPERSEDED_WEIGHT = 0.5
 
 
 @dataclass
