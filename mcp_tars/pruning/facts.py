@@ -263,7 +263,7 @@ def _is_code(text: str) -> bool:
     lines = [line for line in text.split("\n", 400)[:400] if line.strip()]
     if len(lines) < 4:
         return False
-    sample = lines[:: max(1, len(lines) // 20)]  # a spread sample says as much, far cheaper
+    sample = lines[:: max(1, len(lines) // 12)]  # a spread sample says as much, far cheaper
     return sum(1 for line in sample if _looks_like_code(line)) >= 0.35 * len(sample)
 
 
@@ -327,7 +327,7 @@ def _line_candidates(text: str, names: list[str]) -> tuple[list[tuple[str, float
         if CREDENTIAL_HINT.search(line):
             line, found = redact_credentials(line)
             names.extend(n for n in found if n not in names)
-        if not code:
+        if not code and line[:2].lstrip("[ ")[:1].isdigit():
             line = _LOG_STAMP.sub("", line, count=1) or line  # the time stamp of a log line is rarely the fact
         if len(line) > 80 and line.lstrip()[:1] in "{[" and (pairs := _JSON_PAIR.findall(line)):
             pieces = [p.strip() for p in pairs]  # a minified JSON answer: one unit per "key": value
