@@ -52,6 +52,7 @@ class SummaryWriter:
         self.chars_per_token = SUMMARY_CHARS_PER_CL100K_TOKEN / tok.family_factor(history.model)
         self._units_cache: dict[int, list[FragmentUnits]] = {}
         self._cache: dict[tuple, Summary] = {}
+        self._abstracts: dict[tuple[int, int], str] = {}
 
     # -- material
 
@@ -128,16 +129,18 @@ class SummaryWriter:
             return self._cache[cache_key]
         model = self.h.model
         if self.question and not self.question.idf:
-            # the question's words weigh by their rarity in everything that could be summarised
-            self.question.fit_idf([u for i in range(self.h.tail_start) for fu in self._units(i) for u in fu.units])
+            # the question's words weigh by their rarity in everything that may be summarised
+            # (after the cached prefix: once per call, so every candidate is scored alike)
+            self.question.fit_idf([u for i in range(lo, self.h.tail_start) for fu in self._units(i) for u in fu.units])
         covered = set(covered)
         budget_chars = budget * self.chars_per_token - len(header) - 40
         body: list[str] = []
         notes: list[str] = []
         if self.summarizer is not None and count:
             try:
-                abstract = self.summarizer(redacted_copy(self.h.messages[lo:hi]))
-                abstract, _ = redact_credentials(str(abstract).strip())
+                if (lo, hi) not in self._abstracts:  # one call per dropped range, whatever the budget
+                    self._abstracts[(lo, hi)] = redact_credentials(str(self.summarizer(redacted_copy(self.h.messages[lo:hi]))).strip())[0]
+                abstract = self._abstracts[(lo, hi)]
                 limit = int(budget_chars * 0.7)
                 if len(abstract) > limit:
                     abstract = abstract[:limit].rsplit(" ", 1)[0] + " …"
