@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from conftest import make_config
 from mcp_tars.engine import CompletionRequest, Engine
 from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
-from mcp_tars.store import Store, open_store
+from mcp_tars.store import open_store
 from test_pruning_properties import cases
 
 
