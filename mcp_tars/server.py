@@ -177,14 +177,16 @@ class ReportResult(BaseModel):
 
 class PruneResultOut(BaseModel):
     messages: list[dict[str, Any]]
-    tokens_before: int
-    tokens_after: int
+    tokens_before: int = Field(description="Estimated tokens of the input, system prompt included.")
+    tokens_after: int = Field(description="Estimated tokens of the result, system prompt included.")
     reduction_pct: float
     level: str
     summary: str | None
     removed: list[dict[str, Any]]
     protected_prefix_messages: int
     notes: list[str]
+    target_met: bool = Field(description="Whether tokens_after is within max_tokens; when not, notes say what took the room.")
+    breakdown: dict[str, int] = Field(description="Tokens of the result by part: system, protected_prefix, summary, recent_messages, final_turn.")
 
 
 def structured_result(data: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> CallToolResult:
@@ -446,9 +448,9 @@ def create_server(state_factory=open_state, *, run_worker: bool | None = None) -
         messages: Annotated[list[dict[str, Any]], Field(description="Messages API conversation to shrink.")],
         system: Annotated[str | list[dict[str, Any]] | None, Field(description="System prompt (kept as is; counted).")] = None,
         max_tokens: Annotated[int, Field(description="Target size of the pruned context, in tokens.")] = 4000,
-        level: Annotated[Literal["auto", "light", "medium", "aggressive"], Field(description="Pruning level: auto starts at a level chosen from the size (and budget pressure), escalates until max_tokens is reached and, past aggressive, keeps only what fits (shortening the final turn's tool results only when that turn alone is above pruning.final_turn_max_tokens); light, medium and aggressive apply that level as configured.")] = "auto",
+        level: Annotated[Literal["auto", "light", "medium", "aggressive"], Field(description="Pruning level: auto starts at a level chosen from the size (and budget pressure), escalates until max_tokens is reached with the summary of dropped history at full size and, past aggressive, packs the final user turn, then the facts of older messages (those it asks about first), then the recent messages that fit; when the system prompt and final turn leave no room, the facts the question needs are kept anyway (pruning.facts_floor_tokens) and target_met says so. The final turn's tool results are shortened only when that turn alone is above pruning.final_turn_max_tokens. light, medium and aggressive apply that level as configured.")] = "auto",
     ) -> PruneResultOut:
-        """Shrink a conversation to about max_tokens while keeping it a valid Messages API conversation; dropped history is summarised."""
+        """Shrink a conversation to about max_tokens (system prompt included) while keeping it a valid Messages API conversation. The final user turn stays verbatim; the facts of dropped history (those it asks about first) come before older messages."""
         state = state_of(ctx)
         if max_tokens < 1:
             raise ToolError(f"max_tokens must be a positive number of tokens (got {max_tokens})")

@@ -325,6 +325,10 @@ class PruningSettings(BaseModel):
     auto_threshold_tokens: int = Field(30_000, ge=1, description="optimized_complete prunes a request whose estimated input (system + messages) is above this many tokens.")
     auto_target_tokens: int = Field(12_000, ge=1, description="Target size of automatic pruning. Well below the threshold on purpose: the following turns then grow for a while without pruning again, so the pruned prefix stays byte-stable and cacheable.")
     levels: PruningLevels = Field(default_factory=PruningLevels, description="What each level keeps.")
+    facts_floor_tokens: int = Field(
+        800, ge=0, le=100_000,
+        description="level=auto: when the target leaves less room than this for the facts of the dropped history (a system prompt or a final turn that fills most of the target) and the final user turn asks for information, the summary still keeps facts up to this many tokens: those the question refers to first, then other stated facts (names, numbers with units, hosts, paths, decisions...). The target is then missed by that much and the result says so (target_met false, a note). A final turn that asks nothing (\"continue\") gets nothing past the target. 0 keeps to the target strictly and drops facts instead.",
+    )
     auto_summary_target_share: float = Field(0.4, ge=0, le=0.9, description="level=auto: the summary may grow beyond its level's summary_max_tokens up to this share of the target, when the target leaves that room.")
     light_max_ratio: float = Field(1.5, ge=1, description="level=auto: context/target ratio up to which the light level is tried first.")
     medium_max_ratio: float = Field(3.0, ge=1, description="level=auto: ratio up to which medium is tried first; above it, aggressive.")

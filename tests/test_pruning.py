@@ -710,3 +710,126 @@ def test_the_final_turn_cap_is_checked_against_the_turn_itself_not_a_rate_from_o
     r = prune_messages(messages, max_tokens=100_000, level="auto")
     assert r.messages[-1] == messages[-1], r.notes  # below the cap: whole, and the result says the target is missed
     assert any("not reachable" in n for n in r.notes)
+
+
+# ---------------------------------------------------------------- what the next turn needs
+
+
+BIG_SYSTEM = "\n".join(f"- Rule {i}: be helpful, careful and concise; explain your reasoning when asked, and prefer small steps."
+                       for i in range(150))  # about 4.5K tokens
+
+
+def _python(functions: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    return "\n".join(
+        f"def load_{i}(conn, batch_size={rng.randint(10, 500)}):\n"
+        f"    rows = conn.execute('select * from events where id > %s', ({rng.randint(0, 500)},)).fetchall()\n"
+        f"    for row in rows:\n        if row.size > {rng.randint(1, 99)}:\n            log.warning('too big %s', row.id)\n"
+        f"    return [transform(r, timeout={rng.randint(1, 60)}) for r in rows]\n" for i in range(functions))
+
+
+def _dana(final: str = "Which port does my database use?") -> list[dict]:
+    """A new user's first session: who they are and their database, then pasted code and long answers."""
+    return [
+        user("Hi! My name is Dana and I run a small analytics shop. Our database is PostgreSQL 16 on port 5433."),
+        assistant("Nice to meet you, Dana! How can I help?"),
+        user("Here's my ETL script, can you make it faster?\n```python\n" + _python(60) + "\n```"),
+        assistant("Here is a faster version:\n```python\n" + _python(60, seed=1) + "\n```\nI batched the queries."),
+        user("Thanks. And this one?\n" + _python(40, seed=2)),
+        assistant("## Summary\n" + "This change batches the inserts and reuses one connection per worker. " * 60),
+        user(final),
+    ]
+
+
+@pytest.mark.parametrize("target", [12_000, 8_000, 4_000])
+def test_a_fact_stated_before_pasted_code_survives_any_target(target):
+    """The reported case: "My name is Dana ... PostgreSQL 16 on port 5433", pasted
+    Python, then "Which port does my database use?" lost the port."""
+    messages = _dana()
+    result = prune_messages(messages, system=BIG_SYSTEM, max_tokens=target, settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.messages[-1] == messages[-1]
+    assert "5433" in text_of(result.messages)
+    assert result.tokens_after < result.tokens_before
+    assert result.tokens_before == tok.estimate_request_tokens(messages, BIG_SYSTEM)  # the system prompt counts
+    assert result.breakdown["system"] == tok.estimate_text_tokens(BIG_SYSTEM)
+    assert result.target_met == (result.tokens_after <= target)
+
+
+def test_when_the_system_prompt_fills_the_target_the_facts_asked_about_stay_and_the_result_says_so():
+    messages = _dana()
+    result = prune_messages(messages, system=BIG_SYSTEM, max_tokens=4_000, settings=SETTINGS)
+    assert not result.target_met and result.tokens_after > 4_000
+    (note,) = [n for n in result.notes if "not reachable" in n]
+    assert f"the system prompt ({result.breakdown['system']:,})" in note and "kept anyway" in note
+    assert "5433" in (result.summary or "")
+    assert sum(result.breakdown.values()) == pytest.approx(result.tokens_after, abs=40)
+    # Past the target only what the question needs goes in: not the pasted code.
+    assert "def load_" not in result.summary and "conn.execute" not in result.summary
+    # Strictly within the target when asked to: no facts past it.
+    strict = prune_messages(messages, system=BIG_SYSTEM, max_tokens=4_000, settings=PruningSettings(facts_floor_tokens=0))
+    assert strict.tokens_after < result.tokens_after
+
+
+def test_a_long_older_assistant_message_yields_to_facts():
+    """A 1K-token PR description right before the question used to be kept
+    verbatim while the summary shrank to "[Summary of 27 earlier messages ...]"."""
+    system = BIG_SYSTEM[: len(BIG_SYSTEM) * 4 // 5]  # about 3.7K tokens
+    early = [
+        user("We deploy billing to prod-eu-west-3; the admin API listens on port 48211."),
+        assistant("Noted. Priya Raman approves billing changes; I'll ask her."),
+        tool_call("t1", "read_file", {"path": "config/billing.yaml"}),
+        tool_result("t1", "replicas: 3\nmemory_limit: 24 GiB\ndb_host: billing-db-07.acme-corp.internal\nlog_level: info"),
+        assistant("The override file is /etc/acme/billing/limits.yaml; the SDK is pinned to 2.14.3 (OPS-4821)."),
+    ]
+    pr_description = "## Summary\n" + "\n".join(f"- Step {i}: moved the retry policy into one module and updated its callers."
+                                                for i in range(80))
+    messages = early + chatter(40) + [user("Write the PR description."), assistant(pr_description),
+                                      user("Before I merge: which port, which host, who approves, and which ticket?")]
+    assert tok.estimate_text_tokens(pr_description) > 1000
+    result = prune_messages(messages, system=system, max_tokens=4_000, settings=SETTINGS)
+    assert validate_conversation(result.messages) == []
+    assert result.messages[-1] == messages[-1]
+    summary = result.summary or ""
+    assert "; facts kept from them" in summary  # never only the "[Summary of N earlier messages]" header
+    for fact in ("48211", "billing-db-07.acme-corp.internal", "Priya Raman", "OPS-4821"):
+        assert fact in text_of(result.messages), fact
+    assert pr_description not in text_of(result.messages)  # shortened, not kept whole
+
+
+def test_with_room_in_the_target_the_summary_holds_facts_and_the_target_is_met():
+    system = BIG_SYSTEM[: len(BIG_SYSTEM) // 2]  # about 2.3K tokens
+    messages = _dana("Remind me: what's my name, and which database do we run?")
+    result = prune_messages(messages, system=system, max_tokens=4_000, settings=SETTINGS)
+    assert result.target_met and result.tokens_after <= 4_000
+    out = text_of(result.messages)
+    assert "Dana" in out and "PostgreSQL 16" in out and "5433" in out
+
+
+def test_past_the_target_facts_go_in_only_for_a_turn_that_asks_for_them():
+    """"ok, continue" asks nothing: nothing goes past the target for it."""
+    strict = PruningSettings(facts_floor_tokens=0)
+    for final, past in (("ok, continue", False), ("Which port does my database use?", True)):
+        messages = _dana(final)
+        result = prune_messages(messages, system=BIG_SYSTEM, max_tokens=4_000, settings=SETTINGS)
+        within = prune_messages(messages, system=BIG_SYSTEM, max_tokens=4_000, settings=strict)
+        assert (result.tokens_after > within.tokens_after) == past, final
+        assert ("kept anyway" in " ".join(result.notes)) == past
+
+
+def test_our_generated_conversations_keep_their_facts_at_4k():
+    """Ours (bench/fact_conversations.py, dev pool): facts in every kind of turn,
+    system prompts of 3-4K, the final turn asking about them."""
+    from bench.fact_conversations import SHAPES, facts_kept, generate
+
+    kept = total = 0
+    for i, shape in enumerate(SHAPES):
+        convo = generate(seed=100 + i, pool="dev", shape=shape, total_tokens=12_000, system_tokens=3_500)
+        result = prune_messages(convo.messages, system=convo.system, max_tokens=4_000, settings=SETTINGS)
+        assert validate_conversation(result.messages) == []
+        assert result.messages[-1] == convo.messages[-1]
+        assert result.reduction_pct >= 50
+        report = facts_kept(convo, result.messages)
+        assert report["leaked"] == []
+        kept, total = kept + report["kept"], total + report["facts"]
+    assert kept / total >= 0.95, (kept, total)

@@ -3,6 +3,7 @@ automatic pruning inside a session keeps the prompt cache working."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import anthropic
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from conftest import make_config
 from mcp_tars.engine import CompletionRequest, Engine
 from mcp_tars.pruning import PruningSettings, prune_messages, validate_conversation
-from mcp_tars.store import Store, open_store
+from mcp_tars.store import open_store
 from test_pruning_properties import cases
 
 
@@ -97,3 +98,29 @@ async def test_abstractive_summary_is_billed_once_and_cached(tmp_path, api_env):
     assert again.pruning and ledger.count(engine.store) == 3  # two answers + one summary
     total = math.fsum(r["cost_usd"] for r in everything)
     assert abs(total - api_env.bill_total_usd()) < 1e-9
+
+
+@pytest.mark.anyio
+async def test_automatic_pruning_in_a_session_keeps_the_fact_the_question_needs(tmp_path, api_env):
+    """The reported case through optimized_complete: the port stated before pasted
+    code reaches the API with the question that asks for it, every turn accepted."""
+    from mcp import Client
+
+    from conftest import in_process_server
+    from mcp_tars.sim.answers import question_text
+    from test_pruning import BIG_SYSTEM, _dana
+
+    config = make_config(pruning={"auto_threshold_tokens": 12_000, "auto_target_tokens": 6_000})
+    messages = _dana()
+    async with Client(in_process_server(config, str(tmp_path / "s.db"))) as client:
+        for end in (4, 6):  # two turns of one session: the second continues the first's pruning
+            r = await client.call_tool("optimized_complete", {
+                "messages": messages[: end + 1], "system": BIG_SYSTEM, "max_tokens": 50,
+                "model": "claude-sonnet-5-5", "session_id": "dana", "use_cache": False})
+            assert not r.is_error, r.content
+    calls = [q for q in api_env.requests if q.path.startswith("/v1/messages") and q.body]
+    assert calls and all(q.status == 200 for q in calls)
+    final = calls[-1].body
+    assert r.structured_content["pruning"] is not None
+    assert question_text(final["messages"]) == "Which port does my database use?"  # (with a cache breakpoint added)
+    assert "5433" in json.dumps(final["messages"])
