@@ -172,7 +172,7 @@ def synthetic_question(i: int) -> tuple[str, str]:
     obj = _OBJECTS[(i // (len(_TOPICS) * len(_VERBS))) % len(_OBJECTS)]
     n = i // (len(_TOPICS) * len(_VERBS) * len(_OBJECTS))
     tag = f"project{n}"
-    return (f"How do I {verb} {obj} for {tag} in {topic}?", f"{topic}: how to {verb} {obj} for {tag}?")
+    return (f"How do I {verb} {obj} for {tag} in {topic}?", f"how to {verb} {obj} for {tag} in {topic}")
 
 
 def populate(store, settings: CacheSettings, n: int, start: int = 0, tenant: str = "bench") -> None:

@@ -128,8 +128,8 @@ def prepare_entry(
 class ResponseCache:
     """The response cache on top of the store. Thread-safe."""
 
-    CANDIDATES = 8  # nearest cached questions the decision looks at per lookup
-    MIN_CANDIDATE_COSINE = 0.5  # below this no fitted decision has ever said "same" (cheap pre-filter)
+    CANDIDATES = 4  # nearest cached questions the decision looks at per lookup
+    MIN_CANDIDATE_COSINE = 0.6  # a cheap pre-filter: the decision accepts no pair this far apart
     MAX_PENDING_HITS = 1000
 
     def __init__(self, store, settings: CacheSettings, *, decision: DecisionModel | None = None, embedder=None):
@@ -197,13 +197,16 @@ class ResponseCache:
                     if c >= self.MIN_CANDIDATE_COSINE]
             rows = sql.find_by_ids(conn, [i for i, _ in near], now) if near else []
         best: tuple[Verdict, dict] | None = None
-        for row in rows:
+        order = {i: rank for rank, (i, _) in enumerate(near)}
+        for row in sorted(rows, key=lambda r: order[r["id"]]):  # nearest first: a sure match ends the search
             if row["context_key"] != ctx or not row["query_text"] or row["query_vector"] is None:
                 continue  # never trust an id alone
             verdict = decide(query, analyse(row["query_text"]), vector, from_blob(row["query_vector"]), emb,
                              self.decision, threshold=self.threshold, has_history=has_history)
             if verdict.matched and (best is None or verdict.similarity > best[0].similarity):
                 best = (verdict, row)
+                if verdict.similarity >= 1.0:
+                    break
         return best
 
     def _hit(self, row: dict, kind: str, similarity: float, now: float) -> CacheHit:

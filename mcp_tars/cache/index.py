@@ -24,7 +24,7 @@ import numpy as np
 from ..store import cache as sql
 from .embedding import DIMENSIONS, from_blob
 
-EXACT_MAX = 4096  # entries a context searches exactly before it gets an HNSW graph
+EXACT_MAX = 256  # entries a context searches exactly before it gets an HNSW graph
 MAX_CONTEXTS = 512  # contexts kept in memory
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
@@ -62,7 +62,7 @@ class _ContextVectors:
             return [(int(i), 1.0 - float(d)) for i, d in zip(ids, distances)]  # inner-product distance = 1 - dot
         if not self.ids:
             return []
-        sims = self.matrix @ vector
+        sims = np.einsum("ij,j->i", self.matrix, vector)  # no BLAS call: its threads cost more than this
         top = np.argsort(-sims)[:k]
         return [(self.ids[i], float(sims[i])) for i in top]
 
