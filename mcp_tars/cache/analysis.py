@@ -10,9 +10,12 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .lexicon import *  # noqa: F403 - the analyser reads every list
-from .lexicon import (  # noqa: F401
-    _APOSTROPHELESS, _CURRENCY_SIGNS, _MAX_FRAME, _STEMMED_CLOSED, _UNIT_ONLY_AFTER_NUMBER,
+from .lexicon import (
+    FILLERS, FRAMES, FUTURE, LANGUAGE_PROFILES, MARKERS, NEGATIONS,
+    NUMBER_WORDS, OPERATORS, ORDINALS, PAST, PERSONAL_VERBS, QUESTION_WORDS,
+    SOFT_TERMS, STOPWORDS, SUBORDINATORS, SYNONYMS, TECH_NAMES, TOPIC_PREPOSITIONS,
+    UNITS, WORD_OPERATORS, _APOSTROPHELESS, _CURRENCY_SIGNS, _MAX_FRAME, _STEMMED_CLOSED,
+    _UNIT_ONLY_AFTER_NUMBER, stem,
 )
 
 
