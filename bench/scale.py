@@ -40,7 +40,7 @@ def cache_scale(sizes: list[int], samples: int) -> list[dict]:
     from bench.cache import measure_latency
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its own table; ours follows
-        return measure_latency(sizes, samples, "lexical")
+        return measure_latency(sizes, samples)
 
 
 def ledger_scale(sizes: list[int], runs: int) -> dict[int, dict[str, float]]:

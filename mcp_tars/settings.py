@@ -50,27 +50,16 @@ class CacheSettings(BaseModel):
     semantic: bool = Field(
         True,
         description="Also answer paraphrases of a cached question (same context, last user message "
-        "reworded). Off: exact repeats only.",
+        "reworded), found with local static embeddings (WordLlama, shipped in its wheel). Off: exact repeats only.",
     )
-    scorer: Literal["lexical", "embedding"] = Field(
-        "lexical",
-        description="Similarity scorer for semantic matches: 'lexical' (built in, no downloads) or "
-        "'embedding' (local MiniLM model; needs the 'embeddings' extra). Both sit behind the same guards.",
-    )
-    similarity_threshold: float = Field(
-        0.9,
+    decision_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="A semantic match needs similarity >= this value. HIGHER is STRICTER: 1.0 accepts "
-        "only questions with identical analysed terms; lower values accept more filler and pronoun "
-        "differences (lexical) or looser paraphrases (embedding).",
-    )
-    max_substitutions: int = Field(
-        1,
-        ge=0,
-        le=3,
-        description="Content words one question may swap for different ones and still match (only the "
-        "embedding scorer accepts swaps; the lexical scorer never does). Added or dropped words always veto.",
+        description="A semantic match needs the calibrated probability that both questions have the same answer "
+        ">= this value. HIGHER is STRICTER. Null: the fitted operating point shipped in "
+        "mcp_tars/data/cache_decision.json (chosen for at most 0.15% wrong answers on non-duplicate Quora pairs, "
+        "cross-validated). Guards (numbers, negation, entities, order, deixis...) veto before any threshold.",
     )
     semantic_max_chars: int = Field(
         4000, ge=1, description="Last user messages longer than this are matched exactly only."

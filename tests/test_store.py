@@ -388,8 +388,8 @@ def test_a_task_moves_through_its_states_once(store):
 
 
 def _entry(i: int, **over) -> dict:
-    row = {"tenant": "key:t", "request_key": f"req_{i}", "context_key": "ctx", "semantic_key": -(2**63) + i,
-           "term_keys": f"{2**62 + i} {i}", "query_text": f"question {i}\x00", "query_type": "default",
+    row = {"tenant": "key:t", "request_key": f"req_{i}", "context_key": "ctx", "query_vector": bytes([i, 0, 255, 1]),
+           "query_text": f"question {i}\x00", "query_type": "default",
            "model": "m", "requested_model": None, "content": "[]", "text": f"answer {i}", "stop_reason": "end_turn",
            "usage": "{}", "cost_usd": 0.0000137, "baseline_cost_usd": 0.001 * (i + 1), "savings": "{}",
            "size_bytes": 1000, "created_at": TS, "expires_at": TS + 3600 * (i + 1), "last_used_at": TS}
@@ -399,18 +399,22 @@ def _entry(i: int, **over) -> dict:
 
 def test_the_cache_tables_answer_and_keep_their_totals(store):
     with store.write() as c:
-        cache_sql.insert_entry(c, _entry(0), [2**62, 0])
-        cache_sql.insert_entry(c, _entry(0, text="newer"), [2**62, 0])  # same request: replaced
-        cache_sql.insert_entries(c, [(_entry(i), [i]) for i in range(1, 6)])
-        cache_sql.insert_entry(c, _entry(9), [9])  # ids go on after a bulk insert (PostgreSQL: its sequence too)
+        cache_sql.insert_entry(c, _entry(0))
+        cache_sql.insert_entry(c, _entry(0, text="newer"))  # same request: replaced
+        cache_sql.insert_entries(c, [_entry(i) for i in range(1, 6)])
+        cache_sql.insert_entry(c, _entry(9))  # ids go on after a bulk insert (PostgreSQL: its sequence too)
         assert cache_sql.totals(c) == (7, 7000)
     with store.read() as c:
         hit = cache_sql.find_exact(c, "req_0", TS)
         second = cache_sql.find_exact(c, "req_1", TS)
         assert hit["text"] == "newer" and hit["cost_usd"] == 0.0000137 and cache_sql.find_exact(c, "req_9", TS)
-        assert [r["text"] for r in cache_sql.find_by_semantic_key(c, -(2**63) + 3, "ctx", TS, 5)] == ["answer 3"]
-        assert cache_sql.term_frequencies(c, [2**62, 3, 12345], cap=10) == [1, 1, 0]
-        assert {r["text"] for r in cache_sql.find_by_terms(c, [2**62, 3], TS, 10)} == {"newer", "answer 3"}
+        vectors = cache_sql.vectors_after(c, "ctx", 0)
+        assert [v for _, v in vectors] == [bytes([i, 0, 255, 1]) for i in (0, 1, 2, 3, 4, 5, 9)]  # id order, bytes
+        assert [i for i, _ in cache_sql.vectors_after(c, "ctx", vectors[-2][0])] == [vectors[-1][0]]
+        assert cache_sql.vectors_after(c, "other", 0) == []
+        ids = {r["text"]: i for i, r in ((r["id"], r) for r in cache_sql.find_by_ids(c, [v[0] for v in vectors], TS))}
+        assert set(ids) == {"newer", "answer 1", "answer 2", "answer 3", "answer 4", "answer 5", "answer 9"}
+        assert cache_sql.find_by_ids(c, [ids["newer"]], TS + 7200) == [] and cache_sql.find_by_ids(c, [], TS) == []
         assert cache_sql.find_exact(c, "req_0", TS + 7200) is None  # expired
     with store.write() as c:
         cache_sql.record_hits(c, [(2, 1, 0.001, TS + 10, hit["id"]), (1, 0, 0.0000137, TS + 5, second["id"])])

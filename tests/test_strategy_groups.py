@@ -314,7 +314,8 @@ def test_upgrading_an_old_file_keeps_every_figure_exact(tmp_path, traffic_db):
 
     upgraded = open_store(tmp_path / "old.db")  # opening migrates
     try:
-        assert upgraded.applied_migrations()[-2:] == ["m034_exact_money", "m035_task_leases"]
+        applied = upgraded.applied_migrations()  # later migrations (the cache's m036...) may follow
+        assert applied[applied.index("m034_exact_money"):][:2] == ["m034_exact_money", "m035_task_leases"]
         # every row as today's mcp-tars stores it: money to the picodollar, the replaced tokens of each hit
         def as_stored(store):
             return sorted(({k: v for k, v in r.items() if k != "id"} for r in ledger.rows(store)),

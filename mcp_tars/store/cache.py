@@ -1,13 +1,16 @@
-"""SQL of the response cache (tables created by migration m010_response_cache).
+"""SQL of the response cache (tables: migrations m010_response_cache and
+m036_response_cache_vectors; PostgreSQL m001 and m002).
 
 Every lookup is an index probe, never a scan:
 
 * exact: ``request_key`` (UNIQUE);
-* semantic: ``semantic_key`` = hash of (context, meaning-bearing terms), so the
-  few entries a lexical match could use are one index range;
-* fuzzy (embedding scorer): ``response_cache_terms`` postings
-  (hash of (context, term) -> entry id), probed for the rarest terms only,
-  each with a small LIMIT.
+* semantic: the in-process vector index (``mcp_tars/cache/index.py``) reads
+  the vectors of one context added after the last id it has
+  (``vectors_after``: the ``(context_key, id)`` index), and the candidates it
+  proposes are read back by id (``find_by_ids``) with their expiry checked.
+  The columns and postings of the earlier lexical index (semantic_key,
+  term_keys, response_cache_terms) are no longer written; deletes still
+  remove the postings of rows from before.
 
 Totals (entries, bytes) live in a one-row table kept by triggers, so checking
 the limits after an insert costs one row read. Eviction runs in chunks.
@@ -28,7 +31,7 @@ from . import Connection, rows_as_dicts
 from .schema import to_picousd, usd
 
 _ENTRY_COLUMNS = (
-    "tenant", "request_key", "context_key", "semantic_key", "term_keys", "query_text", "query_type",
+    "tenant", "request_key", "context_key", "query_text", "query_vector", "query_type",
     "model", "requested_model", "content", "text", "stop_reason", "usage", "cost_usd",
     "baseline_cost_usd", "savings", "size_bytes", "created_at", "expires_at", "last_used_at",
 )
@@ -43,9 +46,8 @@ _INSERT_ENTRY_WITH_ID = (
     f"INSERT INTO response_cache (id, {', '.join(_STORED_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' for _ in _STORED_COLUMNS)})"
 )
-_INSERT_POSTING = "INSERT INTO response_cache_terms (term_key, entry_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _HIT_COLUMNS = (
-    "id, context_key, query_text, query_type, model, content, text, usage, cost_picousd, baseline_cost_picousd, "
+    "id, context_key, query_text, query_vector, query_type, model, content, text, usage, cost_picousd, baseline_cost_picousd, "
     "savings, created_at, exact_hits, semantic_hits"
 )
 
@@ -80,39 +82,23 @@ def find_exact(conn: Connection, request_key: str, now: float) -> dict | None:
     return rows[0] if rows else None
 
 
-def find_by_semantic_key(conn: Connection, semantic_key: int, context_key: str, now: float, limit: int) -> list[dict]:
-    return _rows(conn.execute(
-        f"SELECT {_HIT_COLUMNS} FROM response_cache "
-        "WHERE semantic_key = ? AND context_key = ? AND expires_at > ? ORDER BY id DESC LIMIT ?",
-        (semantic_key, context_key, now, limit),
-    ))
-
-
-def term_frequencies(conn: Connection, term_keys: Sequence[int], cap: int) -> list[int]:
-    """How many entries carry each term key, counted up to ``cap`` (bounded work)."""
-    return [
-        conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM response_cache_terms WHERE term_key = ? LIMIT ?) AS found", (k, cap)
-        ).fetchone()[0]
-        for k in term_keys
-    ]
-
-
-def find_by_terms(conn: Connection, term_keys: Sequence[int], now: float, per_term_limit: int) -> list[dict]:
-    ids: list[int] = []
-    for k in term_keys:
-        ids.extend(r[0] for r in conn.execute(
-            "SELECT entry_id FROM response_cache_terms WHERE term_key = ? ORDER BY entry_id DESC LIMIT ?",
-            (k, per_term_limit),
-        ))
-    if not ids:
-        return []
+def find_by_ids(conn: Connection, ids: Sequence[int], now: float) -> list[dict]:
+    """The live entries among ``ids``."""
     unique = sorted(set(ids))
+    if not unique:
+        return []
     marks = ",".join("?" * len(unique))
     return _rows(conn.execute(
-        f"SELECT {_HIT_COLUMNS} FROM response_cache WHERE id IN ({marks}) AND expires_at > ?",
-        (*unique, now),
+        f"SELECT {_HIT_COLUMNS} FROM response_cache WHERE id IN ({marks}) AND expires_at > ?", (*unique, now),
     ))
+
+
+def vectors_after(conn: Connection, context_key: str, after_id: int) -> list[tuple[int, bytes]]:
+    """(id, query_vector) of this context's entries with an id above ``after_id``, in id order."""
+    return [(int(r[0]), bytes(r[1])) for r in conn.execute(
+        "SELECT id, query_vector FROM response_cache WHERE context_key = ? AND id > ? AND query_vector IS NOT NULL "
+        "ORDER BY id", (context_key, after_id),
+    ).fetchall()]
 
 
 def totals(conn: Connection) -> tuple[int, int]:
@@ -160,24 +146,20 @@ def _delete_entries(conn: Connection, rows: Iterable[tuple[int, str | None]]) ->
     return len(rows)
 
 
-def insert_entry(conn: Connection, row: dict, term_keys: Sequence[int]) -> int:
+def insert_entry(conn: Connection, row: dict) -> int:
     """Insert one answer, replacing an older answer to the same request."""
     _lock_totals(conn)
     old = conn.execute("SELECT id, term_keys FROM response_cache WHERE request_key = ?", (row["request_key"],)).fetchall()
     if old:
         _delete_entries(conn, old)
-    entry_id = conn.execute(_INSERT_ENTRY, _stored(row)).fetchone()[0]
-    if term_keys:
-        conn.executemany(_INSERT_POSTING, [(k, entry_id) for k in term_keys])
-    return entry_id
+    return conn.execute(_INSERT_ENTRY, _stored(row)).fetchone()[0]
 
 
-def insert_entries(conn: Connection, entries: Sequence[tuple[dict, Sequence[int]]]) -> int:
+def insert_entries(conn: Connection, entries: Sequence[dict]) -> int:
     """Bulk insert of new answers (benchmarks, imports): no replacement check."""
     _lock_totals(conn)
     first = conn.execute("SELECT coalesce(max(id), 0) FROM response_cache").fetchone()[0] + 1
-    conn.executemany(_INSERT_ENTRY_WITH_ID, [(first + i, *_stored(row)) for i, (row, _) in enumerate(entries)])
-    conn.executemany(_INSERT_POSTING, [(k, first + i) for i, (_, keys) in enumerate(entries) for k in keys])
+    conn.executemany(_INSERT_ENTRY_WITH_ID, [(first + i, *_stored(row)) for i, row in enumerate(entries)])
     if conn.backend == "postgres":  # ids given here: the identity sequence moves past them
         conn.execute("SELECT setval(pg_get_serial_sequence('response_cache', 'id'), ?)", (first + len(entries) - 1,))
     return len(entries)
