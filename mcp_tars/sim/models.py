@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import APIError, invalid_request
 
 _DATED_ID = re.compile(r"^(?P<alias>claude-[a-z0-9-]+?)-(?P<date>\d{8})$")
 _GENERATION = re.compile(r"^claude-[a-z]+-(?P<major>\d+)")
@@ -73,6 +76,26 @@ class ModelCatalogue:
         if match and match["alias"] in self.aliases:
             return match["alias"]
         return None
+
+    def info(self, model_id: str) -> dict[str, Any]:
+        """``GET /v1/models/{id}``: the model's record (release dates unknown: the epoch, as the API allows)."""
+        alias = self.resolve(model_id)
+        if alias is None:
+            raise APIError("not_found_error", f"model: {model_id}")
+        name = " ".join(part.capitalize() for part in alias.removeprefix("claude-").split("-"))
+        return {"type": "model", "id": alias, "display_name": f"Claude {name}", "created_at": "1970-01-01T00:00:00Z",
+                "lifecycle": "active", "max_tokens": MAX_OUTPUT_TOKENS}
+
+    def list_page(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v1/models``: every model the sim serves, one page (``limit`` honoured)."""
+        try:
+            limit = int(query.get("limit", 1000))
+        except ValueError:
+            raise invalid_request("limit: Input should be a valid integer") from None
+        ids = sorted(self.aliases)
+        page = [self.info(model_id) for model_id in ids[:limit]]
+        return {"data": page, "has_more": len(ids) > limit, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None}
 
     def cache_minimum(self, alias: str) -> int:
         if alias in self.cache_minimum_tokens:
