@@ -247,7 +247,7 @@ class Gateway:
             except ValueError:
                 message = None
             if isinstance(message, dict) and isinstance(message.get("usage"), dict):
-                engine.record_forward(fwd, message, request_id=response.headers.get("request-id"))
+                _record(engine, fwd, message, request_id=response.headers.get("request-id"))
         await _reply(send, response.status_code, data, client_headers(response.headers.raw))
 
     async def _relay_stream(self, receive: Receive, send: Send, engine: Engine, fwd: Forward, response) -> None:
@@ -288,8 +288,7 @@ class Gateway:
                     message = {**reader.message, "content": reader.content or []}
                 else:
                     message = reader.message
-                engine.record_forward(fwd, message, request_id=response.headers.get("request-id"),
-                                      complete=complete, note=note)
+                _record(engine, fwd, message, request_id=response.headers.get("request-id"), complete=complete, note=note)
 
     async def _replay(self, send: Send, message: dict, stream: bool) -> None:
         marker = (b"x-mcp-tars-cache", b"exact")
@@ -373,6 +372,16 @@ class Gateway:
         lines = _JsonLines(account)
         await self._relay_plain(scope, send, engine, raw, on_chunk=lines.feed)
         lines.close()
+
+
+def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
+    """The call's ledger row. The client has paid for its answer and gets it
+    whatever happens here: a database fault goes to the recovery spool (in
+    ``Accounting.record``); anything else is logged with the row's usage."""
+    try:
+        engine.record_forward(fwd, message, **details)
+    except Exception:  # noqa: BLE001 - never fail a paid answer on its bookkeeping
+        log.exception("gateway: the ledger row of %s was not recorded (usage %s)", message.get("id"), message.get("usage"))
 
 
 # -- ASGI plumbing --------------------------------------------------------------------

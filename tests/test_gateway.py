@@ -341,3 +341,19 @@ def test_sessions_are_attributed_and_reported(sim, tmp_path):
     for session in ("sess-a", "sess-b"):
         expected = sum(bill[r["response_id"]] for r in rows if r["session_id"] == session)
         assert groups[session]["cost_usd"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_gateway_routes_are_served_beside_mcp_on_the_http_transport(sim, tmp_path):
+    from conftest import server_env
+    from test_http_transport import http_server
+
+    env = server_env(tmp_path, sim.base_url, make_config())
+    env.pop("MCP_TARS_TOKEN", None)
+    with http_server(env) as (_proc, port):
+        reply = client(f"http://127.0.0.1:{port}").messages.create(
+            model=SONNET, max_tokens=50, messages=[{"role": "user", "content": "through serve --transport http"}])
+        mcp = httpx2.get(f"http://127.0.0.1:{port}/mcp", timeout=10)  # still the MCP endpoint (it wants a session)
+        rows = wait_for_rows(tmp_path, 1)
+    assert f"q={sim.answer_tag('through serve --transport http')}" in reply.content[0].text
+    assert mcp.status_code != 404
+    assert [r["response_id"] for r in rows] == [reply.id] and rows[0]["cost_usd"] == pytest.approx(sim.bill_total_usd())
