@@ -359,7 +359,7 @@ class Engine:
         # a replay says end_turn), and only when it was asked for as sent.
         if complete and fwd.cache_params is not None and wire.stop_reason == "end_turn" and not fwd.changed_model:
             self._store_answer_soon(functools.partial(self.cache_answer, fwd.cache_params, wire, usage, content,
-                                                      attribution, tenant))
+                                                      attribution, tenant, semantic=self.config.gateway.semantic_cache))
         return row
 
     def record_batch_result(self, message: dict, *, caller: Caller, session_id: str | None = None,
@@ -422,16 +422,17 @@ class Engine:
     # -- the response cache ----------------------------------------------------
 
     def cache_answer(self, cache_params: dict, message: Any, usage: Usage, content: list[dict],
-                     attribution: Attribution, tenant: str | None = None) -> None:
+                     attribution: Attribution, tenant: str | None = None, *, semantic: bool = True) -> None:
         """Offer an answer to the response cache, with what it cost and saved
-        (a later hit saves that call); the cache decides whether to keep it."""
+        (a later hit saves that call); the cache decides whether to keep it.
+        ``semantic`` False: only an exact repeat will find it."""
         if self.cache is None or attribution.cost_usd is None:
             return
         self.cache.put(cache_params, tenant or self.tenant,
                        {"content": content, "model": message.model, "stop_reason": message.stop_reason,
                         "usage": usage.as_api_dict()},
                        cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                       savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+                       savings={k: (v or 0.0) for k, v in attribution.savings.items()}, semantic=semantic)
 
     def _store_answer_soon(self, store: Callable[[], None]) -> None:
         self._unstored_answers.append(store)
