@@ -13,9 +13,11 @@ credential (the gateway) asks ``client_for(credential)``, which keeps one
 client per credential (by hash, never in clear) so connections are reused.
 
 Pass-through (``open_passthrough``): the gateway sends its clients' requests
-as they came (their headers, credentials included, and body bytes) on one
-pooled HTTP client of the SDK's HTTP stack (``httpx2``), and relays the
-response as it arrives. No retries there, on purpose: the client (an SDK,
+as they came (their headers, credentials included, and body bytes) on pooled
+keep-alive connections, and relays the response as it arrives: on the small
+HTTP/1.1 client of ``http1.py`` (a fifth of the CPU of the SDK's stack, see
+there), or on the SDK's HTTP stack (``httpx2``) when the environment names a
+proxy for the API. No retries there, on purpose: the client (an SDK,
 Claude Code) has its own retry policy, reads ``retry-after`` and
 ``x-should-retry`` itself, and sees every status; retrying here as well would
 multiply attempts (3 x 11 for Claude Code) and hide the API's rate-limit
@@ -30,13 +32,16 @@ import inspect
 import logging
 import os
 import random
+import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
 
+from . import http1
 from .routing import fallback_models
 from .settings import ApiSettings, RoutingSettings
 
@@ -168,6 +173,8 @@ class Upstream:
         self._clients: OrderedDict[str, anthropic.AsyncAnthropic] = OrderedDict()
         self._rng = rng or random.Random()  # our own: jitter never depends on (or disturbs) global random state
         self._passthrough: dict[str, httpx2.AsyncClient] = {}  # by base URL; credentials travel in each request
+        self._http1: http1.Pool | None = None
+        self._proxies = urllib.request.getproxies()  # read once, like the SDK's client
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -211,6 +218,17 @@ class Upstream:
             await c.close()
         for c in passthrough:
             await c.aclose()
+        if self._http1 is not None:
+            await self._http1.aclose()
+
+    def _direct(self, base: str) -> bool:
+        """Whether ``base`` is reached without a proxy (then ``http1`` carries the pass-through)."""
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https"):
+            return False
+        if not (self._proxies.get(parts.scheme) or self._proxies.get("all")):
+            return True
+        return bool(parts.hostname) and bool(urllib.request.proxy_bypass(parts.hostname))
 
     async def open_passthrough(self, method: str, url: str, *, headers: list[tuple[bytes, bytes]],
                                content: bytes | None) -> httpx2.Response:
@@ -219,6 +237,16 @@ class Upstream:
         the module docstring). A request that cannot reach the API raises
         ``UpstreamError`` (with the httpx2 error, and whether it timed out)."""
         base, _, _ = url.partition("/v1/")
+        if self._direct(base):
+            if self._http1 is None:
+                self._http1 = http1.Pool(connect_timeout=PASSTHROUGH_CONNECT_TIMEOUT_SECONDS,
+                                         read_timeout=self.api.timeout_seconds)
+            try:
+                return await self._http1.request(method, url, headers=headers, content=content)
+            except http1.TimeoutError_ as e:
+                raise UpstreamError(f"the API at {base} did not answer in time ({e})", e) from e
+            except http1.HTTPError as e:
+                raise UpstreamError(f"the API at {base} could not be reached ({e})", e) from e
         client = self._passthrough.get(base)
         if client is None:
             client = httpx2.AsyncClient(
