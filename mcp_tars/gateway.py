@@ -284,10 +284,9 @@ class Gateway:
                 if reader.error is not None and note is None:
                     note = f"the API ended the stream with an error event ({reader.error.get('type')})"
                 complete = reader.complete and note is None
-                if complete:
-                    message = {**reader.message, "content": reader.content or []}
-                else:
-                    message = reader.message
+                message = reader.message
+                if complete and message.get("stop_reason") == "end_turn":  # the response cache may keep it
+                    message = {**message, "content": reader.content or []}
                 _record(engine, fwd, message, request_id=response.headers.get("request-id"), complete=complete, note=note)
 
     async def _replay(self, send: Send, message: dict, stream: bool) -> None:

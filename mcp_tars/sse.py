@@ -6,8 +6,9 @@ waits on this module to pass a frame on:
 - ``StreamReader.feed(chunk)`` reads the frames of a streamed answer as they
   go by: the message of ``message_start``, the usage that ``message_delta``
   updates (its fields are cumulative totals), the stop reason, whether
-  ``message_stop`` arrived, an ``error`` event; and, while the answer can still
-  be cached (text and thinking only), its content blocks.
+  ``message_stop`` arrived, an ``error`` event. Content frames are only kept
+  (as bytes) and parsed if ``content`` is asked for, after the stream: only a
+  cacheable answer needs them (text and thinking blocks).
 - ``replay(message)`` writes a complete message as a well-formed event stream
   (the events the API sends, in its order), for an answer from the response cache.
 """
@@ -31,12 +32,22 @@ class StreamReader:
         self.complete = False  # message_stop seen
         self.error: dict[str, Any] | None = None  # the `error` event's error object
         self._keep_content = keep_content  # False once the answer cannot be cached (or nobody asked)
+        self._content_frames: list[bytes] = []  # parsed only if the content is asked for (a cacheable answer)
         self._blocks: dict[int, dict[str, Any]] = {}
-        self._json_parts: dict[int, list[str]] = {}
 
     @property
     def content(self) -> list[dict[str, Any]] | None:
         """The answer's content blocks, when they were kept (text and thinking only)."""
+        frames, self._content_frames = self._content_frames, []
+        for data in frames:
+            if not self._keep_content:
+                break
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(payload, dict):
+                self._content_event(payload.get("type"), payload)
         if not self._keep_content:
             return None
         return [self._blocks[i] for i in sorted(self._blocks)]
@@ -57,9 +68,11 @@ class StreamReader:
                 event = line[6:].strip()
             elif line.startswith(b"data:"):
                 data.append(line[5:].lstrip(b" "))
-        if event == b"content_block_delta" and not self._keep_content:
-            return  # the bulk of a stream: nothing in it for the ledger
         if event == b"ping" or not data:
+            return
+        if event is not None and event.startswith(b"content_block"):
+            if self._keep_content:  # the bulk of a stream: nothing in it for the ledger, read later if at all
+                self._content_frames.append(b"\n".join(data))
             return
         try:
             payload = json.loads(b"\n".join(data))
@@ -85,8 +98,8 @@ class StreamReader:
             self.complete = True
         elif kind == "error":
             self.error = e.get("error") if isinstance(e.get("error"), dict) else {"type": "api_error"}
-        elif self._keep_content:
-            self._content_event(kind, e)
+        elif self._keep_content and isinstance(kind, str) and kind.startswith("content_block"):
+            self._content_event(kind, e)  # a frame without an `event:` line
 
     def _content_event(self, kind: str | None, e: dict[str, Any]) -> None:
         index = e.get("index")
