@@ -12,12 +12,16 @@ question each (no cache hit helps the gateway):
   the parsed message);
 * streaming ``messages.create(stream=True)``: direct, and through the gateway
   (time to the first event, ``message_start``; the stream is then read to its
-  end untimed).
+  end untimed);
+* the same two calls through a bare TCP relay process (bytes copied both ways,
+  nothing parsed): the floor of any gateway in its own process, i.e. what the
+  extra process hop alone costs on this machine at this moment.
 
 The request is agent-shaped: a system prompt, two tools and a short
 conversation (about 2.5 KB of JSON). Overhead = gateway p50 - direct p50, per
-run; the table gives the median over the runs (each run has its own
-processes), with each run's figure beside it. Target (issue 16): <= 1 ms
+run (and, apart, gateway p50 - relay p50: the gateway's own work); the table
+gives the median over the runs (each run has its own processes), with each
+run's figure beside it. Target (issue 16): <= 1 ms
 added at p50 to a non-streaming call and to the time to first event. The
 gateway's ledger is checked against the sim's bill at the end of each run.
 Writes bench/out/gateway.json.
@@ -61,6 +65,37 @@ def request(i: int) -> dict:
     }
 
 
+def run_relay(port: int, upstream_port: int) -> None:
+    """A bare TCP relay on loopback: every connection piped to the upstream, byte for byte."""
+    import asyncio
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,10 +130,16 @@ def one_run(calls: int, seed: int) -> dict:
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "mcp_tars", "gateway", "--port", str(port)], env=env,
                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    relay_port = _free_port()
+    sim_port = int(sim.base_url.rsplit(":", 1)[1])
+    relay = subprocess.Popen([sys.executable, "-m", "bench.gateway", "--relay", str(relay_port), str(sim_port)],
+                             stdin=subprocess.DEVNULL)
     try:
         _wait_listening(port, proc, log)
+        _wait_listening(relay_port, relay, log)
         clients = {
             "direct": anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=sim.base_url, max_retries=0),
+            "relay": anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=f"http://127.0.0.1:{relay_port}", max_retries=0),
             "gateway": anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0),
         }
         timings: dict[str, list[float]] = {f"{path}/{kind}": [] for path in clients for kind in ("create", "first_event")}
@@ -133,16 +174,17 @@ def one_run(calls: int, seed: int) -> dict:
             ledger = dict(db.execute("SELECT response_id, cost_usd FROM ledger WHERE source = 'api'").fetchall())
         # the sim bills the direct calls too: the gateway's are the lines with the ledger's response ids
         lines = [line for line in sim.control.bill()["lines"] if line["response_id"] in ledger]
-        through = 2 * (calls + 10)
+        through = 2 * (calls + 10)  # calls through the gateway: both kinds, warm-up included
         return {"timings": timings, "ledger_rows": len(ledger), "ledger_usd": sum(ledger.values()),
                 "bill_lines": len(lines), "bill_usd": sum(line["cost_usd"] for line in lines),
                 "gateway_calls": through, "gateway_cpu_ms_per_call": cpu_ms / through}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for child in (proc, relay):
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         sim.stop()
         remove_workdir(work)
 
@@ -153,10 +195,12 @@ def summarise(runs: list[dict]) -> dict:
         t = run["timings"]
         row = {}
         for kind in ("create", "first_event"):
-            direct, through = t[f"direct/{kind}"], t[f"gateway/{kind}"]
-            row[kind] = {"direct_p50": statistics.median(direct), "gateway_p50": statistics.median(through),
+            direct, relay, through = t[f"direct/{kind}"], t[f"relay/{kind}"], t[f"gateway/{kind}"]
+            row[kind] = {"direct_p50": statistics.median(direct), "relay_p50": statistics.median(relay),
+                         "gateway_p50": statistics.median(through),
                          "added_p50": statistics.median(through) - statistics.median(direct),
-                         "added_p95": percentile(through, 95) - percentile(direct, 95)}
+                         "added_p95": percentile(through, 95) - percentile(direct, 95),
+                         "over_relay_p50": statistics.median(through) - statistics.median(relay)}
         row["ledger_matches_bill"] = (run["ledger_rows"] == run["bill_lines"] == run["gateway_calls"]
                                       and abs(run["ledger_usd"] - run["bill_usd"]) < 1e-9)
         row["gateway_cpu_ms_per_call"] = run["gateway_cpu_ms_per_call"]
@@ -164,21 +208,23 @@ def summarise(runs: list[dict]) -> dict:
     out["gateway_cpu_ms_per_call"] = statistics.median(r["gateway_cpu_ms_per_call"] for r in out["runs"])
     for kind in ("create", "first_event"):
         out[kind] = {key: statistics.median(r[kind][key] for r in out["runs"])
-                     for key in ("direct_p50", "gateway_p50", "added_p50", "added_p95")}
+                     for key in ("direct_p50", "relay_p50", "gateway_p50", "added_p50", "added_p95", "over_relay_p50")}
     return out
 
 
 def table(summary: dict, calls: int) -> str:
     lines = [f"gateway overhead ({len(summary['runs'])} runs x {calls} calls per path; medians of the runs' figures, ms)",
-             "", "| call | direct p50 | through the gateway p50 | added p50 | added p95 | added p50 per run | target |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| call | direct p50 | bare relay p50 | through the gateway p50 | added p50 | added p95 | added p50 per run "
+             "| gateway - relay p50 | target (added p50) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     names = {"create": "messages.create (whole answer)", "first_event": "stream: time to first event"}
     for kind, name in names.items():
         s = summary[kind]
         per_run = ", ".join(f"{r[kind]['added_p50']:.2f}" for r in summary["runs"])
         verdict = "met" if s["added_p50"] <= TARGET_MS else "MISSED"
-        lines.append(f"| {name} | {s['direct_p50']:.2f} | {s['gateway_p50']:.2f} | {s['added_p50']:.2f} | "
-                     f"{s['added_p95']:.2f} | {per_run} | <= {TARGET_MS:.0f} ms: {verdict} |")
+        lines.append(f"| {name} | {s['direct_p50']:.2f} | {s['relay_p50']:.2f} | {s['gateway_p50']:.2f} | "
+                     f"{s['added_p50']:.2f} | {s['added_p95']:.2f} | {per_run} | {s['over_relay_p50']:.2f} | "
+                     f"<= {TARGET_MS:.0f} ms: {verdict} |")
     ok = all(r["ledger_matches_bill"] for r in summary["runs"])
     load = os.getloadavg()[0]
     lines += ["", f"gateway process CPU per call (user + system, all calls): {summary['gateway_cpu_ms_per_call']:.2f} ms",
@@ -193,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=None, help="timed calls per path and run (default 400; --quick 80)")
     parser.add_argument("--runs", type=int, default=None, help="runs, each with fresh processes (default 5; --quick 3)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--relay", nargs=2, type=int, metavar=("PORT", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.relay:
+        run_relay(*args.relay)
+        return 0
     calls = args.calls or (80 if args.quick else 400)
     runs = args.runs or (3 if args.quick else 5)
     results = [one_run(calls, seed) for seed in range(runs)]

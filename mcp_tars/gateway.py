@@ -93,6 +93,11 @@ def credential_of(headers: dict[bytes, bytes]) -> Credential | None:
     return None
 
 
+def session_of(headers: dict[bytes, bytes], names: list[str]) -> str | None:
+    """The ledger's session: the first of ``names`` the request carries."""
+    return next((headers[n.encode()].decode("latin-1") for n in names if headers.get(n.encode())), None)
+
+
 def upstream_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The client's request headers as they go upstream (hop-by-hop ones dropped)."""
     return [(k, v) for k, v in raw if k.lower() not in _HOP_BY_HOP] + [_IDENTITY]
@@ -215,10 +220,8 @@ class Gateway:
         if not isinstance(body, dict):  # not ours to judge: the API answers it
             return await self._relay_plain(scope, send, engine, raw)
         settings = engine.config.gateway
-        credential = credential_of(headers)
-        caller = engine.caller_for(credential) if credential else engine.caller_for(Credential())
-        session_id = next((headers[h.encode()].decode("latin-1") for h in settings.session_headers
-                           if headers.get(h.encode())), None)
+        caller = engine.caller_for(credential_of(headers) or Credential())
+        session_id = session_of(headers, settings.session_headers)
         agents = {h: headers[h.encode()].decode("latin-1") for h in settings.agent_headers if headers.get(h.encode())}
         beta = headers.get(b"anthropic-beta")
         try:
@@ -352,11 +355,8 @@ class Gateway:
 
     async def _batch_results(self, scope: Scope, send: Send, engine: Engine, headers: dict[bytes, bytes],
                              raw: bytes, batch_id: str) -> None:
-        credential = credential_of(headers)
-        caller = engine.caller_for(credential or Credential())
-        settings = engine.config.gateway
-        session_id = next((headers[h.encode()].decode("latin-1") for h in settings.session_headers
-                           if headers.get(h.encode())), None)
+        caller = engine.caller_for(credential_of(headers) or Credential())
+        session_id = session_of(headers, engine.config.gateway.session_headers)
 
         def account(line: dict) -> None:
             result = line.get("result") or {}
