@@ -252,6 +252,7 @@ class Gateway:
             if isinstance(message, dict) and isinstance(message.get("usage"), dict):
                 _record(engine, fwd, message, request_id=response.headers.get("request-id"))
         await _reply(send, response.status_code, data, client_headers(response.headers.raw))
+        _store_answers(engine)
 
     async def _relay_stream(self, receive: Receive, send: Send, engine: Engine, fwd: Forward, response) -> None:
         """Relay the event stream as it arrives; account it on the side; stop
@@ -291,6 +292,7 @@ class Gateway:
                 if complete and message.get("stop_reason") == "end_turn":  # the response cache may keep it
                     message = {**message, "content": reader.content or []}
                 _record(engine, fwd, message, request_id=response.headers.get("request-id"), complete=complete, note=note)
+                _store_answers(engine)
 
     async def _replay(self, send: Send, message: dict, stream: bool) -> None:
         marker = (b"x-mcp-tars-cache", b"exact")
@@ -381,6 +383,14 @@ def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
         engine.record_forward(fwd, message, **details)
     except Exception:  # noqa: BLE001 - never fail a paid answer on its bookkeeping
         log.exception("gateway: the ledger row of %s was not recorded (usage %s)", message.get("id"), message.get("usage"))
+
+
+def _store_answers(engine: Engine) -> None:
+    """Put the answer just returned into the response cache now, while the
+    client reads it, rather than on the next request's critical path (a
+    lookup first stores what is pending, so that a repeat finds it). A fault
+    costs the cache entry only (``store_pending_answers`` logs it)."""
+    engine.store_pending_answers()
 
 
 # -- ASGI plumbing --------------------------------------------------------------------
