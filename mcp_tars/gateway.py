@@ -233,11 +233,9 @@ class Gateway:
         if fwd.hit is not None:
             return await self._replay(send, replayed_message(fwd.hit), stream)
         content = raw if not fwd.changed else json.dumps(fwd.body, separators=(",", ":")).encode()
-        try:
-            response = await engine.upstream.open_passthrough(
-                "POST", _upstream_url(engine, scope), headers=upstream_headers(scope["headers"]), content=content)
-        except UpstreamError as e:
-            return await _unreachable(send, e)
+        response = await _send_upstream(engine, scope, send, content)
+        if response is None:
+            return
         try:
             if response.status_code == 200 and response.headers.get("content-type", "").startswith("text/event-stream"):
                 return await self._relay_stream(receive, send, engine, fwd, response)
@@ -314,12 +312,9 @@ class Gateway:
 
     async def _relay_plain(self, scope: Scope, send: Send, engine: Engine, raw: bytes,
                            on_chunk: Callable[[bytes], None] | None = None) -> None:
-        try:
-            response = await engine.upstream.open_passthrough(
-                scope["method"], _upstream_url(engine, scope), headers=upstream_headers(scope["headers"]),
-                content=raw or None)
-        except UpstreamError as e:
-            return await _unreachable(send, e)
+        response = await _send_upstream(engine, scope, send, raw)
+        if response is None:
+            return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": client_headers(response.headers.raw)})
@@ -335,12 +330,9 @@ class Gateway:
         results = _BATCH_RESULTS.match(scope["path"])
         if results and scope["method"] == "GET":
             return await self._batch_results(scope, send, engine, headers, raw, results["id"])
-        try:
-            response = await engine.upstream.open_passthrough(
-                scope["method"], _upstream_url(engine, scope), headers=upstream_headers(scope["headers"]),
-                content=raw or None)
-        except UpstreamError as e:
-            return await _unreachable(send, e)
+        response = await _send_upstream(engine, scope, send, raw)
+        if response is None:
+            return
         try:
             data = await response.aread()
         finally:
@@ -426,6 +418,17 @@ async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes
     await send({"type": "http.response.start", "status": status,
                 "headers": (headers if headers is not None else [_JSON]) + [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_upstream(engine: Engine, scope: Scope, send: Send, content: bytes):
+    """The API's response (body still to read) to the client's request as it
+    came, with ``content`` as its body; None once our error went back instead."""
+    try:
+        return await engine.upstream.open_passthrough(scope["method"], _upstream_url(engine, scope),
+                                                      headers=upstream_headers(scope["headers"]), content=content or None)
+    except UpstreamError as e:
+        await _unreachable(send, e)
+        return None
 
 
 async def _unreachable(send: Send, e: UpstreamError) -> None:
