@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ import uvicorn
 from conftest import TEST_API_KEY, make_config
 from mcp_tars.app import open_state
 from mcp_tars.gateway import create_gateway
+from mcp_tars.store import ledger as ledger_store
+from mcp_tars.store import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -52,17 +53,20 @@ def client(base_url: str, key: str = TEST_API_KEY, **options) -> anthropic.Anthr
     return anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=0, _strict_response_validation=True, **options)
 
 
-def ledger(tmp_path: Path, where: str = "1=1", args: tuple = ()) -> list[dict]:
-    with sqlite3.connect(tmp_path / "tars.db") as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(f"SELECT * FROM ledger WHERE {where} ORDER BY ts", args)]
+def ledger(tmp_path: Path, source: str | None = None) -> list[dict]:
+    """The ledger's rows, oldest first, read through the store (money in USD beside picodollars)."""
+    store = open_store(tmp_path / "tars.db")
+    try:
+        return ledger_store.rows(store, source=source)
+    finally:
+        store.close()
 
 
-def wait_for_rows(tmp_path: Path, count: int, where: str = "1=1", args: tuple = ()) -> list[dict]:
+def wait_for_rows(tmp_path: Path, count: int) -> list[dict]:
     """A stream's row is written just after its last event reached the client: poll for it (bounded)."""
     deadline = time.monotonic() + 20
     while True:
-        rows = ledger(tmp_path, where, args)
+        rows = ledger(tmp_path)
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)
@@ -302,7 +306,7 @@ def test_batches_pass_through_and_their_results_enter_the_ledger_once(sim, tmp_p
         again = list(c.messages.batches.results(batch.id))  # read twice: still one row per result
     assert set(results) == {"job-0", "job-1", "job-2"} and len(again) == 3
     assert all(r.result.type == "succeeded" for r in results.values())
-    rows = ledger(tmp_path, "source = 'batch'")
+    rows = ledger(tmp_path, source="batch")
     assert sorted(r["response_id"] for r in rows) == sorted(r.result.message.id for r in results.values())
     bill = bill_by_id(sim)
     assert all(r["cost_usd"] == pytest.approx(bill[r["response_id"]], abs=1e-12) and r["service_tier"] == "batch" for r in rows)
