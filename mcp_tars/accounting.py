@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,25 @@ def usage_dict(u: Usage) -> dict:
 
 
 def content_blocks(message: Any) -> list[dict]:
-    return [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+    return [b if isinstance(b, dict) else b.model_dump(mode="json", exclude_none=True) for b in message.content]
+
+
+@dataclass
+class WireMessage:
+    """An API answer as the JSON it came in (what the gateway relays), read
+    like the SDK's ``Message``: ``id``, ``model``, ``usage``, ``content``, ``stop_reason``."""
+
+    id: str | None
+    model: str | None
+    usage: dict
+    content: list
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+    @classmethod
+    def from_json(cls, message: dict) -> "WireMessage":
+        return cls(message.get("id"), message.get("model"), message.get("usage") or {}, message.get("content") or [],
+                   message.get("stop_reason"), message.get("stop_sequence"))
 
 
 class Accounting:

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None, help="HTTP bind address (default from the config: 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="HTTP port (default from the config)")
 
+    g = sub.add_parser("gateway", help="run the Anthropic-compatible gateway (point ANTHROPIC_BASE_URL at it)")
+    g.add_argument("--host", default=None, help="bind address, loopback only (default from the config: 127.0.0.1)")
+    g.add_argument("--port", type=int, default=None, help="port (default from the config: 8765)")
+
     r = sub.add_parser("report", help="print a cost report from the ledger")
     r.add_argument("--period", choices=PERIODS, default="today")
     r.add_argument("--group-by", choices=GROUPS, default="model")
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             return _config_init(args)  # a copy of the packaged file: whatever the current one holds
         config = load_config()
         handler = {
-            "serve": _serve, "report": _report, "heartbeat": _heartbeat, "export": _export,
+            "serve": _serve, "gateway": _gateway, "report": _report, "heartbeat": _heartbeat, "export": _export,
             "cache": _cache, "db": _db, "config": _config,
         }[args.command]
         return handler(args, config) or 0
@@ -159,7 +163,7 @@ def _serve(args, config) -> int:
         return 0
     import uvicorn
 
-    from .http_security import build_http_app
+    from .http_security import LOOPBACK_HOSTS, build_http_app
 
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -168,7 +172,36 @@ def _serve(args, config) -> int:
     # stdout stays clean (scripts may read it); the address is for the person who started it
     print(f"mcp-tars {__version__}: MCP (streamable HTTP) at {base}/mcp, health check at {base}/health",
           file=sys.stderr, flush=True)
+    if config.gateway.on_http_server and host in LOOPBACK_HOSTS:
+        from .gateway import mount_gateway
+
+        app = mount_gateway(app, lambda: state.engine)  # the MCP server's own engine and ledger
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    return 0
+
+
+def _gateway(args, config) -> int:
+    import uvicorn
+
+    from .gateway import create_gateway
+    from .http_security import LOOPBACK_HOSTS
+    from .store import open_store
+    from .upstream import api_base_url
+    from urllib.parse import urlsplit
+
+    host = args.host or config.gateway.host
+    port = args.port if args.port is not None else config.gateway.port
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"refusing to run the gateway on {host}: it forwards its clients' API keys and tokens, "
+                         "so it listens on loopback only (127.0.0.1, localhost or ::1)")
+    upstream = urlsplit(api_base_url(config.gateway.upstream_base_url))
+    if upstream.hostname in ("127.0.0.1", "localhost", "::1") and (upstream.port or 80) == port:
+        raise ValueError(f"the gateway would send requests to itself ({upstream.geturl()}): ANTHROPIC_BASE_URL points at "
+                         "the gateway in this shell. Unset it here, or set gateway.upstream_base_url in the config")
+    open_store().close()  # a damaged, locked, newer or unreachable database stops here, with its message
+    print(f"mcp-tars gateway on http://{host}:{port} -> {api_base_url(config.gateway.upstream_base_url)} "
+          f"(set ANTHROPIC_BASE_URL=http://{host}:{port})", file=sys.stderr, flush=True)
+    uvicorn.run(create_gateway(lambda: _open(config)), host=host, port=port, log_level="warning", lifespan="on")
     return 0
 
 

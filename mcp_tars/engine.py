@@ -22,15 +22,16 @@ import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from . import clock, tokens
-from .accounting import Accounting, usage_dict
+from .accounting import Accounting, WireMessage, usage_dict
 from .budget import BudgetDeferred, BudgetExceeded, BudgetGuard
 from .cache import ResponseCache
 from .metrics import MetricsLog
-from .plan import Planner, classify_request
+from .plan import CallPlan, Planner, classify_request
+from .routing import Complexity
 from .pricing import LEVERS, Attribution, PriceTable, Usage, attribute_cache_hit
 from .request import (
     CompletionRequest,
@@ -43,15 +44,15 @@ from .request import (
     response_text,
 )
 from .routing import model_ladder
-from .settings import Config
+from .settings import Config, GatewaySettings
 from .store import Store, StoreError
 from .store import ledger
 from .upstream import Credential, Upstream, UpstreamError
 
 __all__ = [  # the engine's public names; edges import them from here
-    "BudgetDeferred", "BudgetExceeded", "Caller", "CompletionRequest", "CompletionResult", "Engine", "InputError",
-    "UpstreamError", "build_messages", "check_scalars", "request_params", "response_cache_params", "response_text",
-    "tenant_of",
+    "BudgetDeferred", "BudgetExceeded", "Caller", "CompletionRequest", "CompletionResult", "Engine", "Forward",
+    "InputError", "UpstreamError", "build_messages", "check_scalars", "request_params", "response_cache_params",
+    "response_text", "tenant_of",
 ]
 
 log = logging.getLogger("mcp_tars.engine")
@@ -90,6 +91,45 @@ class Caller:
     credential: Credential | None = None
 
 
+@dataclass
+class Forward:
+    """A client's own Messages API body on its way through the engine (the
+    gateway's calls): what to send, and what was decided, for its ledger row.
+
+    The body is an open schema: fields the engine does not know are sent as
+    the client wrote them; only what an enabled lever changes differs.
+    ``changed`` False means the client's bytes can go out as they came."""
+
+    body: dict
+    changed: bool
+    caller: Caller
+    session_id: str | None
+    requested_model: str | None
+    started: float  # perf_counter
+    started_ts: float  # clock time (session gaps)
+    plan: CallPlan | None = None  # None: no lever looked at it (not a Messages body, or a lever failed)
+    cache_params: dict | None = None  # what the response cache is keyed on; None: not cacheable
+    hit: CompletionResult | None = None  # answered from the response cache (already in the ledger)
+    decisions: dict = field(default_factory=dict)  # recorded with the row (e.g. agent ids)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed_model(self) -> bool:
+        """Routing sent it to another model than the client asked for."""
+        return self.plan is not None and self.plan.params.get("model") != self.requested_model
+
+
+def forward_config(config: Config, levers: GatewaySettings) -> Config:
+    """The configuration a forwarded body is planned with: the gateway's lever
+    switches over the user's settings (budgets, prompt-cache economics, tiers)."""
+    return config.model_copy(update={
+        "routing": config.routing.model_copy(update={"enabled": config.routing.enabled and levers.routing}),
+        "pruning": config.pruning.model_copy(update={"enabled": config.pruning.enabled and levers.pruning}),
+        "prompt_cache": config.prompt_cache.model_copy(update={
+            "enabled": config.prompt_cache.enabled and levers.prompt_cache, "add_to_marked_requests": False}),
+    })
+
+
 class Engine:
     def __init__(
         self,
@@ -117,6 +157,7 @@ class Engine:
         self.planner = Planner(config, self.prices, self.budget, store)
         self.accounting = Accounting(store, self.prices, config.default_model)
         self.defer = defer  # set by the composition root (app.py) to the batch queue's defer
+        self.forward_planner = Planner(forward_config(config, config.gateway), self.prices, self.budget, store)
         self._unstored_answers: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS
 
     def caller_for(self, credential: Credential) -> Caller:
@@ -223,6 +264,124 @@ class Engine:
         self._log_metrics(result)
         return result
 
+    # -- a client's own body (the gateway) --------------------------------------
+
+    async def plan_forward(self, body: dict, *, caller: Caller, session_id: str | None = None,
+                           cache_key_extra: dict | None = None, decisions: dict | None = None) -> Forward:
+        """The same pipeline as ``complete`` for a body the caller wrote in
+        full: response cache, budget, and the levers ``gateway`` turns on
+        (prompt-cache TTLs by default; routing and pruning only when enabled).
+        The upstream call is the edge's (it relays the bytes); the answer comes
+        back through ``record_forward``. ``cache_key_extra``: request headers
+        that change the answer (betas), part of the response cache's key.
+
+        Raises ``BudgetExceeded`` when a budget blocks the call (a client
+        waiting on an answer cannot be deferred)."""
+        levers = self.config.gateway
+        fwd = Forward(body, False, caller, session_id, body.get("model") if isinstance(body.get("model"), str) else None,
+                      time.perf_counter(), clock.now(), decisions=dict(decisions or {}))
+        messages = body.get("messages")
+        if not (isinstance(messages, list) and messages and fwd.requested_model and "max_tokens" in body):
+            return fwd  # not a Messages body: the API says what is wrong with it
+        tenant = caller.tenant
+        if self.cache is not None and levers.response_cache and not body.get("max_tokens") == 0:
+            fwd.cache_params = {**body, **(cache_key_extra or {})}
+            hit = self.cached_answer(fwd.cache_params, tenant, semantic=levers.semantic_cache)
+            if hit is not None:
+                req = CompletionRequest(messages=messages, model=hit.model, session_id=session_id)
+                fwd.hit = self.record_cache_hit(hit, req, Complexity(0, "simple", "answered from the response cache"),
+                                                fwd.started, tenant=tenant)
+                return fwd
+        req = CompletionRequest(
+            messages=messages, system=body.get("system"), max_tokens=body.get("max_tokens", 1024),
+            model=None if levers.routing else fwd.requested_model, temperature=body.get("temperature"),
+            top_p=body.get("top_p"), stop_sequences=body.get("stop_sequences"), tools=body.get("tools"),
+            tool_choice=body.get("tool_choice"), session_id=session_id)
+        try:
+            complexity = (classify_request(req, messages, self.config.routing) if levers.routing
+                          else Complexity(0, "simple", "not classified: the gateway keeps the client's model"))
+            session = ledger.get_session(self.store, tenant, session_id) if session_id else None
+            plan = await self.forward_planner.plan(req, messages, complexity, tenant=tenant, session=session,
+                                                   started_ts=fwd.started_ts, summarizer=self._summarizer(caller))
+        except BudgetDeferred as e:  # the client waits for its answer: a deferral is a block here
+            raise BudgetExceeded(str(e)) from None
+        except BudgetExceeded:
+            raise
+        except Exception as e:  # noqa: BLE001 - a lever must never break a call the API would take
+            log.warning("gateway: levers skipped for this request (%s: %s); it goes out as the client sent it",
+                        type(e).__name__, e)
+            fwd.warnings.append(f"levers skipped: {type(e).__name__}: {e}")
+            return fwd
+        fwd.plan = plan
+        fwd.warnings += plan.warnings
+        changed = {k: v for k, v in plan.params.items() if body.get(k) is not v and body.get(k) != v}
+        if changed:
+            fwd.body, fwd.changed = {**body, **changed}, True
+        return fwd
+
+    def record_forward(self, fwd: Forward, message: dict, *, request_id: str | None,
+                       complete: bool = True, note: str | None = None) -> dict:
+        """The ledger row of a forwarded call's answer (``message``: the API's
+        JSON, or what a stream delivered of it: message_start plus the last
+        usage), then the session's timing and the response cache. ``note``
+        says why an answer is incomplete (a client that went away mid-stream).
+        Returns the row."""
+        wire = WireMessage.from_json(message)
+        prune_info = fwd.plan.prune_info if fwd.plan else None
+        usage, attribution, content = self.accounting.account(wire, model=wire.model or fwd.body.get("model"),
+                                                              prune_info=prune_info)
+        billed_model = wire.model or fwd.body.get("model")
+        warnings = list(fwd.warnings)
+        if attribution.pricing_source == "unknown":
+            log.warning("gateway: no price for model %r: its calls are recorded unpriced (add it under price_overrides)",
+                        billed_model)
+        decision = fwd.plan.decision if fwd.plan else None
+        tenant = fwd.caller.tenant
+        row = self.accounting.row(
+            tenant=tenant, response_id=wire.id or "fwd_" + uuid.uuid4().hex, request_id=request_id, ts=clock.now(),
+            session_id=fwd.session_id, source="api", model=billed_model, requested_model=fwd.requested_model,
+            usage=usage, attribution=attribution, routing_decision=decision,
+            prompt_cache=fwd.plan.prompt_cache if fwd.plan else None, prune_info=prune_info,
+            stop_reason=wire.stop_reason if complete else None,
+            latency_ms=(time.perf_counter() - fwd.started) * 1000, attempts=1,
+        )
+        gateway = {**fwd.decisions, **({"incomplete": note} if note else {})}
+        if gateway or warnings:
+            row["decisions"] = {**(row["decisions"] or {}), "gateway": {**gateway, **({"warnings": warnings} if warnings else {})}}
+        self.accounting.record(row, warnings)
+        if fwd.session_id:
+            try:
+                ledger.touch_session(self.store, tenant, fwd.session_id, ts=fwd.started_ts,
+                                     level=None if (decision is None or decision.pinned) else decision.level,
+                                     model=None if (decision is None or decision.pinned) else billed_model)
+            except StoreError as e:
+                log.warning("gateway: the session's timing was not saved: %s", e)
+        # Only a whole, plain answer is cached (never a tool call, a cut or a stop sequence:
+        # a replay says end_turn), and only when it was asked for as sent.
+        if complete and fwd.cache_params is not None and wire.stop_reason == "end_turn" and not fwd.changed_model:
+            self._store_answer_soon(functools.partial(self.cache_answer, fwd.cache_params, wire, usage, content,
+                                                      attribution, tenant, semantic=self.config.gateway.semantic_cache))
+        return row
+
+    def record_batch_result(self, message: dict, *, caller: Caller, session_id: str | None = None,
+                            batch_id: str | None = None, custom_id: str | None = None) -> dict:
+        """The ledger row of one succeeded result of a client's own Message
+        Batch, read through the gateway: billed at the batch rate, entered
+        once (the ledger keeps one row per response id, so reading the results
+        again adds nothing). Returns the row."""
+        wire = WireMessage.from_json(message)
+        usage, attribution, _ = self.accounting.account(wire, model=wire.model, prune_info=None, batch=True)
+        if attribution.pricing_source == "unknown":
+            log.warning("gateway: no price for model %r: its batch results are recorded unpriced", wire.model)
+        row = self.accounting.row(
+            tenant=caller.tenant, response_id=wire.id, request_id=None, ts=clock.now(), session_id=session_id,
+            source="batch", model=wire.model, requested_model=wire.model, usage=usage, attribution=attribution,
+            stop_reason=wire.stop_reason, attempts=1, batch=True,
+        )
+        row["decisions"] = {"gateway": {"batch_id": batch_id, "custom_id": custom_id}}
+        self.accounting.record(row, [])
+        return row
+
     # -- pieces of the pipeline ---------------------------------------------
 
     def record_cache_hit(self, hit, req: CompletionRequest, complexity, started: float, *,
@@ -264,16 +423,17 @@ class Engine:
     # -- the response cache ----------------------------------------------------
 
     def cache_answer(self, cache_params: dict, message: Any, usage: Usage, content: list[dict],
-                     attribution: Attribution, tenant: str | None = None) -> None:
+                     attribution: Attribution, tenant: str | None = None, *, semantic: bool = True) -> None:
         """Offer an answer to the response cache, with what it cost and saved
-        (a later hit saves that call); the cache decides whether to keep it."""
+        (a later hit saves that call); the cache decides whether to keep it.
+        ``semantic`` False: only an exact repeat will find it."""
         if self.cache is None or attribution.cost_usd is None:
             return
         self.cache.put(cache_params, tenant or self.tenant,
                        {"content": content, "model": message.model, "stop_reason": message.stop_reason,
                         "usage": usage.as_api_dict()},
                        cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                       savings={k: (v or 0.0) for k, v in attribution.savings.items()})
+                       savings={k: (v or 0.0) for k, v in attribution.savings.items()}, semantic=semantic)
 
     def _store_answer_soon(self, store: Callable[[], None]) -> None:
         self._unstored_answers.append(store)
@@ -282,12 +442,12 @@ class Engine:
         except RuntimeError:  # no event loop (a synchronous caller): store now
             self.store_pending_answers()
 
-    def cached_answer(self, cache_params: dict, tenant: str | None = None):
+    def cached_answer(self, cache_params: dict, tenant: str | None = None, *, semantic: bool = True):
         """The response cache's answer to this request, or None; an answer
         returned a moment ago (still waiting to be stored) counts."""
         if self._unstored_answers:
             self.store_pending_answers()
-        return self.cache.lookup(cache_params, tenant or self.tenant)
+        return self.cache.lookup(cache_params, tenant or self.tenant, semantic=semantic)
 
     def store_pending_answers(self) -> int:
         """Add the answers returned since the last call to the response cache;

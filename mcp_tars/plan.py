@@ -47,8 +47,15 @@ class CallPlan:
     decision: routing.RoutingDecision
     prune_info: dict | None
     prompt_cache: dict | None  # the shaping decision (immediate calls)
-    estimated_cost_usd: float  # standard rate, input estimate + max_tokens of output
+    estimate: Callable[[], float] = field(repr=False)  # see estimated_cost_usd
     warnings: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def estimated_cost_usd(self) -> float:
+        """Standard rate, input estimate + max_tokens of output. Counted when
+        asked (deferred work prices its batches with it; an immediate call
+        never needs it, and counting a long request is not free)."""
+        return self.estimate()
 
 
 # -- classification, remembered for repeated short prompts ---------------------
@@ -136,7 +143,7 @@ class Planner:
             params = shaped
             pc_decision = shaping.__dict__ if hasattr(shaping, "__dict__") else dict(shaping)
         return CallPlan(params, decision, prune_info, pc_decision,
-                        self.estimate_cost(params, model, input_tokens=input_tokens), warnings)
+                        functools.partial(self.estimate_cost, params, model, input_tokens=input_tokens), warnings)
 
     # -- the model's limits -------------------------------------------------------
 

@@ -379,6 +379,8 @@ def shape_request(
             position = (2, previous, max(block, 0))
             if position not in caller_positions:
                 plan.append(("previous turn", position))
+    if caller and not settings.add_to_marked_requests:
+        plan = []  # the caller placed its own breakpoints: adopt their TTLs at most
     plan = plan[:max(free, 0)]
     if total < reach:
         # Nothing here can be cached (every plan needs a prefix this long); a

@@ -241,6 +241,7 @@ class PromptCacheSettings(BaseModel):
             "false: TTL-less caller markers stay 5-minute, which forces 5m on every breakpoint after them."
         ),
     )
+    add_to_marked_requests: bool = Field(True, description="Also add breakpoints (in free slots) to a request that already carries the caller's own cache_control markers; false: such a request only has its TTL-less markers adopted (the gateway's setting, so an agent that places its own breakpoints keeps exactly those).")
     anchor_previous_turn: bool = Field(True, description="Also mark where the previous turn's moving breakpoint sat, so a turn that adds more than the API's ~20-block lookback still reads its cache.")
     ttl_1h_min_gap_seconds: float = Field(
         285, gt=0,
@@ -385,6 +386,20 @@ class ServerSettings(_Section):
     max_messages: int = Field(20_000, ge=1, description="Most messages accepted in one request.")
 
 
+class GatewaySettings(_Section):
+    upstream_base_url: str | None = Field(None, description="Where the gateway sends requests; null: $ANTHROPIC_BASE_URL, else https://api.anthropic.com.")
+    host: str = Field("127.0.0.1", description="Bind address of `mcp-tars gateway` (loopback only: the gateway forwards its clients' credentials).")
+    port: int = Field(8765, ge=0, le=65535, description="Port of `mcp-tars gateway` (point ANTHROPIC_BASE_URL at http://127.0.0.1:PORT).")
+    on_http_server: bool = Field(True, description="Also serve the gateway's routes (/v1/messages...) on `mcp-tars serve --transport http` when it is bound to loopback.")
+    response_cache: bool = Field(True, description="Answer an exact repeat of an earlier request (same body, same betas, same tenant) from the response cache; a streamed request gets the answer replayed as an event stream. Only complete text answers are cached (never tool calls).")
+    semantic_cache: bool = Field(False, description="Also answer paraphrases from the response cache (off: a client asked for a fresh answer to different words).")
+    prompt_cache: bool = Field(True, description="Prompt caching: cache_control markers the client set without a ttl get the TTL chosen for the session (prompt_cache section); requests without any marker get our breakpoints. Markers the client set are never moved or removed.")
+    routing: bool = Field(False, description="Route requests to the model the routing section picks instead of the one the client asked for (off: changing a client's model is not transparent).")
+    pruning: bool = Field(False, description="Prune long conversations as the pruning section says (off: the client sent the context it wants; Claude Code compacts its own).")
+    session_headers: list[str] = Field(default_factory=lambda: ["x-claude-code-session-id", "x-session-id"], description="Request headers whose value becomes the ledger's session_id (first present wins); reports then group Claude Code's spend by session.")
+    agent_headers: list[str] = Field(default_factory=lambda: ["x-claude-code-agent-id", "x-claude-code-parent-agent-id"], description="Request headers recorded with each ledger row's decisions (which sub-agent of a session made the call).")
+
+
 class MonitoringSettings(_Section):
     metrics_log: str | None = Field("monitoring_logs/optimization-metrics.log", description="JSON-lines metrics log, one line per call (relative paths are under the data directory); null to disable.")
     retention_days: int | None = Field(None, ge=1, description="Delete cached prompts and answers older than this many days; null keeps them until their TTL.")
@@ -433,6 +448,7 @@ class Config(_Section):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)

@@ -11,6 +11,17 @@ clients (``client_for``) for their own endpoints.
 Credentials: the server's own key by default; an edge that forwards a caller's
 credential (the gateway) asks ``client_for(credential)``, which keeps one
 client per credential (by hash, never in clear) so connections are reused.
+
+Pass-through (``open_passthrough``): the gateway sends its clients' requests
+as they came (their headers, credentials included, and body bytes) on pooled
+keep-alive connections, and relays the response as it arrives: on the small
+HTTP/1.1 client of ``http1.py`` (a fifth of the CPU of the SDK's stack, see
+there), or on the SDK's HTTP stack (``httpx2``) when the environment names a
+proxy for the API. No retries there, on purpose: the client (an SDK,
+Claude Code) has its own retry policy, reads ``retry-after`` and
+``x-should-retry`` itself, and sees every status; retrying here as well would
+multiply attempts (3 x 11 for Claude Code) and hide the API's rate-limit
+signals. A streamed answer is never retried once bytes went out anyway.
 """
 
 from __future__ import annotations
@@ -21,12 +32,16 @@ import inspect
 import logging
 import os
 import random
+import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import anthropic
+import httpx2
 
+from . import http1
 from .pricing import PriceTable
 from .routing import fallback_models
 from .settings import ApiSettings, RoutingSettings
@@ -35,6 +50,13 @@ log = logging.getLogger("mcp_tars.upstream")
 
 MAX_CLIENTS = 64  # distinct caller credentials whose client (and connection pool) is kept
 STREAM_PROGRESS_EVERY = 20  # a progress notification on the first streamed chunk, then every this many
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+PASSTHROUGH_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def api_base_url(configured: str | None = None) -> str:
+    """Where requests go: the configured URL, else $ANTHROPIC_BASE_URL (as the SDK reads it), else the API."""
+    return (configured or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
 
 class UpstreamError(RuntimeError):
@@ -154,6 +176,9 @@ class Upstream:
         self._default_client = client
         self._clients: OrderedDict[str, anthropic.AsyncAnthropic] = OrderedDict()
         self._rng = rng or random.Random()  # our own: jitter never depends on (or disturbs) global random state
+        self._passthrough: dict[str, httpx2.AsyncClient] = {}  # by base URL; credentials travel in each request
+        self._http1: http1.Pool | None = None
+        self._proxies = urllib.request.getproxies()  # read once, like the SDK's client
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -192,8 +217,55 @@ class Upstream:
     async def aclose(self) -> None:
         clients = [c for c in [self._default_client, *self._clients.values()] if c is not None]
         self._clients.clear()
+        passthrough, self._passthrough = list(self._passthrough.values()), {}
         for c in clients:
             await c.close()
+        for c in passthrough:
+            await c.aclose()
+        if self._http1 is not None:
+            await self._http1.aclose()
+
+    def _direct(self, base: str) -> bool:
+        """Whether ``base`` is reached without a proxy (then ``http1`` carries the pass-through)."""
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https"):
+            return False
+        if not (self._proxies.get(parts.scheme) or self._proxies.get("all")):
+            return True
+        return bool(parts.hostname) and bool(urllib.request.proxy_bypass(parts.hostname))
+
+    async def open_passthrough(self, method: str, url: str, *, headers: list[tuple[bytes, bytes]],
+                               content: bytes | None) -> httpx2.Response:
+        """Send one request as given and return its response with the body
+        still to read (``aiter_raw``; the caller closes it). No retries (see
+        the module docstring). A request that cannot reach the API raises
+        ``UpstreamError`` (with the httpx2 error, and whether it timed out)."""
+        base, _, _ = url.partition("/v1/")
+        if self._direct(base):
+            if self._http1 is None:
+                self._http1 = http1.Pool(connect_timeout=PASSTHROUGH_CONNECT_TIMEOUT_SECONDS,
+                                         read_timeout=self.api.timeout_seconds)
+            try:
+                return await self._http1.request(method, url, headers=headers, content=content)
+            except http1.TimeoutError_ as e:
+                raise UpstreamError(f"the API at {base} did not answer in time ({e})", e) from e
+            except http1.HTTPError as e:
+                raise UpstreamError(f"the API at {base} could not be reached ({e})", e) from e
+        client = self._passthrough.get(base)
+        if client is None:
+            client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self.api.timeout_seconds, connect=PASSTHROUGH_CONNECT_TIMEOUT_SECONDS),
+                limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+                follow_redirects=False,
+            )
+            self._passthrough[base] = client
+        request = client.build_request(method, url, headers=headers, content=content)
+        try:
+            return await client.send(request, stream=True)
+        except httpx2.TimeoutException as e:
+            raise UpstreamError(f"the API at {base} did not answer in time ({type(e).__name__})", e) from e
+        except httpx2.HTTPError as e:
+            raise UpstreamError(f"the API at {base} could not be reached ({type(e).__name__}: {e})", e) from e
 
     async def call(self, params: dict, *, stream: bool = False, progress: Progress | None = None,
                    credential: Credential | None = None) -> Answer:

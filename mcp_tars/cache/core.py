@@ -82,13 +82,15 @@ def prepare_entry(
     savings: dict[str, float],
     now: float,
     embedder=None,
+    semantic: bool = True,
 ) -> PreparedEntry:
-    """Build the row for one cacheable answer (pure but for the embedding; policy already checked)."""
+    """Build the row for one cacheable answer (pure but for the embedding; policy already checked).
+    ``semantic`` False: exact repeats only (no paraphrase will find it, nothing is embedded)."""
     canon = canonical_request(params)
     key = _exact_key(canon, tenant)
     content = list(response.get("content") or [])
     query_type = detect_query_type(request_text(params))
-    split = _split(canon) if settings.semantic else None
+    split = _split(canon) if (settings.semantic and semantic) else None
     ctx = query = vector = None
     if split is not None and len(split.query) <= settings.semantic_max_chars:
         ctx = context_key(split, tenant)
@@ -271,15 +273,16 @@ class ResponseCache:
         baseline_cost_usd: float,
         savings: dict[str, float],
         now: float | None = None,
+        semantic: bool = True,
     ) -> int | None:
         """Store an answer; returns its entry id, or None when policy says no
-        (see ``should_store``)."""
+        (see ``should_store``). ``semantic`` False: indexed for exact repeats only."""
         if self.should_store(params, response) is not None:
             return None
         now = clock.now() if now is None else now
         entry = prepare_entry(params, self._tenant(tenant), response, self.settings, cost_usd=cost_usd,
                               baseline_cost_usd=baseline_cost_usd, savings=savings, now=now,
-                              embedder=self.embedder if self.settings.semantic else None)
+                              embedder=self.embedder if self.settings.semantic else None, semantic=semantic)
         with self.store.write() as conn:
             entry_id = sql.insert_entry(conn, entry.row)
             entries, size = sql.totals(conn)

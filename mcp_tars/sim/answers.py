@@ -18,12 +18,21 @@ tool_choice forces a tool ("any"/"tool") or the question contains the word
 "tool" or "tools", the answer is a short text block plus one tool_use block
 (stop_reason "tool_use"). The tool is the forced one, else the first whose
 name appears in the question, else the first custom tool; its input fills the
-schema's required properties with placeholder values.
+schema's required properties with placeholder values. A question holding
+``[sim:tool=NAME input={...}]`` calls tool NAME (when the request offers it)
+with exactly that JSON input: how a test makes a real agent (Claude Code) run
+a real tool, deterministically. Mid-conversation system messages are not part
+of the conversation's turns here: "the last message" is the last user or
+assistant one.
+
+Thinking: with ``thinking`` enabled or adaptive, the answer starts with a
+signed thinking block (``thinking.py``), counted in the output tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections.abc import Callable
@@ -31,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .prompt import TOOL_BLOCK_OVERHEAD_TOKENS, canonical_json
+from .thinking import thinking_block, wants_thinking
 from .tokenizer import raw_token_count, scaled
 
 ANSWER_TAG_LENGTH = 10
@@ -38,6 +48,7 @@ BASE_ANSWER_TOKENS = 40
 MAX_NATURAL_ANSWER_TOKENS = 600
 _OUTPUT_TOKENS_MARKER = re.compile(r"\[sim:output_tokens=(\d+)\]")
 _TOOL_MARKER = re.compile(r"\btools?\b", re.IGNORECASE)
+_TOOL_CALL_MARKER = re.compile(r"\[sim:tool=(?P<name>[A-Za-z0-9_-]+)(?: input=(?P<input>\{.*?\}))?\]", re.DOTALL)
 
 FILLER_SENTENCES = (
     "The short answer depends on the details you gave.",
@@ -72,6 +83,11 @@ def answer_tag(text: str) -> str:
     return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:ANSWER_TAG_LENGTH]
 
 
+def conversation_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The user and assistant messages (mid-conversation system messages left out)."""
+    return [message for message in messages if message.get("role") != "system"]
+
+
 def question_text(messages: list[dict[str, Any]]) -> str:
     """Text of the last user message that has any text (see module docstring)."""
     for message in reversed(messages):
@@ -99,12 +115,21 @@ def compose_answer(
     model = body["model"]
     question = question_text(body["messages"])
     tag = answer_tag(question)
+    thinking = thinking_block(model, tag) if wants_thinking(body) else None
+    thinking_tokens = scaled(raw_token_count(thinking["thinking"]), token_factor) if thinking else 0
+    answer = None
     tool = _tool_to_call(body, question)
     if tool is not None:
-        answer = _tool_use_answer(tool, model, tag, token_factor, new_tool_use_id())
-        if answer.output_tokens <= max_tokens:
-            return answer
-    return _text_answer(body, question, model, tag, token_factor, seed)
+        answer = _tool_use_answer(tool, model, tag, token_factor, new_tool_use_id(), _marked_input(question, tool))
+        if answer.output_tokens + thinking_tokens > max_tokens:
+            answer = None
+    if answer is None:
+        answer = _text_answer({**body, "max_tokens": max(1, max_tokens - thinking_tokens)}, question, model, tag,
+                              token_factor, seed)
+    if thinking is not None:
+        answer.content.insert(0, thinking)
+        answer.output_tokens += thinking_tokens
+    return answer
 
 
 def _text_answer(
@@ -151,22 +176,39 @@ def _text_answer(
 def _tool_to_call(body: dict[str, Any], question: str) -> dict[str, Any] | None:
     tools = [tool for tool in body.get("tools") or () if tool.get("type") in (None, "custom")]
     choice = (body.get("tool_choice") or {}).get("type", "auto")
-    last = body["messages"][-1]
+    last = conversation_turns(body["messages"])[-1]
     if not tools or choice == "none" or last["role"] != "user":
         return None
     if isinstance(last["content"], list) and any(b.get("type") == "tool_result" for b in last["content"]):
         return None
     if choice == "tool":  # a forced server tool is not ours to call: answer with text
         return next((tool for tool in tools if tool["name"] == body["tool_choice"]["name"]), None)
+    marker = _TOOL_CALL_MARKER.search(question)
+    if marker:
+        return next((tool for tool in tools if tool["name"] == marker["name"]), None)
     if choice != "any" and not _TOOL_MARKER.search(question):
         return None
     named = [tool for tool in tools if tool["name"] in question]
     return named[0] if named else tools[0]
 
 
-def _tool_use_answer(tool: dict[str, Any], model: str, tag: str, factor: float, tool_use_id: str) -> Answer:
+def _marked_input(question: str, tool: dict[str, Any]) -> dict[str, Any] | None:
+    """The input a ``[sim:tool=NAME input={...}]`` marker gives this tool, if any."""
+    marker = _TOOL_CALL_MARKER.search(question)
+    if not marker or marker["name"] != tool["name"] or not marker["input"]:
+        return None
+    try:
+        value = json.loads(marker["input"])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _tool_use_answer(tool: dict[str, Any], model: str, tag: str, factor: float, tool_use_id: str,
+                     arguments: dict[str, Any] | None = None) -> Answer:
     text = f"Simulated tool call (model={model}, q={tag}): calling {tool['name']}."
-    arguments = _placeholder_arguments(tool.get("input_schema") or {}, tag)
+    if arguments is None:
+        arguments = _placeholder_arguments(tool.get("input_schema") or {}, tag)
     raw = raw_token_count(text) + raw_token_count(tool["name"] + canonical_json(arguments))
     return Answer(
         content=[

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import APIError, invalid_request
 
 from mcp_tars import catalog
 
@@ -49,6 +52,26 @@ class ModelCatalogue:
     def resolve(self, model_id: str) -> str | None:
         """The alias ``model_id`` names, or None when the sim does not serve it."""
         return catalog.resolve(model_id, self.aliases)
+
+    def info(self, model_id: str) -> dict[str, Any]:
+        """``GET /v1/models/{id}``: the model's record (release dates unknown: the epoch, as the API allows)."""
+        alias = self.resolve(model_id)
+        if alias is None:
+            raise APIError("not_found_error", f"model: {model_id}")
+        name = " ".join(part.capitalize() for part in alias.removeprefix("claude-").split("-"))
+        return {"type": "model", "id": alias, "display_name": f"Claude {name}", "created_at": "1970-01-01T00:00:00Z",
+                "lifecycle": "active", "max_tokens": catalog.info(alias).max_output_tokens}
+
+    def list_page(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v1/models``: every model the sim serves, one page (``limit`` honoured)."""
+        try:
+            limit = int(query.get("limit", 1000))
+        except ValueError:
+            raise invalid_request("limit: Input should be a valid integer") from None
+        ids = sorted(self.aliases)
+        page = [self.info(model_id) for model_id in ids[:limit]]
+        return {"data": page, "has_more": len(ids) > limit, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None}
 
     def cache_minimum(self, alias: str) -> int:
         return self.cache_minimum_tokens.get(alias) or catalog.info(alias).cache_minimum_tokens

@@ -97,7 +97,7 @@ class _PromptBuilder:
             blocks, locations = [{"type": "text", "text": content}], [f"{location}.content"]
         else:
             blocks, locations = content, [f"{location}.content.{i}" for i in range(len(content))]
-        role_tag = b"U" if message["role"] == "user" else b"A"
+        role_tag = {"user": b"U", "assistant": b"A"}.get(message["role"], b"Y")  # Y: a mid-conversation system message
         for position, (block, block_location) in enumerate(zip(blocks, locations)):
             # The first block of a message also carries the message framing,
             # and its tag marks the message boundary in the fingerprint.

@@ -308,6 +308,10 @@ class SimulatedAnthropic:
             return self._messages(body, break_stream=break_stream)
         if method == "POST" and path == "/v1/messages/count_tokens":
             return _json_reply(self._count_tokens(body))
+        if method == "GET" and path == "/v1/models":
+            return _json_reply(self.models.list_page(request.query))
+        if method == "GET" and path.startswith("/v1/models/"):
+            return _json_reply(self.models.info(path[len("/v1/models/") :]))
         if path == "/v1/messages/batches":
             if method == "POST":
                 return _json_reply(self._create_batch(body).to_wire(request.base_url))
@@ -443,6 +447,10 @@ class SimulatedAnthropic:
                 if break_stream:  # fail mid-way: after the first text delta
                     yield _event("error", error=_OVERLOADED)
                     return
+            elif block["type"] == "thinking":  # the text, then the signature just before the block stops
+                yield _event("content_block_start", index=index, content_block={**block, "thinking": "", "signature": ""})
+                yield _event("content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": block["thinking"]})
+                yield _event("content_block_delta", index=index, delta={"type": "signature_delta", "signature": block["signature"]})
             else:  # tool_use: the input arrives as JSON fragments
                 yield _event("content_block_start", index=index, content_block={**block, "input": {}})
                 arguments = json.dumps(block["input"])

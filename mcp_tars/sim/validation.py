@@ -4,6 +4,16 @@ Every check answers ``400 invalid_request_error`` with the JSON path of the
 offending field first, like the real API ("messages.2.content.0: ..."), so a
 failing client test says exactly what it sent wrong. Cache-control rules live
 in ``prompt.py`` because they depend on where each block lands in the prefix.
+
+Accepted as the real API accepts them today (Claude Code sends every one):
+mid-conversation ``role: "system"`` messages (text only, right after a user
+turn, never first: the placement rule of Claude Opus 4.8's release notes; they
+do not count in the user/assistant alternation), ``thinking`` of type
+enabled / adaptive / disabled / between_tools, ``output_config``,
+``context_management``, ``metadata`` and tool fields such as ``strict``. Other
+top-level fields are not checked (the API has many; the sim ignores them).
+Thinking blocks sent back must carry the signature the sim gave them
+(``thinking.py``): a gateway that rewrites one is caught here.
 """
 
 from __future__ import annotations
@@ -12,8 +22,12 @@ import re
 from typing import Any
 
 from .errors import invalid_request
+from .thinking import check_signature
 
 ROLES = ("user", "assistant")
+SYSTEM_ROLE = "system"  # a mid-conversation system message
+THINKING_TYPES = ("enabled", "adaptive", "disabled", "between_tools")
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
 MAX_STOP_SEQUENCES = 8192
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -47,6 +61,7 @@ def validate_message_request(body: dict[str, Any], *, model_id: str, max_output_
         _validate_sampling(body)
         _validate_thinking(body)
         _validate_metadata(body.get("metadata"))
+        _validate_objects(body)
     _validate_system(body.get("system"))
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
@@ -94,20 +109,21 @@ def _validate_thinking(body: dict[str, Any]) -> None:
     thinking = body.get("thinking")
     if thinking is None:
         return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
-        raise invalid_request("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
-    if thinking["type"] == "disabled":
-        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES:
+        raise invalid_request("thinking.type: Input should be " + ", ".join(repr(t) for t in THINKING_TYPES))
     if thinking["type"] == "enabled":
         budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise invalid_request("thinking.enabled.budget_tokens: Field required")
+        if budget < 1024:
             raise invalid_request("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
         if budget >= body.get("max_tokens", 0):
-            raise invalid_request("max_tokens: must be greater than thinking.budget_tokens")
-    if body.get("temperature") not in (None, 1):
-        raise invalid_request("temperature: may only be set to 1 when thinking is enabled")
-    if body.get("top_k") is not None:
-        raise invalid_request("top_k: is not compatible with thinking")
+            raise invalid_request("`max_tokens` must be greater than `thinking.budget_tokens`")
+    if thinking["type"] in ("enabled", "adaptive"):
+        if body.get("temperature") not in (None, 1):
+            raise invalid_request("temperature: may only be set to 1 when thinking is enabled")
+        if body.get("top_k") is not None:
+            raise invalid_request("top_k: is not compatible with thinking")
 
 
 def _validate_metadata(metadata: Any) -> None:
@@ -121,6 +137,19 @@ def _validate_metadata(metadata: Any) -> None:
     user_id = metadata.get("user_id")
     if user_id is not None and (not isinstance(user_id, str) or len(user_id) > 256):
         raise invalid_request("metadata.user_id: Input should be a string of at most 256 characters")
+
+
+def _validate_objects(body: dict[str, Any]) -> None:
+    """Fields the sim does not act on, checked for their shape only."""
+    for name in ("output_config", "context_management"):
+        if name in body and not isinstance(body[name], dict):
+            raise invalid_request(f"{name}: Input should be a valid dictionary")
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in EFFORT_LEVELS:
+        raise invalid_request("output_config.effort: Input should be " + ", ".join(repr(e) for e in EFFORT_LEVELS))
+    edits = (body.get("context_management") or {}).get("edits")
+    if edits is not None and not (isinstance(edits, list) and all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in edits)):
+        raise invalid_request("context_management.edits: Input should be a list of edits with a `type`")
 
 
 def _validate_system(system: Any) -> None:
@@ -179,20 +208,27 @@ def _validate_messages(messages: Any) -> None:
     if not messages:
         raise invalid_request("messages: at least one message is required")
     seen_tool_use_ids: set[str] = set()
+    previous = None  # index of the previous user or assistant message
     for index, message in enumerate(messages):
         where = f"messages.{index}"
         if not isinstance(message, dict):
             raise invalid_request(f"{where}: Input should be a valid dictionary")
         role = message.get("role")
+        if role == SYSTEM_ROLE and index > 0:
+            if messages[index - 1].get("role") != "user":
+                raise invalid_request(f"{where}: a `system` message must immediately follow a `user` message")
+            _validate_system_message(message.get("content"), where)
+            continue
         if role not in ROLES:
             raise invalid_request(f"{where}.role: Input should be 'user' or 'assistant'")
         if index == 0 and role != "user":
             raise invalid_request('messages: the first message must use the "user" role')
-        if index > 0 and messages[index - 1].get("role") == role:
+        if previous is not None and messages[previous].get("role") == role:
             raise invalid_request(
                 f'messages: roles must alternate between "user" and "assistant", but found multiple '
-                f'"{role}" roles in a row (messages.{index - 1} and messages.{index})'
+                f'"{role}" roles in a row (messages.{previous} and messages.{index})'
             )
+        previous = index
         is_final_assistant = role == "assistant" and index == len(messages) - 1
         _validate_content(message.get("content"), role, where, allow_empty=is_final_assistant)
         for block in _blocks(message):
@@ -201,6 +237,19 @@ def _validate_messages(messages: Any) -> None:
                     raise invalid_request(f"{where}: `tool_use` ids must be unique, found {block['id']} twice")
                 seen_tool_use_ids.add(block["id"])
     _validate_tool_pairing(messages)
+
+
+def _validate_system_message(content: Any, where: str) -> None:
+    if isinstance(content, str):
+        if not content.strip():
+            raise invalid_request(f"{where}.content: a `system` message must not be empty")
+        return
+    if not isinstance(content, list) or not content:
+        raise invalid_request(f"{where}.content: Input should be a valid string or a non-empty list of text blocks")
+    for index, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise invalid_request(f"{where}.content.{index}.type: a `system` message holds text blocks only")
+        _validate_text(block, f"{where}.content.{index}")
 
 
 def _validate_content(content: Any, role: str, where: str, *, allow_empty: bool) -> None:
@@ -243,6 +292,13 @@ def _validate_block(block: Any, role: str, where: str) -> None:
     elif kind in ("image", "document"):
         if not isinstance(block.get("source"), dict):
             raise invalid_request(f"{where}.source: Field required")
+    elif kind == "thinking":
+        if not isinstance(block.get("thinking"), str):
+            raise invalid_request(f"{where}.thinking: Field required")
+        if not isinstance(block.get("signature"), str):
+            raise invalid_request(f"{where}.signature: Field required")
+        if not check_signature(block["thinking"], block["signature"]):
+            raise invalid_request(f"{where}: Invalid `signature` in `thinking` block")
 
 
 def _validate_text(block: dict[str, Any], where: str) -> None:
@@ -257,6 +313,8 @@ def _validate_tool_pairing(messages: list[dict[str, Any]]) -> None:
     """Every tool_result answers the previous turn's tool_use, and every tool_use is answered."""
     previous_tool_use_ids: list[str] = []
     for index, message in enumerate(messages):
+        if message["role"] == SYSTEM_ROLE:
+            continue  # it follows a user turn, so it never sits between a tool_use and its result
         blocks = _blocks(message)
         if message["role"] == "user":
             for block_index, block in enumerate(blocks):
