@@ -577,7 +577,7 @@ def conversation_text(messages: list[dict], system=None) -> str:
 
 def fact_report(session: Session, pruned_messages: list[dict], pruned_system=None) -> dict:
     """Which planted facts survive in ``pruned_messages`` and which credential values leaked."""
-    text = _plain_text(pruned_messages) + "\n" + (pruned_system or "")
+    text = plain_text(pruned_messages) + "\n" + (pruned_system or "")
     retained = [f for f in session.facts if f.value in text]
     leaked = [f for f in session.facts if f.secret_value and f.secret_value in text]
     return {
@@ -588,7 +588,8 @@ def fact_report(session: Session, pruned_messages: list[dict], pruned_system=Non
     }
 
 
-def _plain_text(messages: list[dict]) -> str:
+def plain_text(messages: list[dict]) -> str:
+    """Every string a conversation carries, but signatures, ids and binary data."""
     parts: list[str] = []
 
     def walk(value) -> None:

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 
 from mcp_tars import tokens as tok
 
+from bench.conversations import plain_text
+
 POOLS = ("dev", "holdout")
 SHAPES = ("prose", "code", "tools", "mixed", "tool_loop")
 
@@ -811,35 +813,17 @@ def generate(seed: int, pool: str = "dev", shape: str = "mixed", total_tokens: i
 def _check(convo: Conversation) -> None:
     """Every fact is stated where it was planted, and nowhere the pruner keeps anyway
     (the system prompt, the final user turn), so that keeping it is the pruner's doing."""
-    final = _plain_text(convo.messages[-3:] if convo.shape == "tool_loop" else convo.messages[-1:])
+    final = plain_text(convo.messages[-3:] if convo.shape == "tool_loop" else convo.messages[-1:])
     for f in convo.facts:
-        stated = _plain_text([convo.messages[f.message_index]])
+        stated = plain_text([convo.messages[f.message_index]])
         assert f.value in stated, (convo.name, f)
         assert f.value not in convo.system and f.value not in final, (convo.name, f.value)
-
-
-def _plain_text(messages: list[dict]) -> str:
-    parts: list[str] = []
-
-    def walk(value) -> None:
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if k not in ("signature", "data", "id", "tool_use_id"):
-                    walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(messages)
-    return "\n".join(parts)
 
 
 def facts_kept(convo: Conversation, messages: list[dict]) -> dict:
     """Which planted facts survive in ``messages`` (the system prompt is sent as it was, and
     holds none of them), and which credential values leaked."""
-    text = _plain_text(messages)
+    text = plain_text(messages)
     kept = [f for f in convo.facts if f.value in text]
     return {
         "facts": len(convo.facts),
