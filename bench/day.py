@@ -249,6 +249,7 @@ def score(day: Day, tars: dict, base: dict) -> dict:
         "baseline_seconds": round(base["seconds"], 1),
     }
     summary["routing"] = routing_figures(summary["models_by_kind"], bench_config())
+    summary["cache_recall"] = cache_recall(day, tars, min(bench_config().cache.ttl_seconds.values()))
     summary["target_met"] = (summary["saving"] >= TARGET_SAVING and not wrong_hits and not rejected
                              and not tars["errors"] and summary["routing"]["targets_met"])
     return {"summary": summary, "per_kind": {k: dict(v) for k, v in per_kind.items()},
@@ -280,6 +281,30 @@ def routing_figures(models_by_kind: dict[str, dict[str, int]], config) -> dict:
                                       if is_dearer(m, config.default_model))}
     out["targets_met"] = (all(out[k] <= v for k, v in ROUTING_TARGETS.items()) and not out["calls_above_default"])
     return out
+
+
+def cache_recall(day: Day, tars: dict, ttl_seconds: float) -> dict:
+    """How often the cache answered a question it could have: an exact repeat
+    (the same words answered by the API less than ``ttl_seconds`` before: the
+    cache's shortest time to live) and a paraphrase (another wording of a
+    question of the same group answered that recently; these words not)."""
+    answered_text: dict[str, float] = {}
+    answered_group: dict[str, float] = {}
+    counts = {"exact_repeats": [0, 0], "paraphrases": [0, 0]}
+    for call in sorted(day.calls, key=lambda c: c.at):
+        if call.kind != "question" or call.group is None:
+            continue
+        text = call.args.get("prompt", "")
+        fresh = lambda at: at is not None and call.at - at < ttl_seconds  # noqa: E731
+        kind = ("exact_repeats" if fresh(answered_text.get(text))
+                else "paraphrases" if fresh(answered_group.get(call.group)) else None)
+        source = (tars["outcomes"].get(call.index) or {}).get("source")
+        if kind:
+            counts[kind][0] += source == "cache"
+            counts[kind][1] += 1
+        if source == "api":
+            answered_text[text] = answered_group[call.group] = call.at
+    return {k: {"hits": h, "calls": n, "recall": h / n if n else None} for k, (h, n) in counts.items()}
 
 
 def _asked(call: Call) -> str:
@@ -322,6 +347,12 @@ def table(result: dict) -> str:
         lines.append(f"routing: hard tasks -> cheap tier {r['hard_task_to_cheap']:.1%} (target <= 5%) | simple tasks -> "
                      f"a stronger tier {r['simple_task_to_strong']:.1%} (<= 10%) | session turns -> cheap tier "
                      f"{r['session_to_cheap']:.1%} (<= 10%) | calls above the default model {r['calls_above_default']} (0)")
+    c = s.get("cache_recall")
+    if c:
+        lines.append("response cache on questions it could answer: " + " | ".join(
+            f"{name.replace('_', ' ')} {v['hits']}/{v['calls']}" + (f" ({v['recall']:.1%})" if v["calls"] else "")
+            for name, v in c.items()) + " | wrong cache hits: " + str(s["wrong_cache_hits"])
+                     + " (paraphrases from our own pairs, which the cache's decision was fitted on: in-sample)")
     levers = s["savings_by_lever_ledger_usd"]
     base = s["ledger_baseline_usd"] or 0.0
     if levers and base:
