@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import platform
 import re
 import sys
@@ -83,8 +84,6 @@ def update_readme(command: str, text: str) -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -103,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {name} ==", flush=True)
             t0 = time.perf_counter()
             results[name], passed[name] = _run_section(name, args.quick)
-            print(f"({name}: {time.perf_counter() - t0:.0f} s, {'targets met' if passed[name] else 'TARGETS MISSED'})",
+            # timed targets move with the machine's load: say what it was
+            load = f"; load average {os.getloadavg()[0]:.1f} on {_cpus()} CPUs" if hasattr(os, "getloadavg") else ""
+            print(f"({name}: {time.perf_counter() - t0:.0f} s, {'targets met' if passed[name] else 'TARGETS MISSED'}{load})",
                   flush=True)
         print(f"\ntotal {time.perf_counter() - began:.0f} s; " +
               ", ".join(f"{n}: {'ok' if ok else 'MISSED'}" for n, ok in passed.items()))
