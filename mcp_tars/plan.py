@@ -87,8 +87,13 @@ def classify_request(req: CompletionRequest, messages: list[dict], settings) -> 
 
 
 class Planner:
-    def __init__(self, config: Config, prices: PriceTable, budget: BudgetGuard, store: Store):
+    def __init__(self, config: Config, prices: PriceTable, budget: BudgetGuard, store: Store, *,
+                 judge_limits: bool = True):
         self.config = config
+        # False (a client's own body through the gateway): the API judges its
+        # limits, so a pass-through with pruning off skips counting its tokens
+        # (the biggest share of the gateway's own CPU per call)
+        self.judge_limits = judge_limits
         self.prices = prices
         self.budget = budget
         self.store = store
@@ -130,7 +135,10 @@ class Planner:
             summarizer=summarizer if cfg.pruning.abstractive else None)
         # an abstractive summary is a blocking API call: keep it off the event loop
         prune_info = await asyncio.to_thread(prune) if (cfg.pruning.abstractive and summarizer) else prune()
-        input_tokens, prune_info = self.fit_model(params, model, prune_info, warnings)
+        if self.judge_limits or cfg.pruning.enabled:
+            input_tokens, prune_info = self.fit_model(params, model, prune_info, warnings)
+        else:
+            input_tokens = None  # counted only if the estimate is asked for
 
         pc_decision = None
         if not deferred:
