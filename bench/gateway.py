@@ -33,7 +33,6 @@ import argparse
 import os
 import random
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from pathlib import Path
 import anthropic
 
 from bench.workloads import BENCH_API_KEY, bench_config, percentile, remove_workdir, server_env, start_sim, workdir, write_json
+from mcp_tars.store import ledger as ledger_store
+from mcp_tars.store import open_store
 
 TARGET_MS = 1.0
 SYSTEM = "You are a coding agent in the user's repository. Use the tools to read files and run commands; keep answers short."
@@ -170,8 +171,11 @@ def one_run(calls: int, seed: int) -> dict:
             client.close()
         time.sleep(0.2)  # the gateway records a stream's row just after its last event
         cpu_ms = (_cpu_seconds(proc.pid) - cpu_before) * 1000
-        with sqlite3.connect(work / "tars.db") as db:
-            ledger = dict(db.execute("SELECT response_id, cost_usd FROM ledger WHERE source = 'api'").fetchall())
+        store = open_store(work / "tars.db")
+        try:
+            ledger = {r["response_id"]: r["cost_usd"] for r in ledger_store.rows(store, source="api")}
+        finally:
+            store.close()
         # the sim bills the direct calls too: the gateway's are the lines with the ledger's response ids
         lines = [line for line in sim.control.bill()["lines"] if line["response_id"] in ledger]
         through = 2 * (calls + 10)  # calls through the gateway: both kinds, warm-up included

@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 from . import clock, tokens
 from .accounting import Accounting, WireMessage, usage_dict
 from .budget import BudgetDeferred, BudgetExceeded, BudgetGuard
-from .cache import ResponseCache
+from .cache import ResponseCache, canonical_request
 from .metrics import MetricsLog
 from .plan import CallPlan, Planner, classify_request
 from .routing import Complexity
@@ -109,6 +109,7 @@ class Forward:
     started_ts: float  # clock time (session gaps)
     plan: CallPlan | None = None  # None: no lever looked at it (not a Messages body, or a lever failed)
     cache_params: dict | None = None  # what the response cache is keyed on; None: not cacheable
+    cache_canon: dict | None = None  # its canonical form, computed once for the lookup and the store
     hit: CompletionResult | None = None  # answered from the response cache (already in the ledger)
     decisions: dict = field(default_factory=dict)  # recorded with the row (e.g. agent ids)
     warnings: list[str] = field(default_factory=list)
@@ -157,7 +158,8 @@ class Engine:
         self.planner = Planner(config, self.prices, self.budget, store)
         self.accounting = Accounting(store, self.prices, config.default_model)
         self.defer = defer  # set by the composition root (app.py) to the batch queue's defer
-        self.forward_planner = Planner(forward_config(config, config.gateway), self.prices, self.budget, store)
+        self.forward_planner = Planner(forward_config(config, config.gateway), self.prices, self.budget, store,
+                                       judge_limits=False)
         self._unstored_answers: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS
 
     def caller_for(self, credential: Credential) -> Caller:
@@ -286,7 +288,8 @@ class Engine:
         tenant = caller.tenant
         if self.cache is not None and levers.response_cache and not body.get("max_tokens") == 0:
             fwd.cache_params = {**body, **(cache_key_extra or {})}
-            hit = self.cached_answer(fwd.cache_params, tenant, semantic=levers.semantic_cache)
+            fwd.cache_canon = canonical_request(fwd.cache_params)
+            hit = self.cached_answer(fwd.cache_params, tenant, semantic=levers.semantic_cache, canon=fwd.cache_canon)
             if hit is not None:
                 req = CompletionRequest(messages=messages, model=hit.model, session_id=session_id)
                 fwd.hit = self.record_cache_hit(hit, req, Complexity(0, "simple", "answered from the response cache"),
@@ -360,7 +363,8 @@ class Engine:
         # a replay says end_turn), and only when it was asked for as sent.
         if complete and fwd.cache_params is not None and wire.stop_reason == "end_turn" and not fwd.changed_model:
             self._store_answer_soon(functools.partial(self.cache_answer, fwd.cache_params, wire, usage, content,
-                                                      attribution, tenant, semantic=self.config.gateway.semantic_cache))
+                                                      attribution, tenant, semantic=self.config.gateway.semantic_cache,
+                                                      canon=fwd.cache_canon))
         return row
 
     def record_batch_result(self, message: dict, *, caller: Caller, session_id: str | None = None,
@@ -423,7 +427,8 @@ class Engine:
     # -- the response cache ----------------------------------------------------
 
     def cache_answer(self, cache_params: dict, message: Any, usage: Usage, content: list[dict],
-                     attribution: Attribution, tenant: str | None = None, *, semantic: bool = True) -> None:
+                     attribution: Attribution, tenant: str | None = None, *, semantic: bool = True,
+                     canon: dict | None = None) -> None:
         """Offer an answer to the response cache, with what it cost and saved
         (a later hit saves that call); the cache decides whether to keep it.
         ``semantic`` False: only an exact repeat will find it."""
@@ -433,7 +438,7 @@ class Engine:
                        {"content": content, "model": message.model, "stop_reason": message.stop_reason,
                         "usage": usage.as_api_dict()},
                        cost_usd=attribution.cost_usd, baseline_cost_usd=attribution.baseline_cost_usd or 0.0,
-                       savings={k: (v or 0.0) for k, v in attribution.savings.items()}, semantic=semantic)
+                       savings={k: (v or 0.0) for k, v in attribution.savings.items()}, semantic=semantic, canon=canon)
 
     def _store_answer_soon(self, store: Callable[[], None]) -> None:
         self._unstored_answers.append(store)
@@ -442,12 +447,13 @@ class Engine:
         except RuntimeError:  # no event loop (a synchronous caller): store now
             self.store_pending_answers()
 
-    def cached_answer(self, cache_params: dict, tenant: str | None = None, *, semantic: bool = True):
+    def cached_answer(self, cache_params: dict, tenant: str | None = None, *, semantic: bool = True,
+                      canon: dict | None = None):
         """The response cache's answer to this request, or None; an answer
         returned a moment ago (still waiting to be stored) counts."""
         if self._unstored_answers:
             self.store_pending_answers()
-        return self.cache.lookup(cache_params, tenant or self.tenant, semantic=semantic)
+        return self.cache.lookup(cache_params, tenant or self.tenant, semantic=semantic, canon=canon)
 
     def store_pending_answers(self) -> int:
         """Add the answers returned since the last call to the response cache;

@@ -87,8 +87,14 @@ def classify_request(req: CompletionRequest, messages: list[dict], settings) -> 
 
 
 class Planner:
-    def __init__(self, config: Config, prices: PriceTable, budget: BudgetGuard, store: Store):
+    def __init__(self, config: Config, prices: PriceTable, budget: BudgetGuard, store: Store, *,
+                 judge_limits: bool = True):
         self.config = config
+        # False (a client's own body through the gateway): the API judges the
+        # limits of the model the client chose, so a pass-through (its own
+        # model, pruning off) skips counting its tokens. A routed model is
+        # still checked: the client did not choose it.
+        self.judge_limits = judge_limits
         self.prices = prices
         self.budget = budget
         self.store = store
@@ -130,7 +136,10 @@ class Planner:
             summarizer=summarizer if cfg.pruning.abstractive else None)
         # an abstractive summary is a blocking API call: keep it off the event loop
         prune_info = await asyncio.to_thread(prune) if (cfg.pruning.abstractive and summarizer) else prune()
-        input_tokens, prune_info = self.fit_model(params, model, prune_info, warnings)
+        if self.judge_limits or cfg.pruning.enabled or not req.model:
+            input_tokens, prune_info = self.fit_model(params, model, prune_info, warnings)
+        else:
+            input_tokens = None  # counted only if the estimate is asked for
 
         pc_decision = None
         if not deferred:

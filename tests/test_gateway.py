@@ -361,3 +361,26 @@ def test_the_gateway_routes_are_served_beside_mcp_on_the_http_transport(sim, tmp
     assert f"q={sim.answer_tag('through serve --transport http')}" in reply.content[0].text
     assert mcp.status_code != 404
     assert [r["response_id"] for r in rows] == [reply.id] and rows[0]["cost_usd"] == pytest.approx(sim.bill_total_usd())
+
+
+async def test_a_pass_through_leaves_its_limits_to_the_api_and_a_routed_model_is_still_judged(tmp_path):
+    """The client's own model: the API judges max_tokens and the context window
+    (the gateway does not count tokens for it), and the levers still apply. A
+    model the gateway chose (routing on) is checked like any other."""
+    from mcp_tars.engine import Engine
+    from mcp_tars.upstream import Credential
+
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 10_000_000,
+            "messages": [{"role": "user", "content": "Which Python version does CI use?"}]}
+    for routing, judged in ((False, False), (True, True)):
+        config = make_config(gateway={"routing": routing}, routing={"enabled": True})
+        store = open_store(tmp_path / f"judged-{routing}.db")
+        try:
+            engine = Engine(config, store, api_key=TEST_API_KEY)
+            fwd = await engine.plan_forward(dict(body), caller=engine.caller_for(Credential(api_key=TEST_API_KEY)))
+            skipped = [w for w in fwd.warnings if w.startswith("levers skipped: InputError")]
+            assert bool(skipped) is judged
+            assert (fwd.plan is None) is judged  # judged: refused by the check, so sent as the client wrote it
+            assert fwd.body["max_tokens"] == 10_000_000
+        finally:
+            store.close()

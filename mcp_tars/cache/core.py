@@ -83,10 +83,12 @@ def prepare_entry(
     now: float,
     embedder=None,
     semantic: bool = True,
+    canon: dict | None = None,
 ) -> PreparedEntry:
     """Build the row for one cacheable answer (pure but for the embedding; policy already checked).
-    ``semantic`` False: exact repeats only (no paraphrase will find it, nothing is embedded)."""
-    canon = canonical_request(params)
+    ``semantic`` False: exact repeats only (no paraphrase will find it, nothing is embedded).
+    ``canon``: ``canonical_request(params)`` when the caller has it already."""
+    canon = canonical_request(params) if canon is None else canon
     key = _exact_key(canon, tenant)
     content = list(response.get("content") or [])
     query_type = detect_query_type(request_text(params))
@@ -168,14 +170,17 @@ class ResponseCache:
 
     # -- lookup --------------------------------------------------------------
 
-    def lookup(self, params: dict, tenant: str, *, now: float | None = None, semantic: bool = True) -> CacheHit | None:
+    def lookup(self, params: dict, tenant: str, *, now: float | None = None, semantic: bool = True,
+               canon: dict | None = None) -> CacheHit | None:
         """The cached answer for this request, or None. Exact first, then
-        semantic (unless ``semantic`` is false: e.g. summaries of a history)."""
+        semantic (unless ``semantic`` is false: e.g. summaries of a history).
+        ``canon``: ``canonical_request(params)`` when the caller has it already
+        (the gateway keeps it for the answer's ``put``)."""
         if request_not_cacheable(params, self.settings):
             return None
         now = clock.now() if now is None else now
         tenant = self._tenant(tenant)
-        canon = canonical_request(params)
+        canon = canonical_request(params) if canon is None else canon
         with self.store.read() as conn:
             row = sql.find_exact(conn, _exact_key(canon, tenant), now)
         if row is not None:
@@ -274,15 +279,18 @@ class ResponseCache:
         savings: dict[str, float],
         now: float | None = None,
         semantic: bool = True,
+        canon: dict | None = None,
     ) -> int | None:
         """Store an answer; returns its entry id, or None when policy says no
-        (see ``should_store``). ``semantic`` False: indexed for exact repeats only."""
+        (see ``should_store``). ``semantic`` False: indexed for exact repeats only.
+        ``canon``: ``canonical_request(params)`` when the caller has it already."""
         if self.should_store(params, response) is not None:
             return None
         now = clock.now() if now is None else now
         entry = prepare_entry(params, self._tenant(tenant), response, self.settings, cost_usd=cost_usd,
                               baseline_cost_usd=baseline_cost_usd, savings=savings, now=now,
-                              embedder=self.embedder if self.settings.semantic else None, semantic=semantic)
+                              embedder=self.embedder if (self.settings.semantic and semantic) else None,
+                              semantic=semantic, canon=canon)
         with self.store.write() as conn:
             entry_id = sql.insert_entry(conn, entry.row)
             entries, size = sql.totals(conn)
