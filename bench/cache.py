@@ -16,6 +16,15 @@ a "miss" pair is a false hit when either direction hits. These pairs are ours
 (written by this project, part of the decision's training data): the Quora
 figures are the honest ones.
 
+Agent-style pairs: tests/data/cache_pairs_agent.jsonl, 310 pairs of the kind an
+agent's day brings (keyword query vs question, synonyms, tool name vs what it
+does; and look-alikes that need another answer: other tool, version, number,
+direction, opposite operation, neighbouring concept). Written for this
+benchmark by two writers who saw neither the code nor each other's pairs
+("dev": 150, "test": 160); the decision is not fitted on them. The closest we
+have to the independent check's held-out day: its "test" split is never used
+to tune anything.
+
 Latency: a file database filled with N synthetic questions (executemany in
 one transaction), then timed lookups: exact hits, semantic hits (a paraphrase
 of a stored question) and misses. Prints p50/p99 in milliseconds and the
@@ -50,6 +59,7 @@ from mcp_tars.store import cache as cache_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS_PATH = ROOT / "tests" / "data" / "cache_pairs.jsonl"
+AGENT_PAIRS_PATH = ROOT / "tests" / "data" / "cache_pairs_agent.jsonl"
 OUT_DIR = ROOT / "bench" / "out"
 REPEATS = 3
 RESPONSE = {
@@ -89,7 +99,7 @@ def evaluate_pairs(pairs: list[dict], settings: CacheSettings | None = None) -> 
             hit = cache.lookup(asked, tenant)
             hits.append(hit)
         reason = None
-        if pair["label"] == "miss":
+        if pair["label"] == "miss" or not all(hits):
             sa, sb = split_for_semantic(pa), split_for_semantic(pb)
             if sa and sb and sa.context == sb.context:
                 emb = cache.embedder
@@ -118,6 +128,8 @@ def quality_table(results: list[dict]) -> dict:
         c["pairs"] += 1
         if r["label"] == "hit":
             c["found"] += r["hit_ab"] and r["hit_ba"]
+            if not (r["hit_ab"] and r["hit_ba"]):
+                c["reasons"][r["reason"]] += 1
         else:
             c["false_hits"] += r["hit_ab"] or r["hit_ba"]
             c["reasons"][r["reason"]] += 1
@@ -138,8 +150,8 @@ def quality_table(results: list[dict]) -> dict:
     }
 
 
-def print_quality(q: dict, threshold: float) -> None:
-    print(f"\nOur own {q['pairs']} labelled pairs ({q['positives']} must hit, {q['negatives']} must not), "
+def print_quality(q: dict, threshold: float, title: str = "Our own") -> None:
+    print(f"\n{title} {q['pairs']} labelled pairs ({q['positives']} must hit, {q['negatives']} must not), "
           f"decision threshold {threshold:.4f}, both directions")
     print(f"{'category':<20} {'label':<5} {'pairs':>5} {'recall':>7} {'false hits':>10}  rejected by")
     for name, c in q["categories"].items():
@@ -311,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     print_quality(quality, probe.threshold)
     print(f"(our pairs run {time.perf_counter() - t0:.1f} s)")
     out["ours"] = quality
+    agent_pairs = load_pairs(AGENT_PAIRS_PATH)
+    for split in ("dev", "test"):
+        q = quality_table(evaluate_pairs([p for p in agent_pairs if p["split"] == split], settings))
+        print_quality(q, probe.threshold, f"Agent-style ({split} split, written apart from the fit):")
+        out[f"agent_{split}"] = q
 
     if not args.skip_latency:
         sizes = [s for s in (1_000, 10_000, 100_000, 1_000_000) if s <= args.max_entries]

@@ -203,6 +203,14 @@ def test_guards_veto_even_at_threshold_zero(a, b, reason):
 
 
 @pytest.mark.parametrize("a, b", [
+    ("How do I read a file line by line in Python?", "Python read file line by line"),  # "line" twice, one term moved
+    ("the question given below", "the given below question"),
+])
+def test_one_term_moving_is_no_order_veto(a, b):
+    assert veto(a, b) != "order" and veto(b, a) != "order"
+
+
+@pytest.mark.parametrize("a, b", [
     ("Explain this function", "What does this function do?"),
     ("What about the second one?", "And the second one?"),
     ("Fix it", "Can you fix it?"),

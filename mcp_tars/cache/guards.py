@@ -97,10 +97,13 @@ def _roles_swapped(sa: list[str], sb: list[str]) -> bool:
     chases the cat" / "the cat chases the dog", "string to int" / "int to
     string", "10 minus 3" / "3 minus 10". A block of terms moving as a whole
     ("the question given below" / "the given below question") jumps over
-    nothing that stays between."""
-    pos_b = {t: i for i, t in reversed(list(enumerate(sb)))}
-    pos_a = {t: i for i, t in reversed(list(enumerate(sa)))}
-    terms = list(pos_a)
+    nothing that stays between. A repeated term counts at its first place on
+    both sides ("read a file line by line in Python" / "Python: read a file
+    line by line" moves one term, it swaps none)."""
+    sa, sb = list(dict.fromkeys(sa)), list(dict.fromkeys(sb))
+    pos_b = {t: i for i, t in enumerate(sb)}
+    pos_a = {t: i for i, t in enumerate(sa)}
+    terms = sa
     for x in range(len(terms)):
         for y in range(x + 1, len(terms)):
             s, t = terms[x], terms[y]
