@@ -21,6 +21,7 @@ from mcp_tars.cache import (
     shared_embedder,
     split_for_semantic,
 )
+from mcp_tars.cache.analysis import ANALYSER_STAMP, analysis_json, stored_analysis
 from mcp_tars.store import Store, open_store
 
 TENANT = "tenant-hash-1"
@@ -383,6 +384,31 @@ def test_cache_survives_a_restart(tmp_path):
         assert ResponseCache(second, CacheSettings()).lookup(req("explain machine learning"), TENANT).kind == "semantic"
     finally:
         second.close()
+
+
+@pytest.mark.parametrize("text", [
+    "What is machine learning?", "How do I read a file line by line in Python?", "convert 5 km to miles",
+    "Why didn't `git push --force` work when I was on main?", 'Translate "bonjour" to English', "什么是机器学习？",
+    "When I run, my knee hurts", "Is Python faster than Go?", "", "what is 2+2",
+])
+def test_a_stored_analysis_is_the_analysis(text):
+    stored = analysis_json(analyse(text))
+    assert stored_analysis(text, stored) == analyse(text)
+    assert stored_analysis(text, stored.replace(ANALYSER_STAMP, "another-version")) == analyse(text)
+    assert stored_analysis(text, "{not json") == analyse(text) == stored_analysis(text, None)
+
+
+def test_lookups_read_the_candidates_stored_analysis(cache, store):
+    put(cache, req())
+    assert cache.lookup(req("explain machine learning"), TENANT).kind == "semantic"
+    # An analysis of this analyser with another number in it: the number guard must now veto.
+    forged = analysis_json(analyse("What is machine learning 2?"))
+    with store.write() as conn:
+        conn.execute("UPDATE response_cache SET query_analysis = ?", (forged,))
+    assert cache.lookup(req("explain machine learning"), TENANT) is None
+    with store.write() as conn:  # an entry from before the column: analysed on use
+        conn.execute("UPDATE response_cache SET query_analysis = NULL")
+    assert cache.lookup(req("explain machine learning"), TENANT).kind == "semantic"
 
 
 def test_put_replaces_an_older_answer_to_the_same_request(cache):

@@ -389,7 +389,7 @@ def test_a_task_moves_through_its_states_once(store):
 
 def _entry(i: int, **over) -> dict:
     row = {"tenant": "key:t", "request_key": f"req_{i}", "context_key": "ctx", "query_vector": bytes([i, 0, 255, 1]),
-           "query_text": f"question {i}\x00", "query_type": "default",
+           "query_text": f"question {i}\x00", "query_analysis": '{"stamp": "x"}', "query_type": "default",
            "model": "m", "requested_model": None, "content": "[]", "text": f"answer {i}", "stop_reason": "end_turn",
            "usage": "{}", "cost_usd": 0.0000137, "baseline_cost_usd": 0.001 * (i + 1), "savings": "{}",
            "size_bytes": 1000, "created_at": TS, "expires_at": TS + 3600 * (i + 1), "last_used_at": TS}

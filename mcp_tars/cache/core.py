@@ -28,7 +28,7 @@ from typing import Literal
 from .. import clock
 from ..settings import CacheSettings
 from ..store import cache as sql
-from .analysis import analyse
+from .analysis import analyse, analysis_json, stored_analysis
 from .decision import DecisionModel, Verdict, decide, packaged_model
 from .embedding import from_blob, shared_embedder, to_blob
 from .index import VectorIndex
@@ -93,17 +93,18 @@ def prepare_entry(
     content = list(response.get("content") or [])
     query_type = detect_query_type(request_text(params))
     split = _split(canon) if (settings.semantic and semantic) else None
-    ctx = query = vector = None
+    ctx = query = vector = analysis = None
     if split is not None and len(split.query) <= settings.semantic_max_chars:
         ctx = context_key(split, tenant)
         query = split.query
         vector = to_blob((embedder or shared_embedder()).embed(query))
+        analysis = analysis_json(analyse(query))
     content_json = _canonical_json(content)
     text = response_text(content)
     usage_json = _canonical_json(response.get("usage") or {})
     savings_json = _canonical_json({k: float(v or 0.0) for k, v in (savings or {}).items()})
     size = (len(content_json.encode()) + len(usage_json) + len(savings_json) + len((query or "").encode())
-            + len(vector or b"") + 256)
+            + len(vector or b"") + len((analysis or "").encode()) + 256)
     ttl = settings.ttl_for(query_type)
     row = {
         "tenant": tenant,
@@ -111,6 +112,7 @@ def prepare_entry(
         "context_key": ctx,
         "query_text": query,
         "query_vector": vector,
+        "query_analysis": analysis,
         "query_type": query_type,
         "model": str(response.get("model") or params.get("model") or ""),
         "requested_model": params.get("model"),
@@ -208,7 +210,7 @@ class ResponseCache:
         for row in sorted(rows, key=lambda r: order[r["id"]]):  # nearest first: a sure match ends the search
             if row["context_key"] != ctx or not row["query_text"] or row["query_vector"] is None:
                 continue  # never trust an id alone
-            verdict = decide(query, analyse(row["query_text"]), vector, from_blob(row["query_vector"]), emb,
+            verdict = decide(query, stored_analysis(row["query_text"], row["query_analysis"]), vector, from_blob(row["query_vector"]), emb,
                              self.decision, threshold=self.threshold, has_history=has_history)
             if verdict.matched and (best is None or verdict.similarity > best[0].similarity):
                 best = (verdict, row)

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .analysis import QueryAnalysis
+from .analysis import QueryAnalysis, deictic  # noqa: F401  (deictic: part of this module's API)
 from .lexicon import _ANTONYM_PAIRS, SOFT_TERMS, SUBORDINATORS, stem
 
 # x -> its opposites (stemmed both ways, as the analyser stems terms)
@@ -31,24 +31,6 @@ for _pair in _ANTONYM_PAIRS.split():
 
 _FIRST_PERSON = frozenset("i me my mine myself we us our ours".split())
 _SECOND_PERSON = frozenset("you your yours yourself".split())
-
-# Words that point at something the question itself does not say: a
-# demonstrative before a noun, "the above/below/following", "the second one".
-_DEIXIS = re.compile(
-    r"\b(?:this|these|that|those)\s+(?!is\b|are\b|was\b|were\b|means?\b|way\b|much\b|many\b|kind\b|sort\b|type\b)[a-z]\w*"
-    r"|\b(?:the\s+)?(?:above|below|following|attached|aforementioned|previous|latter|former)\b"
-    r"|\bthe\s+(?:first|second|third|fourth|fifth|last|next|other|same)\s+(?:one|ones|option|item|step|point|example)\b"
-    r"|\b(?:what|how)\s+about\s+(?:it|that|this|them|those|these)\b"
-    r"|^\s*(?:and|but|so|also|then)\b"
-    r"|\b(?:explain|fix|rewrite|summari[sz]e|translate|improve|review|shorten|simplify|debug)\s+(?:it|this|that|them)\b",
-    re.I,
-)
-
-
-def deictic(text: str) -> bool:
-    """Does the question point at something it does not contain?"""
-    return bool(_DEIXIS.search(text))
-
 
 def persons(a: QueryAnalysis) -> set[int]:
     return {1 if t in _FIRST_PERSON else 2 for t in a.soft if t in _FIRST_PERSON or t in _SECOND_PERSON}
@@ -156,15 +138,15 @@ def guard_veto(a: QueryAnalysis, b: QueryAnalysis, *, has_history: bool = False,
     ("cat" for "dog"; "fix" for "repair" passes)."""
     if a.script != b.script or (a.language and b.language and a.language != b.language):
         return "language"
-    if Counter(a.numbers) != Counter(b.numbers):
+    if a.numbers != b.numbers and Counter(a.numbers) != Counter(b.numbers):
         return "number"
-    if Counter(a.units) != Counter(b.units):
+    if a.units != b.units and Counter(a.units) != Counter(b.units):
         return "unit"
-    if Counter(a.operators) != Counter(b.operators):
+    if a.operators != b.operators and Counter(a.operators) != Counter(b.operators):
         return "operator"
-    if Counter(a.negations) != Counter(b.negations):
+    if a.negations != b.negations:  # sorted
         return "negation"
-    da, db = deictic(a.text), deictic(b.text)
+    da, db = a.deictic, b.deictic
     if da != db or (da and not has_history):
         return "deixis"  # "this circuit" vs "a circuit"; or a referent the request does not carry
     if a.intents and b.intents and a.intents != b.intents:

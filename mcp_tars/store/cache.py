@@ -1,5 +1,6 @@
-"""SQL of the response cache (tables: migrations m010_response_cache and
-m036_response_cache_vectors; PostgreSQL m001 and m002).
+"""SQL of the response cache (tables: migrations m010_response_cache,
+m036_response_cache_vectors and m037_response_cache_analysis; PostgreSQL
+m001, m002 and m003).
 
 Every lookup is an index probe, never a scan:
 
@@ -31,7 +32,7 @@ from . import Connection, rows_as_dicts
 from .schema import to_picousd, usd
 
 _ENTRY_COLUMNS = (
-    "tenant", "request_key", "context_key", "query_text", "query_vector", "query_type",
+    "tenant", "request_key", "context_key", "query_text", "query_vector", "query_analysis", "query_type",
     "model", "requested_model", "content", "text", "stop_reason", "usage", "cost_usd",
     "baseline_cost_usd", "savings", "size_bytes", "created_at", "expires_at", "last_used_at",
 )
@@ -47,7 +48,7 @@ _INSERT_ENTRY_WITH_ID = (
     f"VALUES (?, {', '.join('?' for _ in _STORED_COLUMNS)})"
 )
 _HIT_COLUMNS = (
-    "id, context_key, query_text, query_vector, query_type, model, content, text, usage, cost_picousd, baseline_cost_picousd, "
+    "id, context_key, query_text, query_vector, query_analysis, query_type, model, content, text, usage, cost_picousd, baseline_cost_picousd, "
     "savings, created_at, exact_hits, semantic_hits"
 )
 
