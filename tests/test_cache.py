@@ -22,7 +22,7 @@ from mcp_tars.cache import (
     split_for_semantic,
 )
 from mcp_tars.cache.analysis import ANALYSER_STAMP, analysis_json, stored_analysis
-from mcp_tars.store import Store, open_store
+from mcp_tars.store import open_store
 
 TENANT = "tenant-hash-1"
 ANSWER = {

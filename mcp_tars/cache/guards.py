@@ -14,7 +14,6 @@ Words added or dropped are no veto: the calibrated decision
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 
