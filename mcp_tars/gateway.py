@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from . import sse
+from . import http_server, sse
 from .engine import BudgetExceeded, Engine, Forward, UpstreamError
 from .upstream import Credential, api_base_url
 
@@ -158,15 +158,11 @@ class Gateway:
     ``fallback`` (the MCP app, when mounted beside it) gets every other path
     and the lifespan."""
 
-    def __init__(self, engine: Callable[[], Engine], *, fallback=None, on_startup=None, on_shutdown=None):
+    def __init__(self, engine: Callable[[], Engine], *, fallback=None):
         self._engine = engine
         self._fallback = fallback
-        self._on_startup = on_startup
-        self._on_shutdown = on_shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and self._fallback is None:
-            return await self._lifespan(receive, send)
         if scope["type"] != "http" or not self._is_ours(scope["path"], scope["method"]):
             if self._fallback is not None:
                 return await self._fallback(scope, receive, send)
@@ -190,23 +186,6 @@ class Gateway:
 
     def _is_ours(self, path: str, method: str) -> bool:
         return path.startswith("/v1/") or path == "/api/hello" or (path == "/" and method in ("HEAD", "GET"))
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    if self._on_startup is not None:
-                        self._on_startup()
-                except Exception as e:  # noqa: BLE001 - reported to the server, which stops
-                    await send({"type": "lifespan.startup.failed", "message": str(e)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._on_shutdown is not None:
-                    await self._on_shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- POST /v1/messages --------------------------------------------------------
 
@@ -368,9 +347,10 @@ class Gateway:
 
 
 def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
-    """The call's ledger row. The client has paid for its answer and gets it
-    whatever happens here: a database fault goes to the recovery spool (in
-    ``Accounting.record``); anything else is logged with the row's usage."""
+    """The call's ledger row, journaled (``engine.record_forward``): it goes
+    into the ledger once the answer is out (``_store_answers``). The client
+    has paid for its answer and gets it whatever happens here: a fault is
+    logged with the row's usage."""
     try:
         engine.record_forward(fwd, message, **details)
     except Exception:  # noqa: BLE001 - never fail a paid answer on its bookkeeping
@@ -378,11 +358,10 @@ def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
 
 
 def _store_answers(engine: Engine) -> None:
-    """Put the answer just returned into the response cache now, while the
-    client reads it, rather than on the next request's critical path (a
-    lookup first stores what is pending, so that a repeat finds it). A fault
-    costs the cache entry only (``store_pending_answers`` logs it)."""
-    engine.store_pending_answers()
+    """The answer just went out: its ledger row (journaled before it) goes
+    into the ledger now, and the answer into the response cache, while the
+    client reads it, rather than on the next request's critical path."""
+    engine.finish_pending()
 
 
 # -- ASGI plumbing --------------------------------------------------------------------
@@ -455,21 +434,26 @@ def _loopback_host(host: bytes) -> bool:
 # -- composition ---------------------------------------------------------------------------
 
 
-def create_gateway(state_factory) -> Gateway:
-    """The standalone gateway (``mcp-tars gateway``): it opens its own state
-    (config, store, engine) at start-up and closes it at shutdown."""
-    holder: dict = {}
-
-    def startup() -> None:
-        holder["state"] = state_factory()
-
-    async def shutdown() -> None:
-        state = holder.pop("state", None)
-        if state is not None:
+async def run_gateway(open_state: Callable[[], Any], host: str, port: int, stop: asyncio.Event,
+                      started: Callable[[int], None] | None = None) -> None:
+    """``mcp-tars gateway``: opens its own state (config, store, engine),
+    serves the gateway on ``http_server`` until ``stop`` is set (requests in
+    flight finish), then closes the state. ``started`` gets the bound port."""
+    state = open_state()
+    try:
+        server = http_server.Server(Gateway(lambda: state.engine), host, port)
+        bound = await server.start()
+        if started is not None:
+            started(bound)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+    finally:
+        try:
             await state.engine.aclose()
+        finally:
             state.store.close()
-
-    return Gateway(lambda: holder["state"].engine, on_startup=startup, on_shutdown=shutdown)
 
 
 def mount_gateway(app, engine: Callable[[], Engine]) -> Gateway:
