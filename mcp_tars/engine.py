@@ -270,13 +270,15 @@ class Engine:
     # -- a client's own body (the gateway) --------------------------------------
 
     async def plan_forward(self, body: dict, *, caller: Caller, session_id: str | None = None,
-                           cache_key_extra: dict | None = None, decisions: dict | None = None) -> Forward:
+                           cache_key_extra: dict | None = None, decisions: dict | None = None,
+                           markers: bool = True) -> Forward:
         """The same pipeline as ``complete`` for a body the caller wrote in
         full: response cache, budget, and the levers ``gateway`` turns on
         (prompt-cache TTLs by default; routing and pruning only when enabled).
         The upstream call is the edge's (it relays the bytes); the answer comes
         back through ``record_forward``. ``cache_key_extra``: request headers
         that change the answer (betas), part of the response cache's key.
+        ``markers`` False: no ``cache_control`` anywhere in the body (a cheaper cache key).
 
         Raises ``BudgetExceeded`` when a budget blocks the call (a client
         waiting on an answer cannot be deferred)."""
@@ -290,7 +292,7 @@ class Engine:
         tenant = caller.tenant
         if self.cache is not None and levers.response_cache and not body.get("max_tokens") == 0:
             fwd.cache_params = {**body, **(cache_key_extra or {})}
-            fwd.cache_canon = canonical_request(fwd.cache_params)
+            fwd.cache_canon = canonical_request(fwd.cache_params, markers=markers)
             hit = self.cached_answer(fwd.cache_params, tenant, semantic=levers.semantic_cache, canon=fwd.cache_canon)
             if hit is not None:
                 req = CompletionRequest(messages=messages, model=hit.model, session_id=session_id)

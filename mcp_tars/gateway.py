@@ -205,7 +205,8 @@ class Gateway:
         beta = headers.get(b"anthropic-beta")
         try:
             fwd = await engine.plan_forward(body, caller=caller, session_id=session_id, decisions=agents,
-                                            cache_key_extra={"anthropic_beta": beta.decode("latin-1")} if beta else None)
+                                            cache_key_extra={"anthropic_beta": beta.decode("latin-1")} if beta else None,
+                                            markers=b'"cache_control"' in raw)
         except BudgetExceeded as e:  # 400, like the API's own "credit balance too low": never retried
             return await _reply(send, 400, error_body("invalid_request_error", f"mcp-tars budget: {e}"))
         stream = body.get("stream") is True
