@@ -44,6 +44,7 @@ Loopback only: a request whose ``Host`` is not a loopback name is refused
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -441,6 +442,10 @@ async def run_gateway(open_state: Callable[[], Any], host: str, port: int, stop:
     serves the gateway on ``http_server`` until ``stop`` is set (requests in
     flight finish), then closes the state. ``started`` gets the bound port."""
     state = open_state()
+    # What start-up loaded (tables, the tokenizer, the models' classes) lives
+    # as long as the process: out of the garbage collector's way, so that its
+    # full collections stop walking it between requests.
+    gc.freeze()
     try:
         server = http_server.Server(Gateway(lambda: state.engine), host, port)
         bound = await server.start()

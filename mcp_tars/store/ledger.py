@@ -395,7 +395,7 @@ class Journal:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._fd, (json.dumps(dict(row), sort_keys=True, default=str) + "\n").encode())
+        os.write(self._fd, (json.dumps(row, default=str) + "\n").encode())
         self._dirty = True
 
     def clear(self) -> None:
