@@ -332,6 +332,8 @@ class Engine:
         JSON, or what a stream delivered of it: message_start plus the last
         usage), then the session's timing and the response cache. ``note``
         says why an answer is incomplete (a client that went away mid-stream).
+        The row is journaled at once and inserted, with the rest, at the next
+        ``finish_pending`` (the gateway calls it once the answer is out).
         Returns the row."""
         wire = WireMessage.from_json(message)
         prune_info = fwd.plan.prune_info if fwd.plan else None
@@ -355,10 +357,7 @@ class Engine:
         gateway = {**fwd.decisions, **({"incomplete": note} if note else {})}
         if gateway or warnings:
             row["decisions"] = {**(row["decisions"] or {}), "gateway": {**gateway, **({"warnings": warnings} if warnings else {})}}
-        # The client is waiting: the row is journaled now and inserted, with the
-        # session's timing and the response cache entry, just after the reply
-        # (``finish_pending``, which the gateway calls once the answer is out).
-        self.accounting.record_later(row)
+        self.accounting.record_later(row)  # the client is waiting: the insert comes after the reply
         if fwd.session_id:
             self._pending.append(functools.partial(self._touch_session, tenant, fwd.session_id, fwd.started_ts,
                                                    None if (decision is None or decision.pinned) else decision.level,

@@ -37,6 +37,12 @@ stream relay needs exact control over when bytes go out). What it promises:
 - ``count_tokens``, ``/v1/models`` and any other ``/v1/`` route pass through
   unaccounted (they cost nothing). ``HEAD /`` and ``/api/hello`` are answered here.
 
+Served by ``http_server`` (``mcp-tars gateway``: ``run_gateway``) or under
+uvicorn beside MCP (``mount_gateway``). On the critical path only what must
+happen before the first byte goes back: the plan (cache lookup, prompt-cache
+shaping, budget) and, for a whole answer, its ledger row priced and journaled;
+the insert and the response-cache store come just after the reply.
+
 Loopback only: a request whose ``Host`` is not a loopback name is refused
 (DNS rebinding), and ``mcp-tars gateway`` refuses other bind addresses.
 """

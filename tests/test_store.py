@@ -316,7 +316,7 @@ def test_a_journal_is_emptied_once_its_rows_are_in_and_a_dead_process_journal_co
     journal.write(_row(10))  # answered, then the process was killed before the insert
     os.close(journal._fd)  # (its descriptor dies with it)
     journal._fd = None
-    dead = journal.path.with_name(s.spool_path.name + ".4000000.journal")  # no such pid
+    dead = journal.path.with_name(s.spool_path.name + ".j1.4000000.journal")  # no such pid
     os.replace(journal.path, dead)
     s.close()
     reopened = open_store(db_url)

@@ -6,6 +6,7 @@ and are stored with money in picodollars (``schema.LEDGER_MONEY``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from datetime import datetime, timezone
@@ -370,12 +371,16 @@ def _append(path: Path, taken: Path) -> None:
 
 
 
+_journal_numbers = itertools.count(1)
+
+
 class Journal:
     """Rows answered for but not yet in the ledger, so that the ledger insert
     can come after the reply (off the client's critical path) and a crash in
     between still loses nothing: each row is one line here, appended before
     the client gets its answer; ``clear`` empties the file once the rows are
-    in. The file is ``<spool>.<pid>.journal``: when the process dies with rows
+    in. The file is ``<spool>.j<n>.<pid>.journal`` (n: one per journal of the
+    process, so two engines on one store never empty each other's): when the process dies with rows
     in it, the next store open, in any process, adds them (``replay_spool``,
     as for a replayer that died). Not fsync'd: like the ledger itself (SQLite
     WAL, synchronous=NORMAL) it survives a killed or crashed process, whose
@@ -384,7 +389,8 @@ class Journal:
 
     def __init__(self, store: Store):
         spool_path = store.spool_path
-        self.path = spool_path.with_name(f"{spool_path.name}.{os.getpid()}.journal") if spool_path else None
+        name = f"{spool_path.name}.j{next(_journal_numbers)}.{os.getpid()}.journal" if spool_path else None
+        self.path = spool_path.with_name(name) if spool_path else None
         self._fd: int | None = None
         self._dirty = False
 
