@@ -181,8 +181,9 @@ def _serve(args, config) -> int:
 
 
 def _gateway(args, config) -> int:
-    from . import http_server
-    from .gateway import run_gateway
+    import uvicorn
+
+    from .gateway import create_gateway
     from .http_security import LOOPBACK_HOSTS
     from .store import open_store
     from .upstream import api_base_url
@@ -200,7 +201,7 @@ def _gateway(args, config) -> int:
     open_store().close()  # a damaged, locked, newer or unreachable database stops here, with its message
     print(f"mcp-tars gateway on http://{host}:{port} -> {api_base_url(config.gateway.upstream_base_url)} "
           f"(set ANTHROPIC_BASE_URL=http://{host}:{port})", file=sys.stderr, flush=True)
-    http_server.run(lambda stop: run_gateway(lambda: _open(config), host, port, stop))
+    uvicorn.run(create_gateway(lambda: _open(config)), host=host, port=port, log_level="warning", lifespan="on")
     return 0
 
 

@@ -37,8 +37,8 @@ stream relay needs exact control over when bytes go out). What it promises:
 - ``count_tokens``, ``/v1/models`` and any other ``/v1/`` route pass through
   unaccounted (they cost nothing). ``HEAD /`` and ``/api/hello`` are answered here.
 
-Served by ``http_server`` (``mcp-tars gateway``: ``run_gateway``) or under
-uvicorn beside MCP (``mount_gateway``). On the critical path only what must
+Served by uvicorn, alone (``mcp-tars gateway``: ``create_gateway``) or
+beside MCP (``mount_gateway``). On the critical path only what must
 happen before the first byte goes back: the plan (cache lookup, prompt-cache
 shaping, budget) and, for a whole answer, its ledger row priced and journaled;
 the insert and the response-cache store come just after the reply.
@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from . import http_server, sse
+from . import sse
 from .engine import BudgetExceeded, Engine, Forward, UpstreamError
 from .upstream import Credential, api_base_url
 
@@ -165,11 +165,15 @@ class Gateway:
     ``fallback`` (the MCP app, when mounted beside it) gets every other path
     and the lifespan."""
 
-    def __init__(self, engine: Callable[[], Engine], *, fallback=None):
+    def __init__(self, engine: Callable[[], Engine], *, fallback=None, on_startup=None, on_shutdown=None):
         self._engine = engine
         self._fallback = fallback
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._fallback is None:
+            return await self._lifespan(receive, send)
         if scope["type"] != "http" or not self._is_ours(scope["path"], scope["method"]):
             if self._fallback is not None:
                 return await self._fallback(scope, receive, send)
@@ -193,6 +197,23 @@ class Gateway:
 
     def _is_ours(self, path: str, method: str) -> bool:
         return path.startswith("/v1/") or path == "/api/hello" or (path == "/" and method in ("HEAD", "GET"))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup is not None:
+                        self._on_startup()
+                except Exception as e:  # noqa: BLE001 - reported to the server, which stops
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     # -- POST /v1/messages --------------------------------------------------------
 
@@ -442,30 +463,27 @@ def _loopback_host(host: bytes) -> bool:
 # -- composition ---------------------------------------------------------------------------
 
 
-async def run_gateway(open_state: Callable[[], Any], host: str, port: int, stop: asyncio.Event,
-                      started: Callable[[int], None] | None = None) -> None:
-    """``mcp-tars gateway``: opens its own state (config, store, engine),
-    serves the gateway on ``http_server`` until ``stop`` is set (requests in
-    flight finish), then closes the state. ``started`` gets the bound port."""
-    state = open_state()
-    # What start-up loaded (tables, the tokenizer, the models' classes) lives
-    # as long as the process: out of the garbage collector's way, so that its
-    # full collections stop walking it between requests.
-    gc.freeze()
-    try:
-        server = http_server.Server(Gateway(lambda: state.engine), host, port)
-        bound = await server.start()
-        if started is not None:
-            started(bound)
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
-    finally:
-        try:
-            await state.engine.aclose()
-        finally:
-            state.store.close()
+def create_gateway(state_factory) -> Gateway:
+    """The standalone gateway (``mcp-tars gateway``, under uvicorn): it opens
+    its own state (config, store, engine) at start-up and closes it at shutdown."""
+    holder: dict = {}
+
+    def startup() -> None:
+        holder["state"] = state_factory()
+        # What start-up loaded (tables, the tokenizer, the models' classes) lives
+        # as long as the process: out of the garbage collector's way, so that its
+        # full collections stop walking it between requests.
+        gc.freeze()
+
+    async def shutdown() -> None:
+        state = holder.pop("state", None)
+        if state is not None:
+            try:
+                await state.engine.aclose()  # journaled ledger rows in, buffered hits written
+            finally:
+                state.store.close()
+
+    return Gateway(lambda: holder["state"].engine, on_startup=startup, on_shutdown=shutdown)
 
 
 def mount_gateway(app, engine: Callable[[], Engine]) -> Gateway:

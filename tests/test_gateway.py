@@ -6,7 +6,6 @@ client that disconnects mid-stream still leaves its row."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -16,10 +15,11 @@ from pathlib import Path
 import anthropic
 import httpx2
 import pytest
+import uvicorn
 
 from conftest import TEST_API_KEY, make_config
 from mcp_tars.app import open_state
-from mcp_tars.gateway import run_gateway
+from mcp_tars.gateway import create_gateway
 from mcp_tars.store import ledger as ledger_store
 from mcp_tars.store import open_store
 
@@ -31,34 +31,22 @@ OTHER_KEY = "sk-ant-other-tenant-key-55d1"
 
 @contextlib.contextmanager
 def gateway(sim, **sections):
-    """A real gateway (``mcp-tars gateway``'s server on loopback, its own thread and loop) in front of ``sim``."""
+    """A real gateway (uvicorn on loopback, its own thread) in front of ``sim``."""
     config = make_config(gateway={"upstream_base_url": sim.base_url, **sections.pop("gateway", {})}, **sections)
-    ports: list[int] = []
-    errors: list[BaseException] = []
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def serve() -> None:
-        try:
-            loop.run_until_complete(run_gateway(lambda: open_state(config), "127.0.0.1", 0, stop, started=ports.append))
-        except BaseException as e:  # noqa: BLE001 - reported by the waiting test
-            errors.append(e)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(create_gateway(lambda: open_state(config)), host="127.0.0.1", port=0,
+                                           lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while not ports:
-        assert not errors, f"the gateway did not start: {errors[0]!r}"
+    while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
         time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{ports[0]}"
+        yield f"http://127.0.0.1:{port}"
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        server.should_exit = True
         thread.join(timeout=30)
-        assert not errors, f"the gateway failed: {errors[0]!r}"
 
 
 def client(base_url: str, key: str = TEST_API_KEY, **options) -> anthropic.Anthropic:
