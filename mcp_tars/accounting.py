@@ -65,6 +65,8 @@ class Accounting:
         self.prices = prices
         self.default_model = default_model
         self._spooled = False
+        self._journal = ledger.Journal(store)
+        self._journaled: list[dict] = []
 
     def account(self, message: Any, *, model: str, prune_info: dict | None, batch: bool = False,
                 when: datetime | None = None) -> tuple[Usage, Attribution, list[dict]]:
@@ -110,6 +112,40 @@ class Accounting:
             "attempts": attempts, "task_id": task_id,
             "decisions": {"routing": {"pinned": r.pinned, "sticky": r.sticky, "downgraded": r.downgraded}} if r else None,
         }
+
+    def record_later(self, row: dict) -> None:
+        """Journal one ledger row now (cheap: one line appended to a file) and
+        write it into the ledger at the next ``record_journaled``: a client can
+        get its answer in between, and a crash in between loses nothing (see
+        ``ledger.Journal``). A journal that cannot be written: the row goes in now."""
+        try:
+            self._journal.write(row)
+        except OSError as e:
+            log.warning("ledger journal not written (%s): the row goes into the ledger now", e)
+            self.record(row, [])
+            return
+        self._journaled.append(row)
+
+    def record_journaled(self) -> int:
+        """Write the journaled rows into the ledger (or the recovery spool),
+        then empty the journal; returns how many rows."""
+        rows, self._journaled = self._journaled, []
+        for row in rows:
+            self.record(row, [])
+        if rows:
+            try:
+                self._journal.clear()
+            except OSError as e:  # its rows are in: a replay would add nothing
+                log.warning("ledger journal not emptied: %s", e)
+        return len(rows)
+
+    def close(self) -> None:
+        """Write what is journaled, then remove the journal."""
+        self.record_journaled()
+        try:
+            self._journal.close()
+        except OSError as e:
+            log.warning("ledger journal not removed: %s", e)
 
     def record(self, row: dict, warnings: list[str]) -> None:
         """Write one ledger row. The answer is already paid for, so a database

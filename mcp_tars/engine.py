@@ -160,7 +160,7 @@ class Engine:
         self.defer = defer  # set by the composition root (app.py) to the batch queue's defer
         self.forward_planner = Planner(forward_config(config, config.gateway), self.prices, self.budget, store,
                                        judge_limits=False)
-        self._unstored_answers: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS
+        self._pending: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS and finish_pending
 
     def caller_for(self, credential: Credential) -> Caller:
         """The caller a forwarded credential stands for (the configured
@@ -173,7 +173,8 @@ class Engine:
         return self.upstream.client
 
     async def aclose(self) -> None:
-        self.store_pending_answers()
+        self.finish_pending()
+        self.accounting.close()
         if self.cache is not None:
             try:
                 self.cache.flush()  # buffered hit counts
@@ -269,17 +270,20 @@ class Engine:
     # -- a client's own body (the gateway) --------------------------------------
 
     async def plan_forward(self, body: dict, *, caller: Caller, session_id: str | None = None,
-                           cache_key_extra: dict | None = None, decisions: dict | None = None) -> Forward:
+                           cache_key_extra: dict | None = None, decisions: dict | None = None,
+                           markers: bool = True) -> Forward:
         """The same pipeline as ``complete`` for a body the caller wrote in
         full: response cache, budget, and the levers ``gateway`` turns on
         (prompt-cache TTLs by default; routing and pruning only when enabled).
         The upstream call is the edge's (it relays the bytes); the answer comes
         back through ``record_forward``. ``cache_key_extra``: request headers
         that change the answer (betas), part of the response cache's key.
+        ``markers`` False: no ``cache_control`` anywhere in the body (a cheaper cache key).
 
         Raises ``BudgetExceeded`` when a budget blocks the call (a client
         waiting on an answer cannot be deferred)."""
         levers = self.config.gateway
+        self.finish_pending()  # budgets and the cache see every answer already given
         fwd = Forward(body, False, caller, session_id, body.get("model") if isinstance(body.get("model"), str) else None,
                       time.perf_counter(), clock.now(), decisions=dict(decisions or {}))
         messages = body.get("messages")
@@ -288,7 +292,7 @@ class Engine:
         tenant = caller.tenant
         if self.cache is not None and levers.response_cache and not body.get("max_tokens") == 0:
             fwd.cache_params = {**body, **(cache_key_extra or {})}
-            fwd.cache_canon = canonical_request(fwd.cache_params)
+            fwd.cache_canon = canonical_request(fwd.cache_params, markers=markers)
             hit = self.cached_answer(fwd.cache_params, tenant, semantic=levers.semantic_cache, canon=fwd.cache_canon)
             if hit is not None:
                 req = CompletionRequest(messages=messages, model=hit.model, session_id=session_id)
@@ -328,6 +332,8 @@ class Engine:
         JSON, or what a stream delivered of it: message_start plus the last
         usage), then the session's timing and the response cache. ``note``
         says why an answer is incomplete (a client that went away mid-stream).
+        The row is journaled at once and inserted, with the rest, at the next
+        ``finish_pending`` (the gateway calls it once the answer is out).
         Returns the row."""
         wire = WireMessage.from_json(message)
         prune_info = fwd.plan.prune_info if fwd.plan else None
@@ -351,21 +357,28 @@ class Engine:
         gateway = {**fwd.decisions, **({"incomplete": note} if note else {})}
         if gateway or warnings:
             row["decisions"] = {**(row["decisions"] or {}), "gateway": {**gateway, **({"warnings": warnings} if warnings else {})}}
-        self.accounting.record(row, warnings)
+        self.accounting.record_later(row)  # the client is waiting: the insert comes after the reply
         if fwd.session_id:
-            try:
-                ledger.touch_session(self.store, tenant, fwd.session_id, ts=fwd.started_ts,
-                                     level=None if (decision is None or decision.pinned) else decision.level,
-                                     model=None if (decision is None or decision.pinned) else billed_model)
-            except StoreError as e:
-                log.warning("gateway: the session's timing was not saved: %s", e)
+            self._pending.append(functools.partial(self._touch_session, tenant, fwd.session_id, fwd.started_ts,
+                                                   None if (decision is None or decision.pinned) else decision.level,
+                                                   None if (decision is None or decision.pinned) else billed_model))
         # Only a whole, plain answer is cached (never a tool call, a cut or a stop sequence:
         # a replay says end_turn), and only when it was asked for as sent.
         if complete and fwd.cache_params is not None and wire.stop_reason == "end_turn" and not fwd.changed_model:
-            self._store_answer_soon(functools.partial(self.cache_answer, fwd.cache_params, wire, usage, content,
-                                                      attribution, tenant, semantic=self.config.gateway.semantic_cache,
-                                                      canon=fwd.cache_canon))
+            self._pending.append(functools.partial(self.cache_answer, fwd.cache_params, wire, usage, content,
+                                                   attribution, tenant, semantic=self.config.gateway.semantic_cache,
+                                                   canon=fwd.cache_canon))
+        try:
+            asyncio.get_running_loop().call_soon(self.finish_pending)  # in case the edge does not call it
+        except RuntimeError:  # no event loop (a synchronous caller): finish now
+            self.finish_pending()
         return row
+
+    def _touch_session(self, tenant: str, session_id: str, ts: float, level, model) -> None:
+        try:
+            ledger.touch_session(self.store, tenant, session_id, ts=ts, level=level, model=model)
+        except StoreError as e:
+            log.warning("gateway: the session's timing was not saved: %s", e)
 
     def record_batch_result(self, message: dict, *, caller: Caller, session_id: str | None = None,
                             batch_id: str | None = None, custom_id: str | None = None) -> dict:
@@ -441,24 +454,27 @@ class Engine:
                        savings={k: (v or 0.0) for k, v in attribution.savings.items()}, semantic=semantic, canon=canon)
 
     def _store_answer_soon(self, store: Callable[[], None]) -> None:
-        self._unstored_answers.append(store)
+        self._pending.append(store)
         try:
-            asyncio.get_running_loop().call_later(ANSWER_STORE_DELAY_SECONDS, self.store_pending_answers)
+            asyncio.get_running_loop().call_later(ANSWER_STORE_DELAY_SECONDS, self.finish_pending)
         except RuntimeError:  # no event loop (a synchronous caller): store now
-            self.store_pending_answers()
+            self.finish_pending()
 
     def cached_answer(self, cache_params: dict, tenant: str | None = None, *, semantic: bool = True,
                       canon: dict | None = None):
         """The response cache's answer to this request, or None; an answer
         returned a moment ago (still waiting to be stored) counts."""
-        if self._unstored_answers:
-            self.store_pending_answers()
+        self.finish_pending()
         return self.cache.lookup(cache_params, tenant or self.tenant, semantic=semantic, canon=canon)
 
-    def store_pending_answers(self) -> int:
-        """Add the answers returned since the last call to the response cache;
-        returns how many were offered. A storage fault costs only the entry."""
-        pending, self._unstored_answers = self._unstored_answers, []
+    def finish_pending(self) -> int:
+        """The work left for after a reply: the journaled ledger rows into
+        the ledger, then the sessions' timing and the answers returned since
+        the last call into the response cache; returns how many answers and
+        sessions. A storage fault costs only the cache entry or the timing
+        (a ledger row that cannot be written goes to the recovery spool)."""
+        self.accounting.record_journaled()
+        pending, self._pending = self._pending, []
         for store in pending:
             try:
                 store()

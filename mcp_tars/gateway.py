@@ -37,6 +37,12 @@ stream relay needs exact control over when bytes go out). What it promises:
 - ``count_tokens``, ``/v1/models`` and any other ``/v1/`` route pass through
   unaccounted (they cost nothing). ``HEAD /`` and ``/api/hello`` are answered here.
 
+Served by uvicorn, alone (``mcp-tars gateway``: ``create_gateway``) or
+beside MCP (``mount_gateway``). On the critical path only what must
+happen before the first byte goes back: the plan (cache lookup, prompt-cache
+shaping, budget) and, for a whole answer, its ledger row priced and journaled;
+the insert and the response-cache store come just after the reply.
+
 Loopback only: a request whose ``Host`` is not a loopback name is refused
 (DNS rebinding), and ``mcp-tars gateway`` refuses other bind addresses.
 """
@@ -44,6 +50,7 @@ Loopback only: a request whose ``Host`` is not a loopback name is refused
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -226,7 +233,8 @@ class Gateway:
         beta = headers.get(b"anthropic-beta")
         try:
             fwd = await engine.plan_forward(body, caller=caller, session_id=session_id, decisions=agents,
-                                            cache_key_extra={"anthropic_beta": beta.decode("latin-1")} if beta else None)
+                                            cache_key_extra={"anthropic_beta": beta.decode("latin-1")} if beta else None,
+                                            markers=b'"cache_control"' in raw)
         except BudgetExceeded as e:  # 400, like the API's own "credit balance too low": never retried
             return await _reply(send, 400, error_body("invalid_request_error", f"mcp-tars budget: {e}"))
         stream = body.get("stream") is True
@@ -368,9 +376,10 @@ class Gateway:
 
 
 def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
-    """The call's ledger row. The client has paid for its answer and gets it
-    whatever happens here: a database fault goes to the recovery spool (in
-    ``Accounting.record``); anything else is logged with the row's usage."""
+    """The call's ledger row, journaled (``engine.record_forward``): it goes
+    into the ledger once the answer is out (``_store_answers``). The client
+    has paid for its answer and gets it whatever happens here: a fault is
+    logged with the row's usage."""
     try:
         engine.record_forward(fwd, message, **details)
     except Exception:  # noqa: BLE001 - never fail a paid answer on its bookkeeping
@@ -378,11 +387,10 @@ def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
 
 
 def _store_answers(engine: Engine) -> None:
-    """Put the answer just returned into the response cache now, while the
-    client reads it, rather than on the next request's critical path (a
-    lookup first stores what is pending, so that a repeat finds it). A fault
-    costs the cache entry only (``store_pending_answers`` logs it)."""
-    engine.store_pending_answers()
+    """The answer just went out: its ledger row (journaled before it) goes
+    into the ledger now, and the answer into the response cache, while the
+    client reads it, rather than on the next request's critical path."""
+    engine.finish_pending()
 
 
 # -- ASGI plumbing --------------------------------------------------------------------
@@ -456,18 +464,24 @@ def _loopback_host(host: bytes) -> bool:
 
 
 def create_gateway(state_factory) -> Gateway:
-    """The standalone gateway (``mcp-tars gateway``): it opens its own state
-    (config, store, engine) at start-up and closes it at shutdown."""
+    """The standalone gateway (``mcp-tars gateway``, under uvicorn): it opens
+    its own state (config, store, engine) at start-up and closes it at shutdown."""
     holder: dict = {}
 
     def startup() -> None:
         holder["state"] = state_factory()
+        # What start-up loaded (tables, the tokenizer, the models' classes) lives
+        # as long as the process: out of the garbage collector's way, so that its
+        # full collections stop walking it between requests.
+        gc.freeze()
 
     async def shutdown() -> None:
         state = holder.pop("state", None)
         if state is not None:
-            await state.engine.aclose()
-            state.store.close()
+            try:
+                await state.engine.aclose()  # journaled ledger rows in, buffered hits written
+            finally:
+                state.store.close()
 
     return Gateway(lambda: holder["state"].engine, on_startup=startup, on_shutdown=shutdown)
 

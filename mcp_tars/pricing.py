@@ -171,6 +171,7 @@ class PriceTable:
         self.batch_multiplier = Decimal(str(table.get("batch_multiplier", 0.5)))
         self._prices: dict[str, ModelPrice] = {}
         self._sources: dict[str, str] = {}
+        self._on_day: dict[tuple[int, object], ModelPrice] = {}  # (id of the price, date) -> prices that day
         for model, d in table["models"].items():
             self._prices[model] = _price_from_dict(model, d, d.get("source", "price table"))
             self._sources[model] = "table"
@@ -197,6 +198,18 @@ class PriceTable:
             return None, "unknown"
         return self._prices[key], self._sources[key]
 
+    def _price_on(self, price: ModelPrice, when: datetime) -> ModelPrice:
+        # every call of a day prices the same: ``on`` (history lookup) once per model and day
+        if not price.history:
+            return price
+        key = (id(price), when.date())  # the date ``on`` reads
+        found = self._on_day.get(key)
+        if found is None:
+            if len(self._on_day) > 4096:
+                self._on_day.clear()
+            found = self._on_day[key] = price.on(when)
+        return found
+
     def is_known(self, model: str) -> bool:
         return self.price(model)[0] is not None
 
@@ -208,7 +221,7 @@ class PriceTable:
         price, source = self.price(model)
         if price is None:
             return Cost(None, "unknown", model, batch=batch)
-        price = price.on(when or datetime.now(timezone.utc))
+        price = self._price_on(price, when or datetime.now(timezone.utc))
         band = "standard"
         if price.long_context is not None:
             billed_prompt = usage.input_tokens + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens

@@ -185,10 +185,12 @@ def conversation_prefix_end(messages: list) -> int:
     return users[-2] + 1
 
 
-def _stable_prefix_tokens(params: dict, model: str) -> int:
-    tokens = 0
-    if params.get("tools"):
-        tokens += estimate_text_tokens(json.dumps(params["tools"], sort_keys=True), model)
+def _tools_json(params: dict) -> str:
+    return json.dumps(params["tools"], sort_keys=True) if params.get("tools") else ""
+
+
+def _stable_prefix_tokens(params: dict, model: str, tools_json: str) -> int:
+    tokens = estimate_text_tokens(tools_json, model) if tools_json else 0
     system = params.get("system")
     if isinstance(system, str):
         tokens += estimate_text_tokens(system, model)
@@ -197,7 +199,18 @@ def _stable_prefix_tokens(params: dict, model: str) -> int:
     return tokens
 
 
-def _stable_prefix_hash(params: dict) -> str | None:
+_PREFIX_HASHES_SIZE = 4096
+_prefix_hashes: dict[tuple[str, str], str | None] = {}  # (tools JSON, system JSON) -> hash
+
+
+def _stable_prefix_hash(params: dict, tools_json: str) -> str | None:
+    # Agents send the same tools and system prompt on every call: the hash
+    # (of the prefix without its markers) is memoised on their JSON.
+    system = params.get("system")
+    key = (tools_json, system if isinstance(system, str) else json.dumps(system, sort_keys=True, ensure_ascii=False))
+    if key in _prefix_hashes:
+        return _prefix_hashes[key]
+
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k != "cache_control"}
@@ -205,13 +218,18 @@ def _stable_prefix_hash(params: dict) -> str | None:
             return [strip(v) for v in value]
         return value
 
-    system = params.get("system")
     if isinstance(system, str):
         system = [{"type": "text", "text": system}] if system else None
     if not system and not params.get("tools"):
-        return None
-    payload = json.dumps({"tools": strip(params.get("tools") or []), "system": strip(system or [])}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        digest = None
+    else:
+        payload = json.dumps({"tools": strip(params.get("tools") or []), "system": strip(system or [])},
+                             sort_keys=True, ensure_ascii=False)
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    if len(_prefix_hashes) >= _PREFIX_HASHES_SIZE:
+        _prefix_hashes.clear()
+    _prefix_hashes[key] = digest
+    return digest
 
 
 # --------------------------------------------------------------------------- TTL economics
@@ -297,7 +315,8 @@ def shape_request(
     """The request with cache breakpoints added, and what was decided."""
     if not isinstance(params, dict) or not isinstance(params.get("messages", []), list):
         raise ValueError("shape_request: params must be a Messages API request dict with a 'messages' list")
-    stable_hash = _stable_prefix_hash(params)
+    tools_json = _tools_json(params)
+    stable_hash = _stable_prefix_hash(params, tools_json)
     caller = _caller_markers(params)
     # TTL-less caller markers get the request's TTL, unless the setting is off
     # or this is the auto_5m baseline (a client without us adopts nothing).
@@ -317,7 +336,7 @@ def shape_request(
 
     minimum = settings.minimum_for(model)
     reach = minimum * (1 - settings.min_length_margin)
-    stable_tokens = _stable_prefix_tokens(params, model)
+    stable_tokens = _stable_prefix_tokens(params, model, tools_json)
     # Cumulative tokens after each message (prefix sizes at message ends).
     cumulative: list[int] = []
     running = stable_tokens

@@ -100,7 +100,7 @@ async def test_a_failure_storing_an_answer_in_the_background_stays_out_of_the_ev
         await state.engine.complete(CompletionRequest(prompt="What is the capital of Uruguay?"))
         await asyncio.sleep(0.1)  # the delayed store runs, and fails
         assert not escaped, escaped
-        assert not state.engine._unstored_answers
+        assert not state.engine._pending
     finally:
         loop.set_exception_handler(None)
         await state.engine.aclose()

@@ -302,6 +302,29 @@ def test_spooled_rows_and_those_a_dead_replayer_took_come_back_on_the_next_open(
     reopened.close()
 
 
+def test_a_journal_is_emptied_once_its_rows_are_in_and_a_dead_process_journal_comes_back_on_the_next_open(db_url):
+    s = open_store(db_url)
+    if s.spool_path is None:
+        s.close()
+        pytest.skip("a store without a recovery spool keeps no journal")
+    journal = ledger.Journal(s)
+    journal.write(_row(9))
+    assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600 and journal.path.read_text().count("\n") == 1
+    ledger.insert(s, _row(9))
+    journal.clear()
+    assert journal.path.read_text() == ""
+    journal.write(_row(10))  # answered, then the process was killed before the insert
+    os.close(journal._fd)  # (its descriptor dies with it)
+    journal._fd = None
+    dead = journal.path.with_name(s.spool_path.name + ".j1.4000000.journal")  # no such pid
+    os.replace(journal.path, dead)
+    s.close()
+    reopened = open_store(db_url)
+    assert reopened.replayed_rows == 1 and ledger.count(reopened) == 2
+    assert not dead.exists()
+    reopened.close()
+
+
 # -- the deferred queue -------------------------------------------------------------------------------------
 
 

@@ -40,8 +40,10 @@ def _as_blocks(content: Any) -> Any:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-def canonical_request(params: dict) -> dict:
-    """The answer-determining part of a Messages API request, in one normal form."""
+def canonical_request(params: dict, *, markers: bool = True) -> dict:
+    """The answer-determining part of a Messages API request, in one normal form.
+    ``markers`` False: the caller knows no ``cache_control`` is anywhere in
+    it (the gateway looks at the request's bytes), so there is nothing to strip."""
     if not isinstance(params, dict):
         raise ValueError("a cache lookup needs the request as a dict of Messages API parameters")
     out: dict[str, Any] = {}
@@ -60,7 +62,7 @@ def canonical_request(params: dict) -> dict:
             value = [
                 {**m, "content": _as_blocks(m.get("content"))} if isinstance(m, dict) else m for m in value
             ]
-        out[key] = _strip_cache_control(value)
+        out[key] = _strip_cache_control(value) if markers else value
     return out
 
 

@@ -6,6 +6,7 @@ and are stored with money in picodollars (``schema.LEDGER_MONEY``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from datetime import datetime, timezone
@@ -304,7 +305,8 @@ def replay_spool(store: Store) -> int:
     path = store.spool_path
     if path is None or not path.parent.is_dir():
         return 0
-    added = sum(_replay_orphan(store, orphan) for orphan in path.parent.glob(f"{path.name}.*.replaying"))
+    orphans = [*path.parent.glob(f"{path.name}.*.replaying"), *path.parent.glob(f"{path.name}.*.journal")]
+    added = sum(_replay_orphan(store, orphan) for orphan in orphans)
     if not path.exists():
         return added
     # take the file away first: rows spooled from now on start a new one
@@ -317,8 +319,9 @@ def replay_spool(store: Store) -> int:
 
 
 def _replay_orphan(store: Store, taken: Path) -> int:
-    """A file a replaying process took and never finished (it died): replay it
-    unless its process is still alive. The spool is a file on this machine, so
+    """A file a replaying process took and never finished, or the journal of
+    a process that was answering (see ``Journal``), when that process died:
+    replay it unless its process is still alive. The spool is a file on this machine, so
     its pid can be checked here."""
     try:
         pid = int(taken.name.rsplit(".", 2)[-2])
@@ -366,3 +369,51 @@ def _append(path: Path, taken: Path) -> None:
         os.close(fd)
     taken.unlink()
 
+
+
+_journal_numbers = itertools.count(1)
+
+
+class Journal:
+    """Rows answered for but not yet in the ledger, so that the ledger insert
+    can come after the reply (off the client's critical path) and a crash in
+    between still loses nothing: each row is one line here, appended before
+    the client gets its answer; ``clear`` empties the file once the rows are
+    in. The file is ``<spool>.j<n>.<pid>.journal`` (n: one per journal of the
+    process, so two engines on one store never empty each other's): when the process dies with rows
+    in it, the next store open, in any process, adds them (``replay_spool``,
+    as for a replayer that died). Not fsync'd: like the ledger itself (SQLite
+    WAL, synchronous=NORMAL) it survives a killed or crashed process, whose
+    written bytes the kernel keeps; not a power cut. A store without a spool
+    (in memory) has no journal: ``write`` does nothing there."""
+
+    def __init__(self, store: Store):
+        spool_path = store.spool_path
+        name = f"{spool_path.name}.j{next(_journal_numbers)}.{os.getpid()}.journal" if spool_path else None
+        self.path = spool_path.with_name(name) if spool_path else None
+        self._fd: int | None = None
+        self._dirty = False
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row (raises OSError when the file cannot be written)."""
+        if self.path is None:
+            return
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._fd, (json.dumps(row, default=str) + "\n").encode())
+        self._dirty = True
+
+    def clear(self) -> None:
+        """Every row written so far is in the ledger (or in the recovery spool)."""
+        if self._dirty:
+            os.ftruncate(self._fd, 0)
+            self._dirty = False
+
+    def close(self) -> None:
+        """Clear, close and remove the file (call once the rows are in)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._dirty = False
+            self.path.unlink(missing_ok=True)
