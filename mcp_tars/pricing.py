@@ -312,22 +312,25 @@ def attribute_call(
     actual = prices.cost(usage, model, batch=batch, when=when)
     if not actual.known:
         return Attribution(None, None, {k: None for k in LEVERS}, "unknown", True)
-    with_prompt_cache = prices.cost(usage, model, batch=False, when=when).usd
-    no_prompt_cache = prices.cost(
-        Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens,
-              inference_geo=usage.inference_geo),
-        model, batch=False, when=when,
-    ).usd
+    with_prompt_cache = prices.cost(usage, model, batch=False, when=when).usd if batch else actual.usd
+    geo = usage.inference_geo  # a regional premium is the caller's choice, not a lever: same in every counterfactual
+    counterfactuals: dict[tuple[str, int, int], Cost] = {}
+
+    def uncached_cost(on_model: str, input_tokens: int, output_tokens: int) -> Cost:
+        """Standard rate, no prompt caching. The counterfactuals of an
+        unrouted, unpruned call are one and the same: priced once."""
+        key = (prices.canonical_model(on_model), input_tokens, output_tokens)
+        if key not in counterfactuals:
+            counterfactuals[key] = prices.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                                                     inference_geo=geo), on_model, batch=False, when=when)
+        return counterfactuals[key]
+
+    no_prompt_cache = uncached_cost(model, usage.total_input_tokens, usage.output_tokens).usd
     scale = family_factor(default_model) / family_factor(model)
     default_in = round(usage.total_input_tokens * scale)
     default_out = round(usage.output_tokens * scale)
-    geo = usage.inference_geo  # a regional premium is the caller's choice, not a lever: same in every counterfactual
-    default_model_pruned = prices.cost(Usage(input_tokens=default_in, output_tokens=default_out, inference_geo=geo),
-                                       default_model, batch=False, when=when)
-    baseline = prices.cost(
-        Usage(input_tokens=default_in + max(0, pruned_away_tokens), output_tokens=default_out, inference_geo=geo),
-        default_model, batch=False, when=when,
-    )
+    default_model_pruned = uncached_cost(default_model, default_in, default_out)
+    baseline = uncached_cost(default_model, default_in + max(0, pruned_away_tokens), default_out)
     if not baseline.known:  # the configured default model has no price: no baseline to compare with
         return Attribution(actual.usd, None, {k: None for k in LEVERS}, actual.pricing_source, True)
     savings = {
