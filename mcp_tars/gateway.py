@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from . import sse
+from . import fastjson, sse
 from .engine import BudgetExceeded, Engine, Forward, UpstreamError
 from .upstream import Credential, api_base_url
 
@@ -221,8 +221,8 @@ class Gateway:
         raw = await _read_body(receive)
         engine = self._engine()
         try:
-            body = json.loads(raw)
-        except ValueError:
+            body = fastjson.loads(raw)
+        except ValueError:  # not JSON (NaN, Infinity and 1e999 included: the API refuses them)
             body = None
         if not isinstance(body, dict):  # not ours to judge: the API answers it
             return await self._relay_plain(scope, send, engine, raw)
@@ -240,7 +240,7 @@ class Gateway:
         stream = body.get("stream") is True
         if fwd.hit is not None:
             return await self._replay(send, replayed_message(fwd.hit), stream)
-        content = raw if not fwd.changed else json.dumps(fwd.body, separators=(",", ":")).encode()
+        content = raw if not fwd.changed else fastjson.dumps(fwd.body)
         response = await _send_upstream(engine, scope, send, content)
         if response is None:
             return
@@ -303,7 +303,7 @@ class Gateway:
     async def _replay(self, send: Send, message: dict, stream: bool) -> None:
         marker = (b"x-mcp-tars-cache", b"exact")
         if not stream:
-            return await _reply(send, 200, json.dumps(message).encode(), [_JSON, marker])
+            return await _reply(send, 200, fastjson.dumps(message), [_JSON, marker])
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), marker]})
         await send({"type": "http.response.body", "body": b"".join(sse.replay(message)), "more_body": False})

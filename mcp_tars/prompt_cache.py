@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from mcp_tars import fastjson
 from mcp_tars.tokens import estimate_message_tokens, estimate_text_tokens
 from mcp_tars.settings import PromptCacheSettings
 
@@ -185,12 +186,31 @@ def conversation_prefix_end(messages: list) -> int:
     return users[-2] + 1
 
 
-def _tools_json(params: dict) -> str:
-    return json.dumps(params["tools"], sort_keys=True) if params.get("tools") else ""
+def _tools_key(params: dict) -> bytes:
+    # Agents send the same tools on every call (Claude Code: 64 KB of them):
+    # their compact JSON keys the memos below.
+    return fastjson.dumps(params["tools"], sort_keys=True) if params.get("tools") else b""
 
 
-def _stable_prefix_tokens(params: dict, model: str, tools_json: str) -> int:
-    tokens = estimate_text_tokens(tools_json, model) if tools_json else 0
+_PREFIX_MEMO_SIZE = 4096
+_tools_tokens: dict[tuple[bytes, str], int] = {}  # (tools key, model) -> estimated tokens
+_prefix_hashes: dict[tuple[bytes, Any], str | None] = {}  # (tools key, system) -> hash
+
+
+def _remember(memo: dict, key: Any, value: Any) -> Any:
+    if len(memo) >= _PREFIX_MEMO_SIZE:
+        memo.clear()  # bounded; refilling costs one computation per distinct prefix
+    memo[key] = value
+    return value
+
+
+def _stable_prefix_tokens(params: dict, model: str, tools_key: bytes) -> int:
+    tokens = 0
+    if tools_key:
+        tokens = _tools_tokens.get((tools_key, model))
+        if tokens is None:  # counted on the tools' spaced JSON, as it always was
+            tokens = _remember(_tools_tokens, (tools_key, model),
+                               estimate_text_tokens(json.dumps(params["tools"], sort_keys=True), model))
     system = params.get("system")
     if isinstance(system, str):
         tokens += estimate_text_tokens(system, model)
@@ -199,15 +219,10 @@ def _stable_prefix_tokens(params: dict, model: str, tools_json: str) -> int:
     return tokens
 
 
-_PREFIX_HASHES_SIZE = 4096
-_prefix_hashes: dict[tuple[str, str], str | None] = {}  # (tools JSON, system JSON) -> hash
-
-
-def _stable_prefix_hash(params: dict, tools_json: str) -> str | None:
-    # Agents send the same tools and system prompt on every call: the hash
-    # (of the prefix without its markers) is memoised on their JSON.
+def _stable_prefix_hash(params: dict, tools_key: bytes) -> str | None:
+    # The hash of the prefix without its markers, memoised on its JSON.
     system = params.get("system")
-    key = (tools_json, system if isinstance(system, str) else json.dumps(system, sort_keys=True, ensure_ascii=False))
+    key = (tools_key, system if isinstance(system, str) else fastjson.dumps(system, sort_keys=True))
     if key in _prefix_hashes:
         return _prefix_hashes[key]
 
@@ -226,10 +241,7 @@ def _stable_prefix_hash(params: dict, tools_json: str) -> str | None:
         payload = json.dumps({"tools": strip(params.get("tools") or []), "system": strip(system or [])},
                              sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
-    if len(_prefix_hashes) >= _PREFIX_HASHES_SIZE:
-        _prefix_hashes.clear()
-    _prefix_hashes[key] = digest
-    return digest
+    return _remember(_prefix_hashes, key, digest)
 
 
 # --------------------------------------------------------------------------- TTL economics
@@ -315,8 +327,8 @@ def shape_request(
     """The request with cache breakpoints added, and what was decided."""
     if not isinstance(params, dict) or not isinstance(params.get("messages", []), list):
         raise ValueError("shape_request: params must be a Messages API request dict with a 'messages' list")
-    tools_json = _tools_json(params)
-    stable_hash = _stable_prefix_hash(params, tools_json)
+    tools_key = _tools_key(params)
+    stable_hash = _stable_prefix_hash(params, tools_key)
     caller = _caller_markers(params)
     # TTL-less caller markers get the request's TTL, unless the setting is off
     # or this is the auto_5m baseline (a client without us adopts nothing).
@@ -336,7 +348,7 @@ def shape_request(
 
     minimum = settings.minimum_for(model)
     reach = minimum * (1 - settings.min_length_margin)
-    stable_tokens = _stable_prefix_tokens(params, model, tools_json)
+    stable_tokens = _stable_prefix_tokens(params, model, tools_key)
     # Cumulative tokens after each message (prefix sizes at message ends).
     cumulative: list[int] = []
     running = stable_tokens

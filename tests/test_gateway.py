@@ -169,6 +169,20 @@ def test_the_body_and_headers_reach_the_api_as_the_client_sent_them(sim, tmp_pat
     assert row["cost_usd"] == pytest.approx(sim.bill_total_usd(), abs=1e-12)
 
 
+def test_a_body_that_is_not_json_is_the_apis_to_refuse(sim, tmp_path):
+    """NaN is not JSON: the gateway neither parses nor rewrites it (a shaped
+    body would write it as null), the API's refusal comes back as it is."""
+    raw = (b'{"model":"claude-sonnet-5-5","max_tokens":50,"temperature":NaN,'
+           b'"messages":[{"role":"user","content":"hi"}]}')
+    with gateway(sim) as url:
+        r = httpx2.post(f"{url}/v1/messages", content=raw, timeout=30,
+                        headers={"x-api-key": TEST_API_KEY, "content-type": "application/json",
+                                 "anthropic-version": "2023-06-01"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "not valid JSON" in r.json()["error"]["message"]
+    assert ledger(tmp_path) == []
+
+
 def test_prompt_cache_markers_stay_where_the_client_put_them(sim, tmp_path):
     """TTL adoption may give a TTL-less marker the session's TTL; it never moves,
     removes or adds one in a request that has the client's own markers."""

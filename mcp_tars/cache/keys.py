@@ -11,9 +11,10 @@ flags are left out: they never change the text of an answer.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from .. import fastjson
 
 KEY_VERSION = "v1"  # bump when the canonical form changes: old keys then simply miss
 
@@ -66,8 +67,12 @@ def canonical_request(params: dict, *, markers: bool = True) -> dict:
     return out
 
 
+def _canonical_json_bytes(value: Any) -> bytes:
+    return fastjson.dumps(value, sort_keys=True, default=str)
+
+
 def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _canonical_json_bytes(value).decode()
 
 
 def check_tenant(tenant: str) -> str:
@@ -78,10 +83,10 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-def _sha256(*parts: str) -> str:
+def _sha256(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for p in parts:
-        h.update(p.encode("utf-8"))
+        h.update(p if isinstance(p, bytes) else p.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()
 
@@ -92,7 +97,7 @@ def request_key(params: dict, tenant: str) -> str:
 
 
 def _exact_key(canon: dict, tenant: str) -> str:
-    return _sha256(KEY_VERSION, "exact", check_tenant(tenant), _canonical_json(canon))
+    return _sha256(KEY_VERSION, "exact", check_tenant(tenant), _canonical_json_bytes(canon))
 
 
 def hash64(*parts: str) -> int:

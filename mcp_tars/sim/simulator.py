@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_tars import clock
+from mcp_tars import clock, fastjson
 
 from .answers import answer_tag, compose_answer
 from .batches import SimBatch, list_page, validate_batch_requests
@@ -697,7 +697,7 @@ class SimulatedAnthropic:
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)  # strict, as the API is: no NaN or Infinity
     except ValueError:
         raise invalid_request("The request body is not valid JSON.") from None
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .. import fastjson
 from . import Connection, Store, rows_as_dicts, where_clause
 from .schema import LEDGER_MONEY, to_picousd, usd
 
@@ -401,7 +402,7 @@ class Journal:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._fd, (json.dumps(row, default=str) + "\n").encode())
+        os.write(self._fd, fastjson.dumps(row, default=str) + b"\n")
         self._dirty = True
 
     def clear(self) -> None:
