@@ -250,15 +250,17 @@ class Gateway:
             data = await response.aread()
         finally:
             await response.aclose()
-        if response.status_code == 200:
-            try:
-                message = json.loads(data)
-            except ValueError:
-                message = None
-            if isinstance(message, dict) and isinstance(message.get("usage"), dict):
-                _record(engine, fwd, message, request_id=response.headers.get("request-id"))
-        await _reply(send, response.status_code, data, client_headers(response.headers.raw))
-        _store_answers(engine)
+        try:
+            await _reply(send, response.status_code, data, client_headers(response.headers.raw))
+        finally:  # the answer is out (or its client gone): its row first, then the rest
+            if response.status_code == 200:
+                try:
+                    message = json.loads(data)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+                    _record(engine, fwd, message, request_id=response.headers.get("request-id"))
+            _store_answers(engine)
 
     async def _relay_stream(self, receive: Receive, send: Send, engine: Engine, fwd: Forward, response) -> None:
         """Relay the event stream as it arrives; account it on the side; stop
@@ -376,10 +378,10 @@ class Gateway:
 
 
 def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
-    """The call's ledger row, journaled (``engine.record_forward``): it goes
-    into the ledger once the answer is out (``_store_answers``). The client
-    has paid for its answer and gets it whatever happens here: a fault is
-    logged with the row's usage."""
+    """The call's ledger row, journaled (``engine.record_forward``) as soon
+    as the answer has gone to the client, before anything else runs; it goes
+    into the ledger just after (``_store_answers``). A fault is logged with
+    the row's usage."""
     try:
         engine.record_forward(fwd, message, **details)
     except Exception:  # noqa: BLE001 - never fail a paid answer on its bookkeeping
@@ -387,9 +389,9 @@ def _record(engine: Engine, fwd: Forward, message: dict, **details) -> None:
 
 
 def _store_answers(engine: Engine) -> None:
-    """The answer just went out: its ledger row (journaled before it) goes
-    into the ledger now, and the answer into the response cache, while the
-    client reads it, rather than on the next request's critical path."""
+    """The answer just went out: its ledger row (journaled) goes into the
+    ledger now, and the answer into the response cache, while the client
+    reads it, rather than on the next request's critical path."""
     engine.finish_pending()
 
 

@@ -86,6 +86,25 @@ def test_key_ignores_cache_control_metadata_and_streaming():
     assert request_key(base, TENANT) == request_key(marked, TENANT)
 
 
+def test_key_ignores_markers_on_tools_and_tool_results_but_not_a_field_of_that_name_in_data():
+    def request(marked: bool, schema_field: str = "path") -> dict:
+        marker = {"cache_control": {"type": "ephemeral"}} if marked else {}
+        return {
+            "model": "claude-sonnet-4-5", "max_tokens": 100,
+            "tools": [{"name": "read", "input_schema": {"type": "object", "properties": {schema_field: {"type": "string"}}},
+                       **marker}],
+            "messages": [
+                {"role": "user", "content": "read it"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {"path": "a"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                              "content": [{"type": "text", "text": "file a", **marker}]}]},
+            ],
+        }
+    assert request_key(request(False), TENANT) == request_key(request(True), TENANT)
+    for marked in (False, True):  # a schema property named cache_control is part of the question
+        assert request_key(request(marked, "cache_control"), TENANT) != request_key(request(marked), TENANT)
+
+
 def test_key_treats_string_and_text_block_forms_alike():
     a = {"model": "m", "max_tokens": 10, "system": "Be brief.", "messages": [{"role": "user", "content": "hi"}]}
     b = {"model": "m", "max_tokens": 10, "system": [{"type": "text", "text": "Be brief."}],

@@ -28,12 +28,26 @@ _INT_PARAMS = ("max_tokens", "top_k")
 _FLOAT_PARAMS = ("temperature", "top_p")
 
 
-def _strip_cache_control(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
-    if isinstance(value, list):
-        return [_strip_cache_control(v) for v in value]
-    return value
+# Where the API takes a breakpoint: tools, system blocks, message content blocks
+# and the blocks nested in them (a tool_result's content). Deeper values (a
+# tool's input, a schema's properties) are data, even a key named cache_control.
+_MARKABLE_PARAMS = ("tools", "system", "messages")
+
+
+def _unmarked_blocks(blocks: Any) -> Any:
+    """A list of tools, blocks or messages without their ``cache_control``."""
+    return [_unmarked(b) for b in blocks] if isinstance(blocks, list) else blocks
+
+
+def _unmarked(block: Any) -> Any:
+    if not isinstance(block, dict):
+        return block
+    nested = block.get("content")
+    if "cache_control" in block or isinstance(nested, list):
+        block = {k: v for k, v in block.items() if k != "cache_control"}
+        if isinstance(nested, list):
+            block["content"] = _unmarked_blocks(nested)
+    return block
 
 
 def _as_blocks(content: Any) -> Any:
@@ -63,7 +77,7 @@ def canonical_request(params: dict, *, markers: bool = True) -> dict:
             value = [
                 {**m, "content": _as_blocks(m.get("content"))} if isinstance(m, dict) else m for m in value
             ]
-        out[key] = _strip_cache_control(value) if markers else value
+        out[key] = _unmarked_blocks(value) if (markers and key in _MARKABLE_PARAMS) else value
     return out
 
 

@@ -377,10 +377,10 @@ _journal_numbers = itertools.count(1)
 
 class Journal:
     """Rows answered for but not yet in the ledger, so that the ledger insert
-    can come after the reply (off the client's critical path) and a crash in
-    between still loses nothing: each row is one line here, appended before
-    the client gets its answer; ``clear`` empties the file once the rows are
-    in. The file is ``<spool>.j<n>.<pid>.journal`` (n: one per journal of the
+    can come off the client's critical path and a crash before it still loses
+    nothing: each row is one line here, appended the moment the answer has
+    gone out, before any other work; ``clear`` empties the file once the rows
+    are in. The file is ``<spool>.j<n>.<pid>.journal`` (n: one per journal of the
     process, so two engines on one store never empty each other's): when the process dies with rows
     in it, the next store open, in any process, adds them (``replay_spool``,
     as for a replayer that died). Not fsync'd: like the ledger itself (SQLite
