@@ -192,7 +192,9 @@ def _tools_key(params: dict) -> bytes:
     return fastjson.dumps(params["tools"], sort_keys=True) if params.get("tools") else b""
 
 
-_PREFIX_MEMO_SIZE = 4096
+# Distinct tool sets and system prompts per process are few (one per agent);
+# keys can be large (Claude Code's tools: 64 KB), so the memos stay small.
+_PREFIX_MEMO_SIZE = 256
 _tools_tokens: dict[tuple[bytes, str], int] = {}  # (tools key, model) -> estimated tokens
 _prefix_hashes: dict[tuple[bytes, Any], str | None] = {}  # (tools key, system) -> hash
 
