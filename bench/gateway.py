@@ -1,6 +1,6 @@
 """Gateway overhead: the Anthropic SDK straight to the simulated API, and through ``mcp-tars gateway``, side by side.
 
-    python -m bench.gateway [--calls N] [--runs R] [--quick]
+    python -m bench.gateway [--calls N] [--runs R] [--quick] [--shape agent|claude-code]
 
 One simulated API process and one real ``mcp-tars gateway`` process (default
 configuration: ledger, exact response cache, prompt-cache TTL adoption) in
@@ -18,7 +18,10 @@ question each (no cache hit helps the gateway):
   extra process hop alone costs on this machine at this moment.
 
 The request is agent-shaped: a system prompt, two tools and a short
-conversation (about 2.5 KB of JSON). Overhead = gateway p50 - direct p50, per
+conversation (about 2.5 KB of JSON); ``--shape claude-code`` sends one of
+Claude Code 2.1's shape and size instead (77 KB: 24 tools, three system
+blocks with markers, a mid-conversation system message, adaptive thinking,
+context management, betas), generated at run time. Overhead = gateway p50 - direct p50, per
 run (and, apart, gateway p50 - relay p50: the gateway's own work); the table
 gives the median over the runs (each run has its own processes), with each
 run's figure beside it. Target (issue 16): <= 1 ms
@@ -30,6 +33,8 @@ Writes bench/out/gateway.json.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import random
 import socket
@@ -64,6 +69,64 @@ def request(i: int) -> dict:
             {"role": "user", "content": f"Python 3.11 (question {i}): what should I check first?"},
         ],
     }
+
+
+_WORDS = ("file", "path", "command", "output", "the", "tool", "returns", "when", "user", "asks", "read", "edit",
+          "must", "never", "a", "line", "range", "search", "pattern", "result", "shell", "directory", "absolute")
+
+
+def _prose(seed: int, chars: int) -> str:
+    words = random.Random(seed)  # its own generator: no global random state
+    text: list[str] = []
+    while sum(map(len, text)) + len(text) < chars:
+        text.append(words.choice(_WORDS))
+    return " ".join(text)
+
+
+@functools.cache
+def _claude_code_prefix() -> tuple[list, list]:
+    """Tools and system prompt the size and shape of Claude Code 2.1's (24 tools,
+    64 KB of JSON; three system blocks, 6 KB, the last two marked), generated
+    here: the same every call, as Claude Code sends them."""
+    tools = [{"name": f"Tool{k}", "description": _prose(k, 1900),
+              "input_schema": {"type": "object", "additionalProperties": False, "required": ["arg0"],
+                               "properties": {f"arg{j}": {"type": "string", "description": _prose(100 * k + j, 120)}
+                                              for j in range(4)}}}
+             for k in range(24)]
+    system = [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1; cc_entrypoint=sdk-cli;"},
+              {"type": "text", "text": "You are a Claude agent.", "cache_control": {"type": "ephemeral"}},
+              {"type": "text", "text": _prose(999, 6000), "cache_control": {"type": "ephemeral"}}]
+    return tools, system
+
+
+CLAUDE_CODE_HEADERS = {"anthropic-beta": "context-management-2025-06-27,mid-conversation-system-2026-04-07",
+                       "x-claude-code-session-id": "bench-session"}
+
+
+def claude_code_request(i: int) -> dict:
+    """A Claude Code-shaped turn (76 KB of JSON): its tools and system blocks,
+    a mid-conversation system message, adaptive thinking, context management,
+    its markers on the last user block, a fresh question each call."""
+    tools, system = _claude_code_prefix()
+    return {
+        "model": "claude-sonnet-5-5", "max_tokens": 64000, "system": system, "tools": tools,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "<system-reminder>" + _prose(7, 3000) + "</system-reminder>"},
+                                         {"type": "text", "text": "Why does the build fail on CI?"}]},
+            {"role": "system", "content": "The user prefers short answers."},
+            {"role": "assistant", "content": [{"type": "text", "text": _prose(8, 2000)}]},
+            {"role": "user", "content": [{"type": "text", "text": f"Python 3.11 (question {i}): what should I check first?",
+                                          "cache_control": {"type": "ephemeral"}}]},
+        ],
+        "extra_body": {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+                       "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+                       "metadata": {"user_id": json.dumps({"session_id": "bench-session"})}},
+        "extra_headers": CLAUDE_CODE_HEADERS,
+        "timeout": 60,  # the SDK refuses a non-streamed 64K-token call without one
+    }
+
+
+SHAPES = {"agent": request, "claude-code": claude_code_request}
 
 
 def run_relay(port: int, upstream_port: int) -> None:
@@ -122,7 +185,7 @@ def _cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def one_run(calls: int, seed: int) -> dict:
+def one_run(calls: int, seed: int, shape: str = "agent") -> dict:
     work = workdir("gateway")
     sim = start_sim()
     port = _free_port()
@@ -152,7 +215,7 @@ def one_run(calls: int, seed: int) -> dict:
             rng.shuffle(order)
             for path, kind in order:
                 n += 1
-                params = request(n)
+                params = SHAPES[shape](n)
                 client = clients[path]
                 started = time.perf_counter()
                 if kind == "create":
@@ -243,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=None, help="timed calls per path and run (default 400; --quick 80)")
     parser.add_argument("--runs", type=int, default=None, help="runs, each with fresh processes (default 5; --quick 3)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="agent",
+                        help="the request: agent (2.5 KB, the default) or claude-code (76 KB, Claude Code 2.1's shape)")
     parser.add_argument("--relay", nargs=2, type=int, metavar=("PORT", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.relay:
@@ -250,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     calls = args.calls or (80 if args.quick else 400)
     runs = args.runs or (3 if args.quick else 5)
-    results = [one_run(calls, seed) for seed in range(runs)]
+    results = [one_run(calls, seed, args.shape) for seed in range(runs)]
     summary = summarise(results)
+    print(f"request shape: {args.shape}")
     print(table(summary, calls), flush=True)
-    print(f"wrote {write_json('gateway', {'calls': calls, **summary})}")
+    name = "gateway" if args.shape == "agent" else f"gateway-{args.shape}"
+    print(f"wrote {write_json(name, {'calls': calls, 'shape': args.shape, **summary})}")
     met = all(summary[k]["added_p50"] <= TARGET_MS for k in ("create", "first_event"))
     return 0 if met and all(r["ledger_matches_bill"] for r in summary["runs"]) else 1
 
