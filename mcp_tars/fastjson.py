@@ -32,8 +32,9 @@ def dumps(value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] 
     try:
         return orjson.dumps(value, default=default,
                             option=_PASSTHROUGH | (orjson.OPT_SORT_KEYS if sort_keys else 0))
-    except TypeError:  # orjson.JSONEncodeError: a huge integer or a non-string key
-        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False,
+    except TypeError:  # orjson.JSONEncodeError: a huge integer, a non-string key, a lone surrogate
+        # ASCII escapes: a lone surrogate (json.loads makes them of "\ud83d") has no UTF-8
+        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True,
                           default=default).encode()
 
 

@@ -32,6 +32,8 @@ def test_floats_keep_their_value(number):
 def test_what_orjson_refuses_still_serialises_exactly():
     assert fastjson.dumps({"big": 2**70}) == b'{"big":1180591620717411303424}'
     assert fastjson.dumps({1: "a"}, sort_keys=True) == b'{"1":"a"}'
+    lone = fastjson.loads('{"t": "\\ud83d"}')  # a lone surrogate, as json.loads reads it
+    assert json.loads(fastjson.dumps(lone)) == lone
 
 
 def test_default_sees_datetimes_and_decimals_as_json_dumps_does():

@@ -313,7 +313,7 @@ def test_a_journal_is_emptied_once_its_rows_are_in_and_a_dead_process_journal_co
     ledger.insert(s, _row(9))
     journal.clear()
     assert journal.path.read_text() == ""
-    journal.write(_row(10))  # answered, then the process was killed before the insert
+    journal.write({**_row(10), "session_id": "a\u2028b\x85c"})  # answered, then the process was killed before the insert
     os.close(journal._fd)  # (its descriptor dies with it)
     journal._fd = None
     dead = journal.path.with_name(s.spool_path.name + ".j1.4000000.journal")  # no such pid
@@ -321,6 +321,7 @@ def test_a_journal_is_emptied_once_its_rows_are_in_and_a_dead_process_journal_co
     s.close()
     reopened = open_store(db_url)
     assert reopened.replayed_rows == 1 and ledger.count(reopened) == 2
+    assert "a\u2028b\x85c" in {r["session_id"] for r in ledger.rows(reopened)}  # line separators inside a line
     assert not dead.exists()
     reopened.close()
 

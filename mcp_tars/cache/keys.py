@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import fastjson
 
-KEY_VERSION = "v1"  # bump when the canonical form changes: old keys then simply miss
+KEY_VERSION = "v2"  # bump when the canonical form changes: old keys then simply miss
 
 
 # Top-level request fields that never change the answer text.

@@ -346,7 +346,9 @@ def _replay_file(store: Store, path: Path, taken: Path) -> int:
         text = taken.read_text("utf-8")
     except FileNotFoundError:
         return 0  # another process replayed it first
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines: U+2028 and U+0085 may stand unescaped inside a line
+        if not line.strip():
+            continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
