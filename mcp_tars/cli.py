@@ -19,6 +19,10 @@ from .store import StoreError
 
 PERIODS = ("today", "yesterday", "7d", "30d", "month", "all")
 GROUPS = ("model", "day", "strategy", "session")
+# Both HTTP servers listen on loopback only: no proxy sits in front whose
+# X-Forwarded-* headers could mean anything, and the access log is off anyway
+# (log level warning); skipping both is per-request work saved.
+UVICORN_LOOPBACK = {"proxy_headers": False, "access_log": False}
 EXPORTS = {"costs-json": "costs.json", "costs-csv": "costs.csv", "ledger-csv": "ledger.csv"}
 TENANT_HELP = ("whose rows to read: 'all' (default: every tenant in this database, which is yours when the "
                "database is your own), 'current' (the tenant of this environment's ANTHROPIC_API_KEY, or of "
@@ -176,7 +180,7 @@ def _serve(args, config) -> int:
         from .gateway import mount_gateway
 
         app = mount_gateway(app, lambda: state.engine)  # the MCP server's own engine and ledger
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_LOOPBACK)
     return 0
 
 
@@ -201,7 +205,9 @@ def _gateway(args, config) -> int:
     open_store().close()  # a damaged, locked, newer or unreachable database stops here, with its message
     print(f"mcp-tars gateway on http://{host}:{port} -> {api_base_url(config.gateway.upstream_base_url)} "
           f"(set ANTHROPIC_BASE_URL=http://{host}:{port})", file=sys.stderr, flush=True)
-    uvicorn.run(create_gateway(lambda: _open(config)), host=host, port=port, log_level="warning", lifespan="on")
+    # The API's own server and date headers go back to the client, not uvicorn's beside them.
+    uvicorn.run(create_gateway(lambda: _open(config)), host=host, port=port, log_level="warning", lifespan="on",
+                server_header=False, date_header=False, **UVICORN_LOOPBACK)
     return 0
 
 
