@@ -309,7 +309,8 @@ class Engine:
                           else Complexity(0, "simple", "not classified: the gateway keeps the client's model"))
             session = ledger.get_session(self.store, tenant, session_id) if session_id else None
             plan = await self.forward_planner.plan(req, messages, complexity, tenant=tenant, session=session,
-                                                   started_ts=fwd.started_ts, summarizer=self._summarizer(caller))
+                                                   started_ts=fwd.started_ts, summarizer=self._summarizer(caller),
+                                                   markers=markers)
         except BudgetDeferred as e:  # the client waits for its answer: a deferral is a block here
             raise BudgetExceeded(str(e)) from None
         except BudgetExceeded:

@@ -105,6 +105,13 @@ def session_of(headers: dict[bytes, bytes], names: list[str]) -> str | None:
     return next((headers[n.encode()].decode("latin-1") for n in names if headers.get(n.encode())), None)
 
 
+def may_carry_markers(raw: bytes) -> bool:
+    """Whether a request body may hold a ``cache_control`` key; False spares
+    the engine looking for one. A key spelled with escapes ("cache\\u005fcontrol")
+    is the same key to a JSON parser: any ASCII escape counts as a maybe."""
+    return b'"cache_control"' in raw or b"\\u00" in raw
+
+
 def upstream_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The client's request headers as they go upstream (hop-by-hop ones dropped)."""
     return [(k, v) for k, v in raw if k.lower() not in _HOP_BY_HOP] + [_IDENTITY]
@@ -234,7 +241,7 @@ class Gateway:
         try:
             fwd = await engine.plan_forward(body, caller=caller, session_id=session_id, decisions=agents,
                                             cache_key_extra={"anthropic_beta": beta.decode("latin-1")} if beta else None,
-                                            markers=b'"cache_control"' in raw)
+                                            markers=may_carry_markers(raw))
         except BudgetExceeded as e:  # 400, like the API's own "credit balance too low": never retried
             return await _reply(send, 400, error_body("invalid_request_error", f"mcp-tars budget: {e}"))
         stream = body.get("stream") is True

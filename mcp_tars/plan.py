@@ -102,10 +102,12 @@ class Planner:
 
     async def plan(self, req: CompletionRequest, messages: list[dict], complexity: routing.Complexity, *,
                    tenant: str, session: dict | None = None, started_ts: float | None = None,
-                   deferred: bool = False, summarizer: Summarizer | None = None) -> CallPlan:
+                   deferred: bool = False, summarizer: Summarizer | None = None, markers: bool = True) -> CallPlan:
         """Route (sticky per session, one tier down under budget pressure), check
         the budget, prune a long context after the part already in the prompt
-        cache, and (immediate calls) shape the request for the prompt cache."""
+        cache, and (immediate calls) shape the request for the prompt cache.
+        ``markers`` False: the request carries no ``cache_control`` anywhere
+        (the gateway looks at its bytes), so there are none to look for."""
         cfg = self.config
         warnings: list[str] = []
         params = request_params(req, messages)
@@ -126,7 +128,9 @@ class Planner:
         model = decision.model
         params = {"model": model, **params}
 
-        protected = prompt_cache.cache_prefix_end(params)
+        unpruned = params["messages"]
+        found = prompt_cache.caller_markers(params) if markers else []
+        protected = prompt_cache.cache_prefix_end(params, found)
         if session and cfg.prompt_cache.enabled and session.get("last_ts") is not None and started_ts is not None \
                 and started_ts - session["last_ts"] < PREFIX_PROTECTION_SECONDS:
             protected = max(protected, prompt_cache.conversation_prefix_end(messages))
@@ -148,7 +152,9 @@ class Planner:
                 since = started_ts - session["last_ts"] if (session.get("last_ts") is not None and started_ts is not None) else None
                 timing = prompt_cache.SessionTiming(session["gaps"], seconds_since_previous_call=since,
                                                     previous_model=session.get("model"))
-            shaped, shaping = prompt_cache.shape_request(params, model, cfg.prompt_cache, timing)
+            if params["messages"] is not unpruned and markers:
+                found = None  # pruned (a new list): read the markers again
+            shaped, shaping = prompt_cache.shape_request(params, model, cfg.prompt_cache, timing, found)
             params = shaped
             pc_decision = shaping.__dict__ if hasattr(shaping, "__dict__") else dict(shaping)
         return CallPlan(params, decision, prune_info, pc_decision,

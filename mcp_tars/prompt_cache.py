@@ -122,7 +122,10 @@ def _marker(position: tuple[int, int, int], cache_control: Any) -> _Marker:
     return _Marker(position, _ttl_of(cache_control), explicit=not open_ttl)
 
 
-def _caller_markers(params: dict) -> list[_Marker]:
+def caller_markers(params: dict) -> list[_Marker]:
+    """The breakpoints the caller set, in processing order. Read once per
+    call and handed to ``cache_prefix_end`` and ``shape_request`` (a Claude
+    Code request has 24 tools and hundreds of blocks to look through)."""
     markers: list[_Marker] = []
     for i, tool in enumerate(params.get("tools") or ()):
         if isinstance(tool, dict) and tool.get("cache_control") is not None:
@@ -162,15 +165,16 @@ def _user_indexes(messages: list) -> list[int]:
     return [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
 
 
-def cache_prefix_end(params: dict) -> int:
+def cache_prefix_end(params: dict, markers: list[_Marker] | None = None) -> int:
     """Index of the first message after the last cache breakpoint in ``params``
     (0 when no message carries one; all messages for a top-level
-    ``cache_control``). Pruning may only change messages from there on."""
+    ``cache_control``). Pruning may only change messages from there on.
+    ``markers``: ``caller_markers(params)`` when the caller has them already."""
     messages = params.get("messages") or []
     if params.get("cache_control") is not None:
         return len(messages)
     end = 0
-    for marker in _caller_markers(params):
+    for marker in caller_markers(params) if markers is None else markers:
         if marker.position[0] == 2:
             end = max(end, marker.position[1] + 1)
     return end
@@ -325,13 +329,15 @@ def shape_request(
     model: str,
     settings: PromptCacheSettings,
     timing: SessionTiming | None,
+    markers: list[_Marker] | None = None,
 ) -> tuple[dict, PromptCacheDecision]:
-    """The request with cache breakpoints added, and what was decided."""
+    """The request with cache breakpoints added, and what was decided.
+    ``markers``: ``caller_markers(params)`` when the caller has them already."""
     if not isinstance(params, dict) or not isinstance(params.get("messages", []), list):
         raise ValueError("shape_request: params must be a Messages API request dict with a 'messages' list")
     tools_key = _tools_key(params)
     stable_hash = _stable_prefix_hash(params, tools_key)
-    caller = _caller_markers(params)
+    caller = caller_markers(params) if markers is None else markers
     # TTL-less caller markers get the request's TTL, unless the setting is off
     # or this is the auto_5m baseline (a client without us adopts nothing).
     adopt = settings.adopt_caller_markers_without_ttl and settings.strategy != "auto_5m"

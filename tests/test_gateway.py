@@ -183,6 +183,26 @@ def test_a_body_that_is_not_json_is_the_apis_to_refuse(sim, tmp_path):
     assert ledger(tmp_path) == []
 
 
+def test_markers_spelled_with_escapes_are_still_the_clients(sim, tmp_path):
+    """The gateway skips looking for markers in a body without the bytes
+    "cache_control"; a key written "cache\\u005fcontrol" is the same key to the
+    API, so four of them leave no room: nothing is added (a fifth is a 400)."""
+    system = ",".join(f'{{"type":"text","text":"{f"Rules of the repository, section {i}. " * 120}",'
+                      '"cache\\u005fcontrol":{"type":"ephemeral","ttl":"5m"}}' for i in range(4))
+    raw = (f'{{"model":"{SONNET}","max_tokens":50,"system":[{system}],"messages":['
+           '{"role":"user","content":"First question?"},{"role":"assistant","content":"Noted."},'
+           '{"role":"user","content":"Second question?"}]}').encode()
+    assert b'"cache_control"' not in raw and len(json.loads(raw)["system"][3]["cache_control"]) == 2
+    with gateway(sim) as url:
+        r = httpx2.post(f"{url}/v1/messages", content=raw, timeout=30,
+                        headers={"x-api-key": TEST_API_KEY, "content-type": "application/json",
+                                 "anthropic-version": "2023-06-01"})
+        rows = wait_for_rows(tmp_path, 1)
+    assert r.status_code == 200, r.text
+    assert sim.requests[-1].body == json.loads(raw)  # as the client wrote it: no fifth breakpoint
+    assert len(rows) == 1 and rows[0]["cost_usd"] == pytest.approx(sim.bill_total_usd(), abs=1e-12)
+
+
 def test_prompt_cache_markers_stay_where_the_client_put_them(sim, tmp_path):
     """TTL adoption may give a TTL-less marker the session's TTL; it never moves,
     removes or adds one in a request that has the client's own markers."""
