@@ -19,6 +19,7 @@ never read it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -41,13 +42,14 @@ class Headers:
 
     def __init__(self, raw: list[tuple[bytes, bytes]]):
         self.raw = raw
-        self._by_name = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+        self._by_name = dict(raw)  # decoded only when asked for: a relay reads a few of them
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self._by_name.get(name.lower(), default)
+        value = self._by_name.get(name.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._by_name
+        return name.lower().encode("latin-1") in self._by_name
 
 
 class _Connection:
@@ -114,6 +116,18 @@ class Response:
         return data[:-2]
 
     async def aread(self) -> bytes:
+        if self._kind == "length" and not self._done:  # the usual answer: one read, one timeout
+            try:
+                async with asyncio.timeout(self._timeout):
+                    data = await self._connection.reader.readexactly(self._remaining)
+            except TimeoutError:
+                raise TimeoutError_("the server sent nothing more within the timeout") from None
+            except asyncio.IncompleteReadError:
+                raise HTTPError("the server closed the connection before the end of the body") from None
+            except OSError as e:
+                raise HTTPError(f"the connection broke while reading the body: {e!r}") from e
+            self._remaining, self._done = 0, True
+            return data
         return b"".join([chunk async for chunk in self.aiter_raw()])
 
     async def aclose(self) -> None:
@@ -138,13 +152,7 @@ class Pool:
 
     async def request(self, method: str, url: str, *, headers: list[tuple[bytes, bytes]],
                       content: bytes | None) -> Response:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HTTPError(f"cannot send to {url!r}: only http and https URLs")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        origin = (parts.scheme, parts.hostname, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rsplit("@", 1)[-1].encode("latin-1")
+        origin, target, host = _split_url(url)
         body = content or b""
         head = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: ", host, b"\r\n"]
         for name, value in headers:
@@ -244,6 +252,17 @@ class Pool:
         for connections in idle.values():
             for connection in connections:
                 connection.close()
+
+
+@functools.lru_cache(maxsize=1024)  # a relay sends to a few URLs, over and over
+def _split_url(url: str) -> tuple[tuple, str, bytes]:
+    """(origin, request target, Host header) of an http or https URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HTTPError(f"cannot send to {url!r}: only http and https URLs")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname, port), target, parts.netloc.rsplit("@", 1)[-1].encode("latin-1")
 
 
 class _StaleConnection(Exception):

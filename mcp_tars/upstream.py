@@ -178,6 +178,7 @@ class Upstream:
         self._rng = rng or random.Random()  # our own: jitter never depends on (or disturbs) global random state
         self._passthrough: dict[str, httpx2.AsyncClient] = {}  # by base URL; credentials travel in each request
         self._http1: http1.Pool | None = None
+        self._direct_bases: dict[str, bool] = {}
         self._proxies = urllib.request.getproxies()  # read once, like the SDK's client
 
     @property
@@ -226,7 +227,14 @@ class Upstream:
             await self._http1.aclose()
 
     def _direct(self, base: str) -> bool:
-        """Whether ``base`` is reached without a proxy (then ``http1`` carries the pass-through)."""
+        """Whether ``base`` is reached without a proxy (then ``http1`` carries
+        the pass-through). Decided once per base: the proxies were read at start."""
+        direct = self._direct_bases.get(base)
+        if direct is None:
+            direct = self._direct_bases[base] = self._without_proxy(base)
+        return direct
+
+    def _without_proxy(self, base: str) -> bool:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https"):
             return False
