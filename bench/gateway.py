@@ -27,6 +27,11 @@ gives the median over the runs (each run has its own processes), with each
 run's figure beside it. Target (issue 16): <= 1 ms
 added at p50 to a non-streaming call and to the time to first event. The
 gateway's ledger is checked against the sim's bill at the end of each run.
+``--baseline DIR`` runs a second gateway from another checkout (a git
+worktree of an older commit) in the same runs, interleaved with the rest, and
+prints its added p50 beside this checkout's: how a change is measured side by
+side (a third gateway process makes every path a little slower; compare the
+two gateways with each other, not with a run without a baseline).
 Writes bench/out/gateway.json.
 """
 
@@ -185,15 +190,25 @@ def _cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def one_run(calls: int, seed: int, shape: str = "agent") -> dict:
-    work = workdir("gateway")
-    sim = start_sim()
+def _start_gateway(work: Path, sim_url: str, source: str | None = None) -> tuple[subprocess.Popen, int, Path]:
+    """A gateway process (``source``: another checkout's code, on PYTHONPATH) with its own database."""
+    work.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    env = server_env(work, sim.base_url, bench_config())
+    env = server_env(work, sim_url, bench_config())
+    if source:
+        env["PYTHONPATH"] = source
     log = work / "gateway.stderr"
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "mcp_tars", "gateway", "--port", str(port)], env=env,
                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    return proc, port, log
+
+
+def one_run(calls: int, seed: int, shape: str = "agent", baseline: str | None = None) -> dict:
+    work = workdir("gateway")
+    sim = start_sim()
+    proc, port, log = _start_gateway(work, sim.base_url)
+    other = _start_gateway(work / "baseline", sim.base_url, baseline) if baseline else None
     relay_port = _free_port()
     sim_port = int(sim.base_url.rsplit(":", 1)[1])
     relay = subprocess.Popen([sys.executable, "-m", "bench.gateway", "--relay", str(relay_port), str(sim_port)],
@@ -206,6 +221,10 @@ def one_run(calls: int, seed: int, shape: str = "agent") -> dict:
             "relay": anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=f"http://127.0.0.1:{relay_port}", max_retries=0),
             "gateway": anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0),
         }
+        if other is not None:
+            _wait_listening(other[1], other[0], other[2])
+            clients["baseline"] = anthropic.Anthropic(api_key=BENCH_API_KEY, base_url=f"http://127.0.0.1:{other[1]}",
+                                                      max_retries=0)
         timings: dict[str, list[float]] = {f"{path}/{kind}": [] for path in clients for kind in ("create", "first_event")}
         rng = random.Random(seed)
         cpu_before = _cpu_seconds(proc.pid)
@@ -246,7 +265,7 @@ def one_run(calls: int, seed: int, shape: str = "agent") -> dict:
                 "bill_lines": len(lines), "bill_usd": sum(line["cost_usd"] for line in lines),
                 "gateway_calls": through, "gateway_cpu_ms_per_call": cpu_ms / through}
     finally:
-        for child in (proc, relay):
+        for child in (proc, relay) + ((other[0],) if other else ()):
             child.terminate()
             try:
                 child.wait(timeout=10)
@@ -268,14 +287,17 @@ def summarise(runs: list[dict]) -> dict:
                          "added_p50": statistics.median(through) - statistics.median(direct),
                          "added_p95": percentile(through, 95) - percentile(direct, 95),
                          "over_relay_p50": statistics.median(through) - statistics.median(relay)}
+            if f"baseline/{kind}" in t:
+                row[kind]["baseline_added_p50"] = statistics.median(t[f"baseline/{kind}"]) - statistics.median(direct)
         row["ledger_matches_bill"] = (run["ledger_rows"] == run["bill_lines"] == run["gateway_calls"]
                                       and abs(run["ledger_usd"] - run["bill_usd"]) < 1e-9)
         row["gateway_cpu_ms_per_call"] = run["gateway_cpu_ms_per_call"]
         out["runs"].append(row)
     out["gateway_cpu_ms_per_call"] = statistics.median(r["gateway_cpu_ms_per_call"] for r in out["runs"])
     for kind in ("create", "first_event"):
-        out[kind] = {key: statistics.median(r[kind][key] for r in out["runs"])
-                     for key in ("direct_p50", "relay_p50", "gateway_p50", "added_p50", "added_p95", "over_relay_p50")}
+        keys = ["direct_p50", "relay_p50", "gateway_p50", "added_p50", "added_p95", "over_relay_p50"]
+        keys += ["baseline_added_p50"] if "baseline_added_p50" in out["runs"][0][kind] else []
+        out[kind] = {key: statistics.median(r[kind][key] for r in out["runs"]) for key in keys}
     return out
 
 
@@ -292,6 +314,12 @@ def table(summary: dict, calls: int) -> str:
         lines.append(f"| {name} | {s['direct_p50']:.2f} | {s['relay_p50']:.2f} | {s['gateway_p50']:.2f} | "
                      f"{s['added_p50']:.2f} | {s['added_p95']:.2f} | {per_run} | {s['over_relay_p50']:.2f} | "
                      f"<= {TARGET_MS:.0f} ms: {verdict} |")
+    if "baseline_added_p50" in summary["create"]:
+        lines.append("")
+        for kind, name in names.items():
+            per_run = ", ".join(f"{r[kind]['baseline_added_p50']:.2f}" for r in summary["runs"])
+            lines.append(f"baseline ({summary['baseline']}), {name}: added p50 {summary[kind]['baseline_added_p50']:.2f} "
+                         f"(per run {per_run}); this checkout {summary[kind]['added_p50']:.2f}, same runs")
     ok = all(r["ledger_matches_bill"] for r in summary["runs"])
     load = os.getloadavg()[0]
     lines += ["", f"gateway process CPU per call (user + system, all calls): {summary['gateway_cpu_ms_per_call']:.2f} ms",
@@ -308,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="agent",
                         help="the request: agent (2.5 KB, the default) or claude-code (76 KB, Claude Code 2.1's shape)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="another checkout of mcp-tars (e.g. a git worktree of an older commit): its gateway runs "
+                             "in the same runs, interleaved with this one's, so a change is measured side by side")
     parser.add_argument("--relay", nargs=2, type=int, metavar=("PORT", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.relay:
@@ -315,8 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     calls = args.calls or (80 if args.quick else 400)
     runs = args.runs or (3 if args.quick else 5)
-    results = [one_run(calls, seed, args.shape) for seed in range(runs)]
+    if args.baseline and not (Path(args.baseline) / "mcp_tars" / "gateway.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a checkout of mcp-tars with a gateway (no mcp_tars/gateway.py)")
+    results = [one_run(calls, seed, args.shape, args.baseline) for seed in range(runs)]
     summary = summarise(results)
+    if args.baseline:
+        summary["baseline"] = args.baseline
     print(f"request shape: {args.shape}")
     print(table(summary, calls), flush=True)
     name = "gateway" if args.shape == "agent" else f"gateway-{args.shape}"
