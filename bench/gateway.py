@@ -56,6 +56,7 @@ from mcp_tars.store import ledger as ledger_store
 from mcp_tars.store import open_store
 
 TARGET_MS = 1.0
+REPO = Path(__file__).resolve().parent.parent  # this checkout
 SYSTEM = "You are a coding agent in the user's repository. Use the tools to read files and run commands; keep answers short."
 TOOLS = [
     {"name": "read_file", "description": "Read a file of the repository.",
@@ -195,13 +196,26 @@ def _start_gateway(work: Path, sim_url: str, source: str | None = None) -> tuple
     work.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = server_env(work, sim_url, bench_config())
-    if source:
-        env["PYTHONPATH"] = source
+    # The code comes from PYTHONPATH, the process runs in its work directory:
+    # `python -m` puts the working directory first on sys.path, so a gateway
+    # started from this checkout would import this checkout's code whatever
+    # PYTHONPATH says (the baseline would be measured against itself).
+    env["PYTHONPATH"] = str(Path(source).resolve()) if source else str(REPO)
+    code = Path(env["PYTHONPATH"]) / "mcp_tars"
+    if _package_dir(env, work) != code:
+        raise RuntimeError(f"a gateway started from {env['PYTHONPATH']} would not run its code ({code})")
     log = work / "gateway.stderr"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "mcp_tars", "gateway", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "mcp_tars", "gateway", "--port", str(port)], env=env, cwd=work,
                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     return proc, port, log
+
+
+def _package_dir(env: dict, cwd: Path) -> Path:
+    """Where a process started with ``env`` in ``cwd`` imports ``mcp_tars`` from."""
+    out = subprocess.run([sys.executable, "-c", "import mcp_tars, os; print(os.path.dirname(mcp_tars.__file__))"],
+                         env=env, cwd=cwd, capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip()).resolve()
 
 
 def one_run(calls: int, seed: int, shape: str = "agent", baseline: str | None = None) -> dict:
