@@ -68,6 +68,7 @@ SUMMARY_SYSTEM_PROMPT = (
 # own work, and nobody waits for it. A crash in between loses a cache entry,
 # never a ledger row (the row is written before the answer is returned).
 ANSWER_STORE_DELAY_SECONDS = 0.002
+SESSION_MEMO_SIZE = 4096  # sessions remembered per process (see Engine._sessions)
 
 Progress = Callable[[float, str], Awaitable[None]]
 # defer(request, priority=..., max_wait_seconds=..., critical=...) -> {"task_id": ...}: the batch queue's entry
@@ -161,6 +162,12 @@ class Engine:
         self.forward_planner = Planner(forward_config(config, config.gateway), self.prices, self.budget, store,
                                        judge_limits=False)
         self._pending: list[Callable[[], None]] = []  # see ANSWER_STORE_DELAY_SECONDS and finish_pending
+        # Sessions as this process last wrote or read them: a session's calls
+        # come through one server, so its next call needs no read (Claude Code
+        # sends one per call). Another process touching the same session makes
+        # an entry stale until this one touches it again; sessions feed
+        # decisions (sticky tier, cache TTLs), never a bill.
+        self._sessions: dict[tuple[str, str], dict] = {}
 
     def caller_for(self, credential: Credential) -> Caller:
         """The caller a forwarded credential stands for (the configured
@@ -208,7 +215,7 @@ class Engine:
                 return self.record_cache_hit(hit, req, complexity, started, tenant=tenant)
 
         # 2. the plan: routing, budget, pruning, prompt caching
-        session = ledger.get_session(self.store, tenant, req.session_id) if req.session_id else None
+        session = self._session(tenant, req.session_id) if req.session_id else None
         try:
             plan = await self.planner.plan(req, messages, complexity, tenant=tenant, session=session,
                                            started_ts=started_ts, summarizer=self._summarizer(caller))
@@ -241,9 +248,9 @@ class Engine:
         self.accounting.record(row, warnings)
         if req.session_id:
             try:
-                ledger.touch_session(self.store, tenant, req.session_id, ts=started_ts,
-                                     level=None if decision.pinned else decision.level,
-                                     model=None if decision.pinned else answer.model)
+                self._remember_session(tenant, req.session_id, ledger.touch_session(
+                    self.store, tenant, req.session_id, ts=started_ts, level=None if decision.pinned else decision.level,
+                    model=None if decision.pinned else answer.model))
             except StoreError as e:
                 warnings.append(f"the session's routing state was not saved: {e}")
 
@@ -307,7 +314,7 @@ class Engine:
         try:
             complexity = (classify_request(req, messages, self.config.routing) if levers.routing
                           else Complexity(0, "simple", "not classified: the gateway keeps the client's model"))
-            session = ledger.get_session(self.store, tenant, session_id) if session_id else None
+            session = self._session(tenant, session_id) if session_id else None
             plan = await self.forward_planner.plan(req, messages, complexity, tenant=tenant, session=session,
                                                    started_ts=fwd.started_ts, summarizer=self._summarizer(caller),
                                                    markers=markers)
@@ -377,9 +384,24 @@ class Engine:
 
     def _touch_session(self, tenant: str, session_id: str, ts: float, level, model) -> None:
         try:
-            ledger.touch_session(self.store, tenant, session_id, ts=ts, level=level, model=model)
+            self._remember_session(tenant, session_id,
+                                   ledger.touch_session(self.store, tenant, session_id, ts=ts, level=level, model=model))
         except StoreError as e:
             log.warning("gateway: the session's timing was not saved: %s", e)
+
+    def _session(self, tenant: str, session_id: str) -> dict | None:
+        """The session's routing and timing state (see ``_sessions``)."""
+        session = self._sessions.get((tenant, session_id))
+        if session is None:
+            session = ledger.get_session(self.store, tenant, session_id)
+            if session is not None:
+                self._remember_session(tenant, session_id, session)
+        return session
+
+    def _remember_session(self, tenant: str, session_id: str, session: dict) -> None:
+        if len(self._sessions) >= SESSION_MEMO_SIZE:
+            self._sessions.clear()  # bounded; a forgotten session costs one read
+        self._sessions[(tenant, session_id)] = session
 
     def record_batch_result(self, message: dict, *, caller: Caller, session_id: str | None = None,
                             batch_id: str | None = None, custom_id: str | None = None) -> dict:

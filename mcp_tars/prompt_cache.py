@@ -192,8 +192,9 @@ def conversation_prefix_end(messages: list) -> int:
 
 def _tools_key(params: dict) -> bytes:
     # Agents send the same tools on every call (Claude Code: 64 KB of them):
-    # their compact JSON keys the memos below.
-    return fastjson.dumps(params["tools"], sort_keys=True) if params.get("tools") else b""
+    # their compact JSON keys the memos below, in the order the client wrote
+    # it (a client that reorders keys costs a memo entry, not a wrong value).
+    return fastjson.dumps(params["tools"]) if params.get("tools") else b""
 
 
 # Distinct tool sets and system prompts per process are few (one per agent);
@@ -228,7 +229,7 @@ def _stable_prefix_tokens(params: dict, model: str, tools_key: bytes) -> int:
 def _stable_prefix_hash(params: dict, tools_key: bytes) -> str | None:
     # The hash of the prefix without its markers, memoised on its JSON.
     system = params.get("system")
-    key = (tools_key, system if isinstance(system, str) else fastjson.dumps(system, sort_keys=True))
+    key = (tools_key, system if isinstance(system, str) else fastjson.dumps(system))
     if key in _prefix_hashes:
         return _prefix_hashes[key]
 

@@ -230,13 +230,13 @@ def get_session(store: Store, tenant: str, session_id: str) -> dict | None:
     return {"level": row[0], "model": row[1], "calls": row[2], "first_ts": row[3], "last_ts": row[4], "gaps": json.loads(row[5])}
 
 
-def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, level: str | None, model: str | None) -> None:
-    """Record a call of a session: its tier and the gap since the previous call."""
+def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, level: str | None, model: str | None) -> dict:
+    """Record a call of a session: its tier and the gap since the previous call.
+    Returns the session as ``get_session`` would read it now."""
+    select = (f"SELECT level, model, calls, first_ts, last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ? "
+              f"{store.for_update}")
     with store.write() as c:
-        row = c.execute(
-            f"SELECT last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ? {store.for_update}",
-            (tenant, session_id)
-        ).fetchone()
+        row = c.execute(select, (tenant, session_id)).fetchone()
         if row is None:
             # ON CONFLICT: another machine may add the same session at the same moment
             inserted = c.execute(
@@ -245,17 +245,18 @@ def touch_session(store: Store, tenant: str, session_id: str, *, ts: float, leve
                 (tenant, session_id, level, model, ts, ts),
             ).rowcount
             if inserted:
-                return
-            row = c.execute(f"SELECT last_ts, gaps FROM sessions WHERE tenant = ? AND session_id = ? {store.for_update}",
-                            (tenant, session_id)).fetchone()
-        gaps = json.loads(row[1])
-        if row[0] is not None:
-            gaps = (gaps + [max(0.0, ts - row[0])])[-MAX_REMEMBERED_GAPS:]
+                return {"level": level, "model": model, "calls": 1, "first_ts": ts, "last_ts": ts, "gaps": []}
+            row = c.execute(select, (tenant, session_id)).fetchone()
+        gaps = json.loads(row[5])
+        if row[4] is not None:
+            gaps = (gaps + [max(0.0, ts - row[4])])[-MAX_REMEMBERED_GAPS:]
         c.execute(
             "UPDATE sessions SET level = COALESCE(?, level), model = COALESCE(?, model), calls = calls + 1, "
             "last_ts = ?, gaps = ? WHERE tenant = ? AND session_id = ?",
             (level, model, ts, json.dumps(gaps), tenant, session_id),
         )
+    return {"level": row[0] if level is None else level, "model": row[1] if model is None else model,
+            "calls": row[2] + 1, "first_ts": row[3], "last_ts": ts, "gaps": gaps}
 
 
 def stored_sessions(store: Store) -> list[dict]:
