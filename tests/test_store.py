@@ -288,6 +288,12 @@ def test_sessions_remember_tier_and_gaps(store):
     assert ledger.get_session(store, "other", "sess") is None
 
 
+def test_a_touched_session_is_returned_as_it_is_stored(store):
+    # the engine remembers what touch_session returns instead of reading the session again
+    for ts, level, model in ((100.0, "complex", "claude-sonnet-5-5"), (160.0, None, None), (560.0, "expert", None)):
+        assert ledger.touch_session(store, "t", "sess", ts=ts, level=level, model=model) == ledger.get_session(store, "t", "sess")
+
+
 def test_spooled_rows_and_those_a_dead_replayer_took_come_back_on_the_next_open(db_url):
     s = open_store(db_url)
     ledger.spool(s, _row(6))
