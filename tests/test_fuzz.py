@@ -12,6 +12,7 @@ memory. One server and one client session serve the whole module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -140,11 +141,10 @@ class Harness:
         return r
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+@contextlib.contextmanager
+def _harness(tmp):
     from mcp_tars.sim import SimulatedAnthropic
 
-    tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "sdk").mkdir()
     saved = {k: os.environ.get(k) for k in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_CONFIG_DIR")}
     with SimulatedAnthropic() as sim:
@@ -162,6 +162,19 @@ def harness(tmp_path_factory):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    with _harness(tmp_path_factory.mktemp("fuzz")) as h:
+        yield h
+
+
+@pytest.fixture
+def own_harness(tmp_path):
+    """A server of its own: what the fuzz tests stored (random sessions among them) cannot crowd its report."""
+    with _harness(tmp_path) as h:
+        yield h
 
 
 @given(args=complete_args)
@@ -235,7 +248,8 @@ def test_fuzz_any_tool_with_junk_arguments(harness, tool, args):
         assert text.strip() and text.strip() != f"Error executing tool {tool}", (tool, args, text)
 
 
-def test_injections_are_stored_and_rendered_literally(harness):
+def test_injections_are_stored_and_rendered_literally(own_harness):
+    harness = own_harness
     sessions = ["{{7*7}}", "'; DROP TABLE ledger; --", "<script>alert(1)</script>", "{% raw %}x"]
     for i, session in enumerate(sessions):
         r = harness.call("optimized_complete", {"prompt": f"Name a prime number bigger than {100 + i}.",
