@@ -73,9 +73,12 @@ async def _drive(base_url: str, data_dir: Path) -> str:
                 "messages": messages, "system": SYSTEM_PROMPT, "session_id": "demo-ops", "max_tokens": 300})
             _show(turn, r)
             messages.append({"role": "assistant", "content": r.structured_content["text"]})
+        # Normal priority: the tasks wait for process_deferred at any hour (low
+        # priority would go out by itself in the off-peak window, 0-6 UTC, and
+        # the demo's figures would depend on when it runs).
         for i in range(3):
             await client.call_tool("defer_task", {"prompt": f"Write a one-line summary of release note #{i + 1}.",
-                                                  "priority": "low"})
+                                                  "priority": "normal"})
         processed = await client.call_tool("process_deferred", {"force": True})
         if processed.is_error:
             raise RuntimeError(processed.content[0].text)

@@ -512,7 +512,9 @@ async def test_orphaned_claim_is_adopted_not_resubmitted(queue_factory, api_env)
     assert len(batch_posts(sim)) == 1 and ledger.count(q.store) == 3
 
     # a claim whose batch was never created goes back to the queue, then out once
-    more = (await defer(q, "Give an antonym of cold.", priority="low"))["task_id"]
+    # normal priority: queued until a batch fills or times out, whatever the hour
+    # (a low-priority task goes out at once in the off-peak window, 0-6 UTC)
+    more = (await defer(q, "Give an antonym of cold.", priority="normal"))["task_id"]
     task_store.claim(q.store, q.engine.tenant, [more], token="claim_y", owner=f"{host}:999999999:-:x", now=clock.now(),
                      lease_until=clock.now() - 1)
     await q.process()
